@@ -1,0 +1,273 @@
+"""``colprune`` command line: build, prune, search, info, demo. A thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import ColpruneError
+from .index import Index
+from .pruning import PRUNERS, Pruner, make_pruner
+
+__all__ = ["main"]
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
+def _pruner_params() -> dict[str, Any]:
+    """Every constructor parameter of every registered pruner, with its default's type."""
+    params: dict[str, Any] = {}
+    for cls in PRUNERS.values():
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if name != "self" and p.default is not inspect.Parameter.empty:
+                params.setdefault(name, type(p.default))
+    return params
+
+
+def _add_pruner_args(p: argparse.ArgumentParser, default: str) -> None:
+    g = p.add_argument_group("pruning")
+    g.add_argument("--pruner", default=default, choices=sorted(PRUNERS), help=f"pruning method (default: {default})")
+    for name, typ in _pruner_params().items():
+        owners = [n for n, c in PRUNERS.items() if name in inspect.signature(c.__init__).parameters]
+        g.add_argument(f"--{name}", type=typ, default=None, help=f"parameter of {', '.join(owners)}")
+
+
+def _pruner_from_args(args: argparse.Namespace) -> Pruner:
+    accepted = inspect.signature(PRUNERS[args.pruner].__init__).parameters
+    given = {n: getattr(args, n) for n in _pruner_params() if getattr(args, n) is not None}
+    extra = sorted(set(given) - set(accepted))
+    if extra:
+        raise ColpruneError(f"--{extra[0]} does not apply to --pruner {args.pruner}")
+    return make_pruner(args.pruner, **given)
+
+
+def _progress(iterable, total: int, desc: str, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="page", disable=quiet)
+
+
+def _fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# -- build -------------------------------------------------------------------------------
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .io import load_embeddings
+
+    pruner = _pruner_from_args(args)
+    sets = [load_embeddings(p) for p in args.inputs]
+    dim = args.dim or next((s.embeddings[0].shape[1] for s in sets if len(s)), None)
+    if dim is None:
+        raise ColpruneError("the input files hold no pages")
+    if os.path.exists(args.output) and not args.overwrite:
+        index = Index.open(args.output, mode="a")
+    else:
+        index = Index.create(args.output, dim, args.dtype, encoder=args.encoder, overwrite=args.overwrite)
+    with index:
+        done = set(index.ids)
+        total = sum(len(s) for s in sets)
+        skipped = 0
+        with _progress(None, total, "build", args.quiet) as bar:
+            for s in sets:
+                todo = [i for i, doc_id in enumerate(s.ids) if doc_id not in done]
+                skipped += len(s) - len(todo)
+                bar.update(len(s) - len(todo))
+                for lo in range(0, len(todo), args.batch):
+                    rows = todo[lo : lo + args.batch]
+                    pick = lambda seq: None if seq is None else [seq[i] for i in rows]  # noqa: E731
+                    index.add(
+                        pick(s.ids), pick(s.embeddings), pick(s.importance), pruner=pruner,
+                        metadata=pick(s.metadata) or [{"source": s.source, "page": i} for i in rows],
+                        patch_mask=pick(s.patch_mask), grids=pick(s.grids),
+                    )
+                    bar.update(len(rows))
+        info = index.info()
+    if skipped:
+        print(f"skipped {skipped} pages already in {args.output}")
+    _summary(info)
+    return 0
+
+
+def _summary(info: dict[str, Any]) -> None:
+    ratio = info["keep_ratio"]
+    print(
+        f"{info['path']}: {info['docs']} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
+        f" ({'-' if ratio is None else f'{ratio:.1%}'}), {_fmt_bytes(info['vector_bytes_per_page'])} per page"
+        f" ({info['dtype']}, unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])})"
+    )
+
+
+# -- prune -------------------------------------------------------------------------------
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    pruner = _pruner_from_args(args)
+    with Index.open(args.source) as src:
+        dst = src.derive(args.output, pruner, dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet)
+    with dst:
+        _summary(dst.info())
+    return 0
+
+
+# -- search ------------------------------------------------------------------------------
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .io import load_embeddings
+
+    qs = load_embeddings(args.queries)
+    with Index.open(args.index) as index:
+        hits = index.search(qs.embeddings, k=args.k, n_threads=args.threads)
+    if args.json:
+        print(json.dumps([{"query": qid, "hits": [{"id": h.id, "score": h.score} for h in hs]} for qid, hs in zip(qs.ids, hits)]))
+        return 0
+    for qid, hs in zip(qs.ids, hits):
+        print(f"query {qid}")
+        for rank, h in enumerate(hs, 1):
+            print(f"  {rank:>3}. {h.score:10.4f}  {h.id}")
+    return 0
+
+
+# -- info --------------------------------------------------------------------------------
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with Index.open(args.index) as index:
+        info = index.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    rows = [
+        ("file", f"{info['path']} ({_fmt_bytes(info['file_bytes'])})"),
+        ("format", f"{info['format']} v{info['format_version']} (written by colprune {info['library_version']})"),
+        ("pages", f"{info['docs']:,}"),
+        ("vectors", f"{info['vectors']:,} kept of {info['original_vectors']:,}"),
+        ("keep ratio", "-" if info["keep_ratio"] is None else f"{info['keep_ratio']:.1%}"),
+        ("vectors", f"dim {info['dim']}, {info['dtype']}"),
+        ("bytes/page", f"{_fmt_bytes(info['vector_bytes_per_page'])} of vectors "
+                       f"({_fmt_bytes(info['stored_bytes_per_page'])} with positions and importance); "
+                       f"unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])}"),
+        ("pruner", json.dumps(info["pruner"]) if info["pruner"] else "-"),
+        ("encoder", info["encoder"] or "-"),
+    ]
+    for k, v in rows:
+        print(f"{k:>11}  {v}")
+    return 0
+
+
+# -- demo --------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, n_pages=args.pages, quiet=args.quiet)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colprune",
+        formatter_class=_FMT,
+        description="Multi-vector index with adaptive patch pruning for visual document retrieval.",
+        epilog="examples:\n  colprune demo\n  colprune build pages.pt -o full.h5 --pruner none\n"
+        "  colprune prune full.h5 pruned.h5 --pruner adaptive --k -0.25\n  colprune search pruned.h5 queries.pt -k 5\n"
+        "  colprune info pruned.h5",
+    )
+    parser.add_argument("--version", action="version", version=f"colprune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "build", formatter_class=_FMT, help="index precomputed page embeddings",
+        description="Prune and index precomputed page embeddings. Re-running appends and skips pages already present.\n\n"
+        "Embedding files (see colprune.io): .pt (torch.save of a list of (n_i, dim) tensors, or a dict with\n"
+        "'embeddings' and optional 'importance', 'patch_mask', 'ids', 'metadata', 'grids'), .npz (CSR 'vectors' +\n"
+        "'offsets' [+ 'importance', 'patch_mask', 'ids'], or 'embeddings' (n, m, dim)), .npy ((n, m, dim) or (m, dim)).",
+        epilog="examples:\n  colprune build pages.pt -o full.h5 --pruner none          # full index, any pruner derivable later\n"
+        "  colprune build a.npz b.npz -o pages.h5 --pruner adaptive --k -0.25\n"
+        "  colprune build pages.pt -o pages.h5 --pruner ratio --ratio 0.3 --dtype float32",
+    )
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="embedding files (.pt, .npz, .npy)")
+    p.add_argument("-o", "--output", required=True, help="index file to create or extend")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype (default float16)")
+    p.add_argument("--dim", type=int, default=None, help="embedding dim (default: from the first page)")
+    p.add_argument("--encoder", default=None, help="name of the model that made the embeddings, stored in the file")
+    p.add_argument("--batch", type=int, default=256, help="pages per commit (default 256)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of appending to it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_pruner_args(p, "adaptive")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "prune", formatter_class=_FMT, help="derive a pruned index from a full one, without re-encoding",
+        description="Re-prune every page of SOURCE from its stored vectors and importance into DEST.",
+        epilog="examples:\n  colprune prune full.h5 adaptive.h5 --pruner adaptive --k -0.25\n"
+        "  colprune prune full.h5 top30.h5 --pruner ratio --ratio 0.3\n  colprune prune full.h5 rnd.h5 --pruner random --ratio 0.3 --seed 1",
+    )
+    p.add_argument("source", help="index to read (ideally a full one, built with --pruner none)")
+    p.add_argument("output", help="index to write")
+    p.add_argument("--dtype", default=None, choices=["float16", "float32"], help="stored dtype (default: the source's)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_pruner_args(p, "adaptive")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser(
+        "search", formatter_class=_FMT, help="search an index with query embeddings",
+        description="Exact MaxSim search. QUERIES is an embeddings file in any layout `build` reads;\n"
+        "each entry is one query's (n_tokens, dim) token vectors.",
+        epilog="examples:\n  colprune search pages.h5 queries.pt\n  colprune search pages.h5 queries.npz -k 3 --json",
+    )
+    p.add_argument("index")
+    p.add_argument("queries", help="query embeddings file (.pt, .npz, .npy)")
+    p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "info", formatter_class=_FMT, help="counts, bytes per page, keep ratio, format version, pruner",
+        epilog="examples:\n  colprune info pages.h5\n  colprune info pages.h5 --json",
+    )
+    p.add_argument("index")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "demo", formatter_class=_FMT, help="build, prune and search a small generated index",
+        description="Generate ColPali-like page embeddings, build a full index, derive a DocPruner-pruned one,\n"
+        "search both and print the bytes saved and the hits.",
+        epilog="examples:\n  colprune demo\n  colprune demo --out demo-index --pages 500",
+    )
+    p.add_argument("--out", default=None, help="folder for the index files (default: a temporary folder)")
+    p.add_argument("--pages", type=int, default=300, help="pages to generate (default 300)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ColpruneError, FileNotFoundError, FileExistsError, PermissionError) as e:
+        print(f"colprune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Every on-disk name of the colprune HDF5 format, and the checks on opening a file.
+
+This module is the single owner of dataset names, attribute keys and format versions;
+``docs/format.md`` is the human-readable contract for the same layout.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .._version import __version__
+from ..errors import FormatError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "VECTORS",
+    "OFFSETS",
+    "POSITIONS",
+    "IMPORTANCE",
+    "PATCH_MASK",
+    "COMMIT",
+    "DOCS",
+    "DOC_IDS",
+    "DOC_N_ORIGINAL",
+    "DOC_GRID",
+    "DOC_METADATA",
+    "STORED_DTYPES",
+    "set_encoding",
+    "check_file",
+]
+
+FORMAT_NAME = "colprune-index"
+FORMAT_VERSION = 1
+READABLE_VERSIONS = frozenset({1})
+
+# attribute keys
+ENCODING_TYPE = "encoding-type"
+ENCODING_VERSION = "encoding-version"
+A_FORMAT = "format"
+A_FORMAT_VERSION = "format_version"
+A_DIM = "dim"
+A_DTYPE = "dtype"
+A_PRUNER = "pruner"
+A_ENCODER = "encoder"
+A_LIBRARY_VERSION = "library_version"
+A_CREATED = "created"
+
+# datasets: per vector (length N, only the first COMMIT[1] rows are committed)
+VECTORS = "vectors"
+POSITIONS = "positions"
+IMPORTANCE = "importance"
+PATCH_MASK = "patch_mask"
+# per document (only the first COMMIT[0] are committed; offsets has COMMIT[0] + 1)
+OFFSETS = "offsets"
+DOCS = "docs"
+DOC_IDS = "docs/ids"
+DOC_N_ORIGINAL = "docs/n_original"
+DOC_GRID = "docs/grid"
+DOC_METADATA = "docs/metadata"
+# (2,) int64 [n_docs, n_vectors]: written last; the only source of truth for what is committed
+COMMIT = "commit"
+
+STORED_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+# encoding-type of every object, set by set_encoding in one place
+_ENCODINGS = {
+    "/": FORMAT_NAME,
+    VECTORS: "csr-vectors",
+    OFFSETS: "csr-offsets",
+    POSITIONS: "per-vector",
+    IMPORTANCE: "per-vector",
+    PATCH_MASK: "per-vector",
+    COMMIT: "commit-record",
+    DOCS: "per-document",
+    DOC_IDS: "utf8-strings",
+    DOC_N_ORIGINAL: "per-document",
+    DOC_GRID: "per-document",
+    DOC_METADATA: "json-strings",
+}
+
+
+def set_encoding(f: h5py.File, version: int = FORMAT_VERSION) -> None:
+    """Stamp every object of a new file with ``encoding-type`` and ``encoding-version``."""
+    for name, etype in _ENCODINGS.items():
+        obj = f[name]
+        obj.attrs[ENCODING_TYPE] = etype
+        obj.attrs[ENCODING_VERSION] = str(version)
+
+
+def root_attrs(dim: int, dtype: str, encoder: str | None, created: str) -> dict[str, Any]:
+    return {
+        A_FORMAT: FORMAT_NAME,
+        A_FORMAT_VERSION: FORMAT_VERSION,
+        A_DIM: int(dim),
+        A_DTYPE: dtype,
+        A_PRUNER: "",
+        A_ENCODER: encoder or "",
+        A_LIBRARY_VERSION: __version__,
+        A_CREATED: created,
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def check_file(f: h5py.File, path: str) -> int:
+    """Check that ``f`` is a colprune index this version can read; return its format version."""
+    fmt = f.attrs.get(A_FORMAT)
+    if fmt is None or _text(fmt) != FORMAT_NAME:
+        raise FormatError(
+            f"{path} is an HDF5 file but not a colprune index (its root attribute {A_FORMAT!r} is "
+            f"{None if fmt is None else _text(fmt)!r}, expected {FORMAT_NAME!r}); build one with "
+            "colprune.Index.create or `colprune build`"
+        )
+    version = int(f.attrs.get(A_FORMAT_VERSION, -1))
+    if version not in READABLE_VERSIONS:
+        if version > FORMAT_VERSION:
+            raise FormatError(
+                f"{path} uses colprune format version {version}, newer than this colprune "
+                f"{__version__} reads (up to {FORMAT_VERSION}); upgrade: pip install -U colprune"
+            )
+        raise FormatError(f"{path} has unknown colprune format version {version}; readable: {sorted(READABLE_VERSIONS)}")
+    missing = [n for n in (VECTORS, OFFSETS, POSITIONS, IMPORTANCE, PATCH_MASK, COMMIT, DOC_IDS, DOC_N_ORIGINAL, DOC_GRID, DOC_METADATA) if n not in f]
+    if missing:
+        raise FormatError(f"{path} is damaged: missing {', '.join(missing)}")
+    return version
+
+
+def read_pruner(f: h5py.File) -> dict[str, Any] | None:
+    raw = _text(f.attrs.get(A_PRUNER, ""))
+    return json.loads(raw) if raw else None
+
+
+def text_attr(f: h5py.File, key: str) -> str:
+    return _text(f.attrs.get(key, ""))

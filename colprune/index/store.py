@@ -1,0 +1,635 @@
+"""The multi-vector index: one HDF5 file, CSR vectors, crash-safe appends, exact search.
+
+See ``docs/format.md`` for the on-disk contract; every name used here comes from
+:mod:`colprune.index.layout`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, NamedTuple, Sequence
+
+import h5py
+import numpy as np
+
+from ..errors import DuplicateIdError, FormatError, InvalidInputError
+from ..kernels import as_query_batch, maxsim_csr, topk
+from ..pruning import NoPruning, PrunedPage, Pruner, check_page, make_pruner
+from . import layout as L
+
+__all__ = ["Index", "Page", "Hit"]
+
+_STR = h5py.string_dtype("utf-8")
+_CHUNK_BYTES = 256 << 10
+_NO_GRID = (-1, -1)
+
+
+class Hit(NamedTuple):
+    """One search result; compares equal to the plain tuple ``(id, score)``."""
+
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Page:
+    """One stored page.
+
+    Attributes
+    ----------
+    id : str
+    vectors : (n_kept, dim) float16 or float32, as stored
+    positions : (n_kept,) int64
+        Row of each kept vector in the encoder's output.
+    importance : (n_kept,) float32
+        NaN where the page was added without importance.
+    patch_mask : (n_kept,) bool
+        True for image-patch rows, False for special/prompt tokens.
+    n_original : int
+        Vectors the page had before pruning.
+    grid : (rows, cols) or None
+        Patch grid of the page, when the encoder has one.
+    metadata : dict
+    """
+
+    id: str
+    vectors: np.ndarray
+    positions: np.ndarray
+    importance: np.ndarray
+    patch_mask: np.ndarray
+    n_original: int
+    grid: tuple[int, int] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+def _open_h5(path: str, mode: str) -> h5py.File:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no index at {path}")
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        msg = str(e)
+        if "unable to lock file" in msg.lower():
+            raise OSError(f"{path} is open for writing elsewhere (HDF5 file lock): close the other writer first ({msg})") from None
+        raise FormatError(
+            f"cannot read {path} as HDF5: it is not an HDF5 file, or it is truncated or corrupted (h5py: {msg})"
+        ) from None
+
+
+def _check_grid(grid, n_patch: int, what: str) -> None:
+    try:
+        rows, cols = (int(x) for x in grid)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what}: grid must be (rows, cols), got {grid!r}") from None
+    if rows < 1 or cols < 1:
+        raise InvalidInputError(f"{what}: grid {rows}x{cols} must have positive sides")
+    if rows * cols != n_patch:
+        raise InvalidInputError(f"{what}: grid {rows}x{cols} has {rows * cols} cells but the page has {n_patch} patch rows")
+
+
+def _chunk_rows(row_bytes: int, chunk_bytes: int = _CHUNK_BYTES) -> int:
+    return max(16, chunk_bytes // max(1, row_bytes))
+
+
+class Index:
+    """A multi-vector index stored in one HDF5 file.
+
+    Use :meth:`create` or :meth:`open`, preferably as a context manager. Appends are
+    crash-safe: a document is visible only once the commit record that covers it is
+    written, after its data has been flushed.
+
+    Examples
+    --------
+    >>> with Index.create("pages.h5", dim=128) as index:           # doctest: +SKIP
+    ...     index.add(ids, embeddings, importance=imp, pruner=AdaptiveThreshold(-0.25))
+    >>> Index.open("pages.h5").search(query, k=10)                 # doctest: +SKIP
+    """
+
+    def __init__(self, f: h5py.File, path: str, mode: str) -> None:
+        # Use Index.create / Index.open.
+        self._f = f
+        self.path = str(path)
+        self.mode = mode
+        self.format_version = L.check_file(f, self.path)
+        self.dim = int(f.attrs[L.A_DIM])
+        self.dtype = L.text_attr(f, L.A_DTYPE)
+        if self.dtype not in L.STORED_DTYPES:
+            raise FormatError(f"{self.path}: unsupported stored dtype {self.dtype!r}")
+        self._n_docs, self._n_vectors = (int(x) for x in f[L.COMMIT][:2])
+        self._check_commit()
+        self._ids: list[str] | None = None
+        self._row: dict[str, int] | None = None
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        if mode != "r":
+            self._drop_uncommitted()
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        dim: int,
+        dtype: str = "float16",
+        *,
+        encoder: str | None = None,
+        overwrite: bool = False,
+        chunk_bytes: int = _CHUNK_BYTES,
+    ) -> "Index":
+        """Create an empty index, open for appending.
+
+        Parameters
+        ----------
+        path : file to create; refused if it exists unless ``overwrite``.
+        dim : embedding dimension (128 for ColPali/ColQwen2).
+        dtype : ``"float16"`` (default, half the bytes) or ``"float32"``.
+        encoder : name or path of the model that made the embeddings, if known.
+        chunk_bytes : target size of an HDF5 chunk; smaller suits many tiny indexes.
+        """
+        path = os.fspath(path)
+        if dtype not in L.STORED_DTYPES:
+            raise InvalidInputError(f"dtype must be one of {sorted(L.STORED_DTYPES)}, got {dtype!r}")
+        if int(dim) < 1:
+            raise InvalidInputError(f"dim must be positive, got {dim}")
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        dim = int(dim)
+        np_dtype = L.STORED_DTYPES[dtype]
+        f = h5py.File(path, "w")
+        try:
+            created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            for key, value in L.root_attrs(dim, dtype, encoder, created).items():
+                f.attrs[key] = value
+            vec_rows = _chunk_rows(dim * np.dtype(np_dtype).itemsize, chunk_bytes)
+            f.create_dataset(L.VECTORS, (0, dim), np_dtype, maxshape=(None, dim), chunks=(vec_rows, dim))
+            for name, dt in ((L.POSITIONS, np.int32), (L.IMPORTANCE, np.float32), (L.PATCH_MASK, np.uint8)):
+                f.create_dataset(name, (0,), dt, maxshape=(None,), chunks=(_chunk_rows(4, chunk_bytes),))
+            doc_rows = _chunk_rows(8, chunk_bytes // 4)
+            f.create_dataset(L.OFFSETS, data=np.zeros(1, np.int64), maxshape=(None,), chunks=(doc_rows,))
+            f.create_group(L.DOCS)
+            for name, dt in ((L.DOC_IDS, _STR), (L.DOC_N_ORIGINAL, np.int64), (L.DOC_METADATA, _STR)):
+                f.create_dataset(name, (0,), dt, maxshape=(None,), chunks=(doc_rows,))
+            f.create_dataset(L.DOC_GRID, (0, 2), np.int32, maxshape=(None, 2), chunks=(doc_rows, 2))
+            # contiguous, allocated now: a commit is one small in-place write
+            f.create_dataset(L.COMMIT, data=np.zeros(2, np.int64))
+            L.set_encoding(f)
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return cls(f, path, "a")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> "Index":
+        """Open an existing index: ``mode="r"`` to read and search, ``"a"`` to also append."""
+        if mode not in ("r", "a"):
+            raise InvalidInputError(f"mode must be 'r' or 'a', got {mode!r}")
+        path = os.fspath(path)
+        f = _open_h5(path, "r" if mode == "r" else "r+")
+        try:
+            return cls(f, path, mode)
+        except BaseException:
+            f.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file; the index cannot be used afterwards."""
+        if self._f.id.valid:
+            self._f.close()
+        self._cache = None
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        pruner = self.pruner
+        return (
+            f"Index({self.path!r}, mode={self.mode!r}, docs={len(self)}, vectors={self._n_vectors}, "
+            f"dim={self.dim}, dtype={self.dtype}, pruner={pruner!r})"
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n_docs
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._id_rows()
+
+    @property
+    def ids(self) -> list[str]:
+        """Committed document ids, in commit order."""
+        if self._ids is None:
+            n = self._n_docs
+            self._ids = list(self._f[L.DOC_IDS].asstr()[:n]) if n else []
+        return list(self._ids)
+
+    @property
+    def n_vectors(self) -> int:
+        """Stored vectors over all committed documents."""
+        return self._n_vectors
+
+    @property
+    def pruner(self) -> Pruner | None:
+        """The pruner the index was built with (None until the first add)."""
+        cfg = L.read_pruner(self._f)
+        return None if cfg is None else make_pruner(cfg)
+
+    @property
+    def pruner_config(self) -> dict[str, Any] | None:
+        """The stored ``{"name", "params"}`` record of the pruner (with ``derived_from`` if any)."""
+        return L.read_pruner(self._f)
+
+    @property
+    def encoder(self) -> str | None:
+        """Name or path of the encoder that made the vectors, if recorded."""
+        return L.text_attr(self._f, L.A_ENCODER) or None
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The root attributes as stored (format, version, dim, dtype, pruner, ...)."""
+        return {k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v) for k, v in self._f.attrs.items()}
+
+    def get(self, doc_id: str) -> Page:
+        """The stored page with id ``doc_id`` (KeyError if absent)."""
+        rows = self._id_rows()
+        if doc_id not in rows:
+            raise KeyError(f"no document {doc_id!r} in {self.path}")
+        return self._page(rows[doc_id])
+
+    def __iter__(self) -> Iterator[Page]:
+        return self.iter_pages()
+
+    def iter_pages(self, batch_size: int = 1024) -> Iterator[Page]:
+        """Every committed page in commit order, read in batches of ``batch_size`` documents."""
+        f = self._f
+        ids = self.ids
+        for lo in range(0, self._n_docs, batch_size):
+            hi = min(lo + batch_size, self._n_docs)
+            off = f[L.OFFSETS][lo : hi + 1]
+            a, b = int(off[0]), int(off[-1])
+            vec = f[L.VECTORS][a:b]
+            pos = f[L.POSITIONS][a:b].astype(np.int64)
+            imp = f[L.IMPORTANCE][a:b]
+            mask = f[L.PATCH_MASK][a:b].astype(bool)
+            n_orig = f[L.DOC_N_ORIGINAL][lo:hi]
+            grids = f[L.DOC_GRID][lo:hi]
+            meta = f[L.DOC_METADATA].asstr()[lo:hi]
+            for i in range(hi - lo):
+                s, e = int(off[i]) - a, int(off[i + 1]) - a
+                yield Page(
+                    ids[lo + i], vec[s:e], pos[s:e], imp[s:e], mask[s:e], int(n_orig[i]),
+                    None if grids[i][0] < 0 else (int(grids[i][0]), int(grids[i][1])), json.loads(meta[i]),
+                )
+
+    def _page(self, row: int) -> Page:
+        f = self._f
+        s, e = (int(x) for x in f[L.OFFSETS][row : row + 2])
+        grid = f[L.DOC_GRID][row]
+        return Page(
+            id=self.ids[row],
+            vectors=f[L.VECTORS][s:e],
+            positions=f[L.POSITIONS][s:e].astype(np.int64),
+            importance=f[L.IMPORTANCE][s:e],
+            patch_mask=f[L.PATCH_MASK][s:e].astype(bool),
+            n_original=int(f[L.DOC_N_ORIGINAL][row]),
+            grid=None if grid[0] < 0 else (int(grid[0]), int(grid[1])),
+            metadata=json.loads(f[L.DOC_METADATA].asstr()[row]),
+        )
+
+    def _id_rows(self) -> dict[str, int]:
+        if self._row is None:
+            self._row = {doc_id: i for i, doc_id in enumerate(self.ids)}
+        return self._row
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """All committed vectors and offsets in memory (cached): ``((N, dim), (n_docs + 1,))``."""
+        if self._cache is None:
+            vectors = self._f[L.VECTORS][: self._n_vectors]
+            offsets = self._f[L.OFFSETS][: self._n_docs + 1].astype(np.int64)
+            self._cache = (vectors, offsets)
+        return self._cache
+
+    def info(self) -> dict[str, Any]:
+        """Counts and storage figures: docs, vectors, keep ratio, bytes per page, format."""
+        n_docs, n_vec = self._n_docs, self._n_vectors
+        n_orig = int(self._f[L.DOC_N_ORIGINAL][:n_docs].sum()) if n_docs else 0
+        item = np.dtype(L.STORED_DTYPES[self.dtype]).itemsize
+        per_vector_extra = 4 + 4 + 1  # position, importance, patch flag
+        return {
+            "path": self.path,
+            "format": L.FORMAT_NAME,
+            "format_version": self.format_version,
+            "library_version": L.text_attr(self._f, L.A_LIBRARY_VERSION),
+            "docs": n_docs,
+            "vectors": n_vec,
+            "original_vectors": n_orig,
+            "keep_ratio": (n_vec / n_orig) if n_orig else None,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "vector_bytes_per_page": (n_vec * self.dim * item / n_docs) if n_docs else None,
+            "unpruned_vector_bytes_per_page": (n_orig * self.dim * item / n_docs) if n_docs else None,
+            "stored_bytes_per_page": (n_vec * (self.dim * item + per_vector_extra) / n_docs) if n_docs else None,
+            "file_bytes": os.path.getsize(self.path),
+            "pruner": self.pruner_config,
+            "encoder": self.encoder,
+        }
+
+    # -- search ------------------------------------------------------------------------
+
+    def scores(self, queries, *, n_threads: int | None = None) -> np.ndarray:
+        """Exact MaxSim of every query against every page: ``(n_queries, n_docs)`` float32."""
+        qv, qoff, _ = as_query_batch(queries, dim=self.dim)
+        vectors, offsets = self.load()
+        return maxsim_csr(qv, qoff, vectors, offsets, n_threads=n_threads)
+
+    def search(self, queries, k: int = 10, *, n_threads: int | None = None) -> list[Hit] | list[list[Hit]]:
+        """Exact top-``k`` pages by MaxSim.
+
+        Parameters
+        ----------
+        queries : (n_tokens, dim) array, or a list of such arrays (NumPy or torch)
+        k : int
+            Hits per query (fewer if the index is smaller).
+        n_threads : int, optional
+            Threads for the kernel (default: all cores).
+
+        Returns
+        -------
+        list of Hit for one 2-D query; a list of such lists for a list of queries.
+        Each :class:`Hit` is ``(id, score)``, best first; ties go to the earlier page.
+        """
+        _, _, single = as_query_batch(queries, dim=self.dim)
+        scores = self.scores(queries, n_threads=n_threads)
+        if self._n_docs == 0:
+            hits: list[list[Hit]] = [[] for _ in range(scores.shape[0])]
+        else:
+            idx, val = topk(scores, k)
+            ids = self.ids
+            hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
+        return hits[0] if single else hits
+
+    # -- writing -----------------------------------------------------------------------
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence,
+        importance: Sequence | None = None,
+        *,
+        pruner: Pruner | str | None = None,
+        metadata: Sequence[dict | None] | None = None,
+        patch_mask: Sequence | None = None,
+        grids: Sequence[tuple[int, int] | None] | None = None,
+        commit_every: int = 256,
+    ) -> list[PrunedPage]:
+        """Prune and append pages.
+
+        Every page is validated and pruned before anything is written, so bad input
+        raises :class:`~colprune.errors.InvalidInputError` (naming the document) and
+        leaves the index unchanged. Pages are then committed in groups of
+        ``commit_every``; a crash keeps every group committed before it.
+
+        Parameters
+        ----------
+        ids : n unique, non-empty strings, not already in the index
+        embeddings : n arrays of shape (n_i, dim), NumPy or torch, any float dtype
+        importance : n arrays of shape (n_i,), optional
+            Needed by importance-based pruners; stored with the kept vectors.
+        pruner : Pruner or registry name, optional
+            Defaults to the pruner the index was built with, else :class:`NoPruning`.
+            An index holds pages of one pruner configuration only.
+        metadata : n JSON-able dicts (or None), optional
+        patch_mask : n boolean arrays of shape (n_i,), optional
+            True for image-patch rows; False rows (special/prompt tokens) are always kept.
+        grids : n ``(rows, cols)`` patch grids (or None), optional
+            ``rows * cols`` must equal the page's number of patch rows.
+
+        Returns
+        -------
+        list of PrunedPage, what was stored for each page.
+        """
+        self._check_writable()
+        pruner = self._resolve_pruner(pruner)
+        n = len(ids)
+        for name, seq in (("embeddings", embeddings), ("importance", importance), ("metadata", metadata),
+                          ("patch_mask", patch_mask), ("grids", grids)):
+            if seq is not None and len(seq) != n:
+                raise InvalidInputError(f"{name} has {len(seq)} entries for {n} ids")
+        self._check_ids(ids)
+        pages = []
+        for i, doc_id in enumerate(ids):
+            what = f"document {doc_id!r}"
+            vec, imp, mask = check_page(
+                embeddings[i], None if importance is None else importance[i],
+                None if patch_mask is None else patch_mask[i], dim=self.dim, what=what,
+            )
+            if imp is None and pruner.needs_importance:
+                raise InvalidInputError(f"{what}: pruner {pruner.name!r} needs importance scores; pass importance=")
+            if grids is not None and grids[i] is not None:
+                _check_grid(grids[i], int(mask.sum()), what)
+            pages.append(pruner._prune_checked(vec, imp, mask))
+        self._append(ids, pages, pruner.config(), metadata, grids, commit_every)
+        return pages
+
+    def derive(
+        self,
+        path: str | os.PathLike,
+        pruner: Pruner | str,
+        *,
+        dtype: str | None = None,
+        overwrite: bool = False,
+        batch_size: int = 1024,
+        progress: bool = False,
+        **pruner_params: Any,
+    ) -> "Index":
+        """Write a pruned copy of this index to ``path`` without re-encoding.
+
+        Pages are re-pruned from their stored vectors and importance (a *full* index,
+        built with ``pruner="none"``, keeps every vector, so any pruner can be derived
+        from it). Positions, metadata and grids carry over. Returns the new index, open
+        read-only.
+        """
+        pruner = make_pruner(pruner, **pruner_params)
+        config = pruner.config()
+        source = self.pruner_config
+        if source is not None and source.get("name") != "none":
+            config["derived_from"] = source
+        with Index.create(path, self.dim, dtype or self.dtype, encoder=self.encoder, overwrite=overwrite) as dst:
+            dst._set_pruner(config)
+            batch: list[Page] = []
+            it = self.iter_pages(batch_size)
+            if progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(it, total=len(self), desc=f"prune ({pruner.name})", unit="page")
+            for page in it:
+                batch.append(page)
+                if len(batch) == batch_size:
+                    dst._append_repruned(batch, pruner, config)
+                    batch = []
+            if batch:
+                dst._append_repruned(batch, pruner, config)
+        return Index.open(path)
+
+    def _append_repruned(self, pages: list[Page], pruner: Pruner, config: dict[str, Any]) -> None:
+        out = []
+        for p in pages:
+            imp = p.importance.astype(np.float64)
+            if np.isnan(imp).any():
+                if pruner.needs_importance:
+                    raise InvalidInputError(
+                        f"document {p.id!r} was stored without importance scores; pruner {pruner.name!r} needs them"
+                    )
+                imp = None
+            pp = pruner._prune_checked(p.vectors, imp, p.patch_mask)
+            out.append(PrunedPage(pp.vectors, p.positions[pp.positions], pp.importance, pp.patch_mask, p.n_original))
+        self._append([p.id for p in pages], out, config, [p.metadata for p in pages], [p.grid for p in pages], len(pages))
+
+    def _resolve_pruner(self, pruner: Pruner | str | None) -> Pruner:
+        stored = L.read_pruner(self._f)
+        if pruner is None:
+            return make_pruner(stored) if stored else NoPruning()
+        pruner = make_pruner(pruner)
+        if stored is not None and self._n_docs:
+            base = {k: stored[k] for k in ("name", "params")}
+            if base != pruner.config():
+                raise InvalidInputError(
+                    f"{self.path} holds pages pruned with {stored}; add with the same pruner, or derive a "
+                    f"differently pruned index with Index.derive / `colprune prune`"
+                )
+        return pruner
+
+    def _check_writable(self) -> None:
+        if self.mode == "r":
+            raise PermissionError(f"{self.path} is open read-only; use Index.open(path, mode='a') to append")
+        if not self._f.id.valid:
+            raise ValueError(f"{self.path} is closed")
+
+    def _check_ids(self, ids: Sequence[str]) -> None:
+        existing = self._id_rows()
+        seen: set[str] = set()
+        for doc_id in ids:
+            if not isinstance(doc_id, str):
+                raise InvalidInputError(f"document ids must be strings, got {type(doc_id).__name__} {doc_id!r}")
+            if not doc_id:
+                raise InvalidInputError("empty document id ''")
+            if doc_id in existing:
+                raise DuplicateIdError(f"document {doc_id!r} is already in {self.path}")
+            if doc_id in seen:
+                raise DuplicateIdError(f"document {doc_id!r} appears twice in this add")
+            seen.add(doc_id)
+
+    def _set_pruner(self, config: dict[str, Any]) -> None:
+        if L.read_pruner(self._f) != config:
+            self._f.attrs[L.A_PRUNER] = json.dumps(config, sort_keys=True)
+
+    def _append(
+        self,
+        ids: Sequence[str],
+        pages: list[PrunedPage],
+        pruner_config: dict[str, Any],
+        metadata: Sequence[dict | None] | None,
+        grids: Sequence[tuple[int, int] | None] | None,
+        commit_every: int,
+    ) -> None:
+        np_dtype = L.STORED_DTYPES[self.dtype]
+        meta_json, grid_rows, stored = [], [], []
+        for i, (doc_id, page) in enumerate(zip(ids, pages)):
+            what = f"document {doc_id!r}"
+            m = None if metadata is None else metadata[i]
+            if m is None:
+                m = {}
+            if not isinstance(m, dict):
+                raise InvalidInputError(f"{what}: metadata must be a dict, got {type(m).__name__}")
+            try:
+                meta_json.append(json.dumps(m, allow_nan=False, ensure_ascii=False))
+            except (TypeError, ValueError) as e:
+                raise InvalidInputError(f"{what}: metadata is not JSON-serialisable ({e})") from None
+            g = None if grids is None else grids[i]
+            grid_rows.append(_NO_GRID if g is None else tuple(int(x) for x in g))
+            with np.errstate(over="ignore"):
+                vec = page.vectors.astype(np_dtype, copy=False)
+            if not np.isfinite(vec).all():
+                raise InvalidInputError(f"{what}: values overflow {self.dtype} (|x| > {np.finfo(np_dtype).max:g})")
+            stored.append(vec)
+        self._set_pruner(pruner_config)
+        step = max(1, int(commit_every))
+        for lo in range(0, len(pages), step):
+            hi = min(lo + step, len(pages))
+            self._commit(ids[lo:hi], stored[lo:hi], pages[lo:hi], meta_json[lo:hi], grid_rows[lo:hi])
+
+    def _commit(self, ids, vectors, pages, meta_json, grid_rows) -> None:
+        f = self._f
+        n0, v0 = self._n_docs, self._n_vectors
+        lengths = np.array([v.shape[0] for v in vectors], dtype=np.int64)
+        nd, nv = len(ids), int(lengths.sum())
+
+        def extend(name: str, data: np.ndarray, start: int) -> None:
+            ds = f[name]
+            ds.resize(start + data.shape[0], axis=0)
+            ds[start : start + data.shape[0]] = data
+
+        # data first, commit record last: a crash before the record leaves an ignored tail
+        extend(L.VECTORS, np.concatenate(vectors), v0)
+        extend(L.POSITIONS, np.concatenate([p.positions for p in pages]).astype(np.int32), v0)
+        extend(L.IMPORTANCE, np.concatenate([p.importance for p in pages]).astype(np.float32), v0)
+        extend(L.PATCH_MASK, np.concatenate([p.patch_mask for p in pages]).astype(np.uint8), v0)
+        extend(L.DOC_IDS, np.array(ids, dtype=object), n0)
+        extend(L.DOC_N_ORIGINAL, np.array([p.n_original for p in pages], dtype=np.int64), n0)
+        extend(L.DOC_GRID, np.array(grid_rows, dtype=np.int32).reshape(-1, 2), n0)
+        extend(L.DOC_METADATA, np.array(meta_json, dtype=object), n0)
+        extend(L.OFFSETS, v0 + np.cumsum(lengths), n0 + 1)
+        f.flush()
+        f[L.COMMIT][:] = np.array([n0 + nd, v0 + nv], dtype=np.int64)
+        f.flush()
+        self._fsync()
+        self._n_docs, self._n_vectors = n0 + nd, v0 + nv
+        if self._ids is not None:
+            self._ids.extend(ids)
+        if self._row is not None:
+            self._row.update((doc_id, n0 + i) for i, doc_id in enumerate(ids))
+        self._cache = None
+
+    def _fsync(self) -> None:
+        try:
+            os.fsync(self._f.id.get_vfd_handle())
+        except (OSError, ValueError, TypeError):  # drivers without a file descriptor
+            pass
+
+    def _check_commit(self) -> None:
+        f, n, v = self._f, self._n_docs, self._n_vectors
+        if n < 0 or v < 0 or f[L.OFFSETS].shape[0] < n + 1 or f[L.VECTORS].shape[0] < v:
+            raise FormatError(f"{self.path} is damaged: its commit record ({n} docs, {v} vectors) exceeds its datasets")
+        for name in (L.DOC_IDS, L.DOC_N_ORIGINAL, L.DOC_GRID, L.DOC_METADATA):
+            if f[name].shape[0] < n:
+                raise FormatError(f"{self.path} is damaged: {name} has fewer than {n} entries")
+        for name in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK):
+            if f[name].shape[0] < v:
+                raise FormatError(f"{self.path} is damaged: {name} has fewer than {v} entries")
+        if f[L.VECTORS].shape[1] != self.dim:
+            raise FormatError(f"{self.path} is damaged: vectors have dim {f[L.VECTORS].shape[1]}, attribute says {self.dim}")
+        if int(f[L.OFFSETS][n]) != v:
+            raise FormatError(f"{self.path} is damaged: offsets[{n}] = {int(f[L.OFFSETS][n])} but {v} vectors are committed")
+
+    def _drop_uncommitted(self) -> None:
+        # Rows past the commit record are left by an interrupted append: cut them off.
+        f, n, v = self._f, self._n_docs, self._n_vectors
+        changed = False
+        for name, size in ((L.VECTORS, v), (L.POSITIONS, v), (L.IMPORTANCE, v), (L.PATCH_MASK, v), (L.OFFSETS, n + 1),
+                           (L.DOC_IDS, n), (L.DOC_N_ORIGINAL, n), (L.DOC_GRID, n), (L.DOC_METADATA, n)):
+            if f[name].shape[0] > size:
+                f[name].resize(size, axis=0)
+                changed = True
+        if changed:
+            f.flush()

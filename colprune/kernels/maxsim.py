@@ -1,0 +1,228 @@
+"""Exact MaxSim (late interaction) over a CSR store, compiled with Numba.
+
+The store is two arrays, as in the HDF5 file: ``vectors`` ``(N, dim)`` holding every
+document's vectors back to back and ``offsets`` ``(n_docs + 1,)`` with document ``d`` owning
+``vectors[offsets[d]:offsets[d + 1]]``. Nothing is padded, so a document whose similarities
+are all negative keeps its negative score (zero padding would clamp every token's max at 0).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["maxsim_scores", "maxsim_csr", "as_query_batch", "widen_float16"]
+
+_TWO_POW_112 = np.float32(2.0**112)
+
+
+@njit(cache=True, inline="always")
+def _widen_f16_rows(src: np.ndarray, dst_bits: np.ndarray, dst: np.ndarray) -> None:
+    # IEEE half -> single by moving sign/exponent/mantissa into place and rescaling by
+    # 2**112: exact for normals, subnormals and zeros; inf/NaN get the exponent saturated.
+    # dst_bits and dst are the same memory (uint32 and float32 views).
+    flat = src.ravel()
+    for t in range(flat.size):
+        h = np.uint32(flat[t])
+        bits = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((h & np.uint32(0x7FFF)) << np.uint32(13))
+        if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
+            bits |= np.uint32(0x7F800000)
+        dst_bits[t] = bits
+    for t in range(flat.size):
+        dst[t] *= _TWO_POW_112
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _score_doc(qv, qoff, doc, best, out, d) -> None:
+    # doc: (n, dim) float32. best: (n_query_rows,) scratch. Writes out[:, d].
+    n = doc.shape[0]
+    dim = doc.shape[1]
+    for i in range(qv.shape[0]):
+        m = -np.inf
+        for j in range(n):
+            acc = np.float32(0.0)
+            for t in range(dim):
+                acc += qv[i, t] * doc[j, t]
+            if acc > m:
+                m = acc
+        best[i] = m
+    for q in range(qoff.size - 1):
+        s = np.float32(0.0)
+        for i in range(qoff[q], qoff[q + 1]):
+            s += best[i]
+        out[q, d] = s
+
+
+@njit(parallel=True, cache=True)
+def _maxsim_f32(qv, qoff, dv, doff, out) -> None:
+    for d in prange(doff.size - 1):
+        best = np.empty(qv.shape[0], dtype=np.float32)
+        _score_doc(qv, qoff, dv[doff[d] : doff[d + 1]], best, out, d)
+
+
+@njit(parallel=True, cache=True)
+def _maxsim_f16(qv, qoff, dv_bits, doff, out) -> None:
+    dim = dv_bits.shape[1]
+    for d in prange(doff.size - 1):
+        best = np.empty(qv.shape[0], dtype=np.float32)
+        n = doff[d + 1] - doff[d]
+        bits = np.empty(n * dim, dtype=np.uint32)
+        flat = bits.view(np.float32)
+        _widen_f16_rows(dv_bits[doff[d] : doff[d + 1]], bits, flat)
+        _score_doc(qv, qoff, flat.reshape((n, dim)), best, out, d)
+
+
+def widen_float16(a: np.ndarray) -> np.ndarray:
+    """Widen a float16 array to float32 with the kernel's own conversion (for tests)."""
+    a = np.ascontiguousarray(a, dtype=np.float16)
+    bits = np.empty(a.size, dtype=np.uint32)
+    out = bits.view(np.float32)
+    _widen_f16_rows(a.view(np.uint16).reshape(-1), bits, out)
+    return out.reshape(a.shape)
+
+
+def _as_array(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, without importing torch
+        x = x.detach().cpu()
+        if x.dtype.is_floating_point and x.dtype.itemsize == 2 and str(x.dtype) != "torch.float16":
+            x = x.float()  # bfloat16 has no NumPy dtype
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def as_query_batch(queries, dim: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Normalise queries to CSR float32.
+
+    Parameters
+    ----------
+    queries : (m, dim) array, (n_queries, m, dim) array, or a sequence of (m_q, dim) arrays
+        NumPy arrays or torch tensors of any float dtype.
+    dim : int, optional
+        Expected embedding dimension.
+
+    Returns
+    -------
+    vectors : (sum m_q, dim) float32, C-contiguous
+    offsets : (n_queries + 1,) int64
+    single : bool
+        True when ``queries`` was one 2-D array.
+    """
+    single = False
+    if isinstance(queries, (list, tuple)):
+        items = [_as_array(q) for q in queries]
+    else:
+        arr = _as_array(queries)
+        if arr.ndim == 2:
+            items, single = [arr], True
+        elif arr.ndim == 3:
+            items = list(arr)
+        else:
+            raise ValueError(f"queries must be a (m, dim) array, a (n, m, dim) array or a list of (m, dim) arrays; got shape {arr.shape}")
+    if not items:
+        raise ValueError("no queries given")
+    for i, q in enumerate(items):
+        if q.ndim != 2:
+            raise ValueError(f"query {i}: expected a 2-D (n_tokens, dim) array, got shape {q.shape}")
+        if q.dtype.kind != "f":
+            raise ValueError(f"query {i}: expected a floating-point array, got dtype {q.dtype}")
+        if q.shape[0] == 0:
+            raise ValueError(f"query {i}: has no token vectors")
+        if dim is not None and q.shape[1] != dim:
+            raise ValueError(f"query {i}: dim {q.shape[1]} does not match the index dim {dim}")
+        if not np.isfinite(q).all():
+            raise ValueError(f"query {i}: contains NaN or infinite values")
+    if len({q.shape[1] for q in items}) > 1:
+        raise ValueError(f"queries have different dims: {sorted({q.shape[1] for q in items})}")
+    offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum([q.shape[0] for q in items], out=offsets[1:])
+    vectors = np.ascontiguousarray(np.concatenate(items, axis=0), dtype=np.float32)
+    return vectors, offsets, single
+
+
+@contextmanager
+def _threads(n_threads: int | None) -> Iterator[None]:
+    if n_threads is None:
+        yield
+        return
+    n = int(n_threads)
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"n_threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n_threads}")
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _check_store(vectors: np.ndarray, offsets: np.ndarray, dim: int, check_finite: bool) -> None:
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be 2-D (N, dim), got shape {vectors.shape}")
+    if vectors.dtype.kind != "f":
+        raise ValueError(f"vectors must be floating-point, got dtype {vectors.dtype}")
+    if vectors.shape[1] != dim:
+        raise ValueError(f"vectors have dim {vectors.shape[1]}, queries have dim {dim}")
+    if offsets.ndim != 1 or offsets.size < 1:
+        raise ValueError("offsets must be a 1-D array of n_docs + 1 entries")
+    if offsets[0] != 0 or offsets[-1] != vectors.shape[0]:
+        raise ValueError(f"offsets must start at 0 and end at len(vectors)={vectors.shape[0]}, got {offsets[0]}..{offsets[-1]}")
+    if offsets.size > 1 and (np.diff(offsets) < 0).any():
+        raise ValueError("offsets must be non-decreasing")
+    if check_finite and not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinite values")
+
+
+def maxsim_scores(
+    queries,
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    n_threads: int | None = None,
+    check_finite: bool = True,
+) -> np.ndarray:
+    """Exact MaxSim scores of every query against every document of a CSR store.
+
+    ``score(q, d) = sum_i max_j <q_i, d_j>``, accumulated in float32 whatever the storage.
+
+    Parameters
+    ----------
+    queries : (m, dim) array, (n_queries, m, dim) array, or a list of (m_q, dim) arrays
+    vectors : (N, dim) float32 or float16 array
+        Documents' vectors back to back (other float dtypes are converted to float32).
+    offsets : (n_docs + 1,) int array
+        Document ``d`` owns ``vectors[offsets[d]:offsets[d + 1]]``.
+    n_threads : int, optional
+        Threads to use (default: Numba's current setting, all cores unless changed).
+    check_finite : bool
+        Reject NaN/inf in ``vectors`` (an O(N·dim) pass; the index skips it because it
+        validated on write).
+
+    Returns
+    -------
+    (n_queries, n_docs) float32
+        A document without vectors scores ``-inf``. A single 2-D query still gives one row.
+    """
+    qv, qoff, _ = as_query_batch(queries)
+    vectors = _as_array(vectors)
+    offsets = np.ascontiguousarray(_as_array(offsets), dtype=np.int64)
+    _check_store(vectors, offsets, qv.shape[1], check_finite)
+    return maxsim_csr(qv, qoff, vectors, offsets, n_threads=n_threads)
+
+
+def maxsim_csr(
+    qv: np.ndarray, qoff: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, *, n_threads: int | None = None
+) -> np.ndarray:
+    """:func:`maxsim_scores` on already-validated CSR queries (from :func:`as_query_batch`)."""
+    out = np.empty((qoff.size - 1, offsets.size - 1), dtype=np.float32)
+    if out.size == 0:
+        return out
+    with _threads(n_threads):
+        if vectors.dtype == np.float16:
+            _maxsim_f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, out)
+        else:
+            _maxsim_f32(qv, qoff, np.ascontiguousarray(vectors, dtype=np.float32), offsets, out)
+    return out

@@ -1,0 +1,55 @@
+"""Patch pruning: decide per page which vectors to store.
+
+A pruner is a small object with one public method, :meth:`Pruner.prune`, returning a
+:class:`PrunedPage`. ``PRUNERS`` maps the names used by the CLI and stored in index files
+to classes; :func:`make_pruner` builds one from a name and parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import InvalidInputError
+from .base import PrunedPage, Pruner, check_page
+from .selectors import AdaptiveThreshold, NoPruning, Random, TopRatio
+
+__all__ = [
+    "PRUNERS",
+    "Pruner",
+    "PrunedPage",
+    "AdaptiveThreshold",
+    "TopRatio",
+    "Random",
+    "NoPruning",
+    "make_pruner",
+    "check_page",
+]
+
+PRUNERS: dict[str, type[Pruner]] = {
+    "none": NoPruning,
+    "adaptive": AdaptiveThreshold,
+    "ratio": TopRatio,
+    "random": Random,
+}
+
+
+def make_pruner(spec: str | Mapping[str, Any] | Pruner | None, **params: Any) -> Pruner:
+    """A pruner from a registry name and parameters, a ``{"name", "params"}`` config, or itself.
+
+    ``None`` gives :class:`NoPruning`.
+    """
+    if spec is None:
+        return NoPruning()
+    if isinstance(spec, Pruner):
+        return spec
+    if isinstance(spec, Mapping):
+        params = {**spec.get("params", {}), **params}
+        spec = spec["name"]
+    try:
+        cls = PRUNERS[spec]
+    except KeyError:
+        raise InvalidInputError(f"unknown pruner {spec!r}; choose one of {sorted(PRUNERS)}") from None
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise InvalidInputError(f"bad parameters for pruner {spec!r}: {e}") from None

@@ -1,0 +1,89 @@
+"""The four basic pruners: DocPruner's adaptive threshold, fixed ratio, random, none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .base import Pruner, check_ratio, n_from_ratio
+
+__all__ = ["AdaptiveThreshold", "TopRatio", "Random", "NoPruning"]
+
+
+class AdaptiveThreshold(Pruner):
+    """DocPruner's adaptive threshold (Yan et al., arXiv 2509.23883).
+
+    Keeps patch ``j`` when ``importance_j > mean + k * std`` over that page's patch
+    importances (population std, strict ``>``); if nothing survives, keeps the argmax.
+    Lower ``k`` keeps more; DocPruner's recommended range is about ``k in [-0.5, 0.5]``.
+    """
+
+    name = "adaptive"
+
+    def __init__(self, k: float = -0.25) -> None:
+        k = float(k)
+        if not np.isfinite(k):
+            raise InvalidInputError(f"k must be finite, got {k}")
+        self.k = k
+
+    def _select(self, importance: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        threshold = importance.mean() + self.k * importance.std()
+        keep = np.flatnonzero(importance > threshold)
+        return keep if keep.size else np.array([int(np.argmax(importance))])
+
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+
+class TopRatio(Pruner):
+    """Keep a fixed share of each page's patches, the most important first.
+
+    Keeps ``max(1, round(ratio * n_patches))`` patches; ties go to the earlier patch.
+    """
+
+    name = "ratio"
+
+    def __init__(self, ratio: float = 0.5) -> None:
+        self.ratio = check_ratio(ratio)
+
+    def _select(self, importance: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        n_keep = n_from_ratio(self.ratio, importance.size)
+        return np.argsort(-importance, kind="stable")[:n_keep]
+
+    def params(self) -> dict[str, Any]:
+        return {"ratio": self.ratio}
+
+
+class Random(Pruner):
+    """Keep a fixed share of each page's patches chosen uniformly at random (a baseline).
+
+    The generator is seeded once, so a run over the same pages in the same order is
+    reproducible.
+    """
+
+    name = "random"
+    needs_importance = False
+
+    def __init__(self, ratio: float = 0.5, seed: int = 0) -> None:
+        self.ratio = check_ratio(ratio)
+        self.seed = int(seed)
+        self._rng = np.random.default_rng(self.seed)
+
+    def _select(self, importance: np.ndarray | None, vectors: np.ndarray) -> np.ndarray:
+        n = vectors.shape[0]
+        return self._rng.choice(n, size=n_from_ratio(self.ratio, n), replace=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"ratio": self.ratio, "seed": self.seed}
+
+
+class NoPruning(Pruner):
+    """Keep every vector: a *full* index, from which pruned ones are derived later."""
+
+    name = "none"
+    needs_importance = False
+
+    def _select(self, importance: np.ndarray | None, vectors: np.ndarray) -> np.ndarray:
+        return np.arange(vectors.shape[0])

@@ -1,0 +1,38 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = re.search(r'__version__ = "([^"]+)"', (here / "colprune" / "_version.py").read_text()).group(1)
+
+setup(
+    name="colprune",
+    version=version,
+    description="Multi-vector index with adaptive patch pruning for visual document retrieval",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["colprune", "colprune.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.59",
+        "h5py>=3.8",
+        "torch>=2.1",
+        "transformers>=4.46",
+        "pillow>=10",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "pypdfium2>=4.20",
+        "threadpoolctl>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["colprune=colprune.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Information Analysis",
+    ],
+)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/, skipping the test when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is absent (../shared/ holds the test data; see shared/README.md)")
+    return p
+
+
+def ragged_store(rng: np.random.Generator, lengths, dim: int = 16, dtype=np.float32):
+    """CSR store with the given per-document lengths."""
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    vectors = rng.standard_normal((int(offsets[-1]), dim)).astype(dtype)
+    return vectors, offsets
+
+
+def pages(rng: np.random.Generator, n: int, dim: int = 16, lo: int = 1, hi: int = 40):
+    embs = [rng.standard_normal((int(m), dim)).astype(np.float32) for m in rng.integers(lo, hi, n)]
+    imps = [rng.random(e.shape[0]).astype(np.float32) for e in embs]
+    return [f"doc-{i}" for i in range(n)], embs, imps
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
