@@ -14,6 +14,7 @@ import numpy as np
 from . import __version__
 from .errors import ColpruneError
 from .index import Index
+from .index.layout import CODECS
 from .pruning import PRUNERS, Pruner, make_pruner
 
 __all__ = ["main"]
@@ -155,7 +156,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("pages", f"{info['docs']:,}"),
         ("vectors", f"{info['vectors']:,} kept of {info['original_vectors']:,}"),
         ("keep ratio", "-" if info["keep_ratio"] is None else f"{info['keep_ratio']:.1%}"),
-        ("vectors", f"dim {info['dim']}, {info['dtype']}"),
+        ("codec", f"{info['codec']}, dim {info['dim']}" + (", float16 rerank copy" if info["rerank_vectors"] else "")),
         ("bytes/page", f"{_fmt_bytes(info['vector_bytes_per_page'])} of vectors "
                        f"({_fmt_bytes(info['stored_bytes_per_page'])} with positions and importance); "
                        f"unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])}"),
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="FILE", help="embedding files (.pt, .npz, .npy)")
     p.add_argument("-o", "--output", required=True, help="index file to create or extend")
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype (default float16)")
+    p.add_argument("--dtype", default="float16", choices=sorted(CODECS), help="vector codec (default float16)")
     p.add_argument("--dim", type=int, default=None, help="embedding dim (default: from the first page)")
     p.add_argument("--encoder", default=None, help="name of the model that made the embeddings, stored in the file")
     p.add_argument("--batch", type=int, default=256, help="pages per commit (default 256)")
@@ -215,11 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         "prune", formatter_class=_FMT, help="derive a pruned index from a full one, without re-encoding",
         description="Re-prune every page of SOURCE from its stored vectors and importance into DEST.",
         epilog="examples:\n  colprune prune full.h5 adaptive.h5 --pruner adaptive --k -0.25\n"
-        "  colprune prune full.h5 top30.h5 --pruner ratio --ratio 0.3\n  colprune prune full.h5 rnd.h5 --pruner random --ratio 0.3 --seed 1",
+        "  colprune prune full.h5 top30.h5 --pruner ratio --ratio 0.3\n  colprune prune full.h5 rnd.h5 --pruner random --ratio 0.3 --seed 1\n"
+        "  colprune prune full.h5 small.h5 --pruner adaptive --k 0 --dtype int8      # prune and re-encode",
     )
     p.add_argument("source", help="index to read (ideally a full one, built with --pruner none)")
     p.add_argument("output", help="index to write")
-    p.add_argument("--dtype", default=None, choices=["float16", "float32"], help="stored dtype (default: the source's)")
+    p.add_argument("--dtype", default=None, choices=sorted(CODECS), help="vector codec of OUTPUT (default: the source's)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_pruner_args(p, "adaptive")

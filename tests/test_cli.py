@@ -8,6 +8,7 @@ import torch
 
 import colprune as cp
 from colprune.cli import build_parser, main
+from colprune.index import layout
 
 from conftest import pages
 
@@ -40,7 +41,7 @@ def test_build_prune_search_info(tmp_path, pt_file, capsys):
     assert "doc-5" in capsys.readouterr().out
     assert main(["info", str(pruned)]) == 0
     out = capsys.readouterr().out
-    assert "colprune-index v1" in out and "adaptive" in out and "bytes/page" in out
+    assert f"colprune-index v{layout.FORMAT_VERSION}" in out and "adaptive" in out and "bytes/page" in out
     assert main(["info", str(full), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["keep_ratio"] == 1.0
 

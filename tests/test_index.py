@@ -249,5 +249,5 @@ def test_every_object_carries_encoding_attributes(built):
         f.visit(names.append)
         for name in names:
             assert f[name].attrs["encoding-type"], name
-            assert f[name].attrs["encoding-version"] == "1", name
+            assert f[name].attrs["encoding-version"] == str(layout.FORMAT_VERSION), name
         assert json.loads(f.attrs["pruner"]) == {"name": "adaptive", "params": {"k": -0.25}}

@@ -31,13 +31,17 @@ __all__ = [
     "DOC_GRID",
     "DOC_METADATA",
     "STORED_DTYPES",
+    "CODECS",
+    "SCALES",
+    "RERANK",
+    "codec_of",
     "set_encoding",
     "check_file",
 ]
 
 FORMAT_NAME = "colprune-index"
-FORMAT_VERSION = 1
-READABLE_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 
 # attribute keys
 ENCODING_TYPE = "encoding-type"
@@ -50,12 +54,15 @@ A_PRUNER = "pruner"
 A_ENCODER = "encoder"
 A_LIBRARY_VERSION = "library_version"
 A_CREATED = "created"
+A_CODEC = "codec"  # v2
 
 # datasets: per vector (length N, only the first COMMIT[1] rows are committed)
 VECTORS = "vectors"
 POSITIONS = "positions"
 IMPORTANCE = "importance"
 PATCH_MASK = "patch_mask"
+SCALES = "scales"  # v2, int8 codec: (N,) float32
+RERANK = "rerank_vectors"  # v2, binary codec: (N, dim) float16, optional
 # per document (only the first COMMIT[0] are committed; offsets has COMMIT[0] + 1)
 OFFSETS = "offsets"
 DOCS = "docs"
@@ -67,6 +74,8 @@ DOC_METADATA = "docs/metadata"
 COMMIT = "commit"
 
 STORED_DTYPES = {"float16": np.float16, "float32": np.float32}
+# codec -> dtype of the `vectors` dataset (v2); v1 files are float16/float32 only
+CODECS = {"float16": np.float16, "float32": np.float32, "int8": np.int8, "binary": np.uint8}
 
 # encoding-type of every object, set by set_encoding in one place
 _ENCODINGS = {
@@ -77,6 +86,8 @@ _ENCODINGS = {
     IMPORTANCE: "per-vector",
     PATCH_MASK: "per-vector",
     COMMIT: "commit-record",
+    SCALES: "per-vector",
+    RERANK: "per-vector",
     DOCS: "per-document",
     DOC_IDS: "utf8-strings",
     DOC_N_ORIGINAL: "per-document",
@@ -88,17 +99,20 @@ _ENCODINGS = {
 def set_encoding(f: h5py.File, version: int = FORMAT_VERSION) -> None:
     """Stamp every object of a new file with ``encoding-type`` and ``encoding-version``."""
     for name, etype in _ENCODINGS.items():
+        if name not in f:  # optional objects
+            continue
         obj = f[name]
         obj.attrs[ENCODING_TYPE] = etype
         obj.attrs[ENCODING_VERSION] = str(version)
 
 
-def root_attrs(dim: int, dtype: str, encoder: str | None, created: str) -> dict[str, Any]:
+def root_attrs(dim: int, codec: str, encoder: str | None, created: str) -> dict[str, Any]:
     return {
         A_FORMAT: FORMAT_NAME,
         A_FORMAT_VERSION: FORMAT_VERSION,
         A_DIM: int(dim),
-        A_DTYPE: dtype,
+        A_DTYPE: np.dtype(CODECS[codec]).name,
+        A_CODEC: codec,
         A_PRUNER: "",
         A_ENCODER: encoder or "",
         A_LIBRARY_VERSION: __version__,
@@ -127,10 +141,22 @@ def check_file(f: h5py.File, path: str) -> int:
                 f"{__version__} reads (up to {FORMAT_VERSION}); upgrade: pip install -U colprune"
             )
         raise FormatError(f"{path} has unknown colprune format version {version}; readable: {sorted(READABLE_VERSIONS)}")
-    missing = [n for n in (VECTORS, OFFSETS, POSITIONS, IMPORTANCE, PATCH_MASK, COMMIT, DOC_IDS, DOC_N_ORIGINAL, DOC_GRID, DOC_METADATA) if n not in f]
+    required = [VECTORS, OFFSETS, POSITIONS, IMPORTANCE, PATCH_MASK, COMMIT, DOC_IDS, DOC_N_ORIGINAL, DOC_GRID, DOC_METADATA]
+    if version >= 2 and text_attr(f, A_CODEC) == "int8":
+        required.append(SCALES)
+    missing = [n for n in required if n not in f]
     if missing:
         raise FormatError(f"{path} is damaged: missing {', '.join(missing)}")
     return version
+
+
+def codec_of(f: h5py.File, version: int, path: str) -> str:
+    """The vector codec: v1 files store float16/float32 under ``dtype``; v2 names it ``codec``."""
+    codec = text_attr(f, A_DTYPE if version == 1 else A_CODEC)
+    allowed = STORED_DTYPES if version == 1 else CODECS
+    if codec not in allowed:
+        raise FormatError(f"{path}: unsupported codec {codec!r} for format version {version} (known: {sorted(allowed)})")
+    return codec
 
 
 def read_pruner(f: h5py.File) -> dict[str, Any] | None:

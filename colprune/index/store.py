@@ -16,11 +16,20 @@ import h5py
 import numpy as np
 
 from ..errors import DuplicateIdError, FormatError, InvalidInputError
-from ..kernels import as_query_batch, maxsim_csr, topk
+from ..kernels import (
+    as_query_batch,
+    dequantize_int8,
+    maxsim_binary,
+    maxsim_csr,
+    maxsim_int8,
+    pack_binary,
+    quantize_int8,
+    topk,
+)
 from ..pruning import NoPruning, PrunedPage, Pruner, check_page, make_pruner
 from . import layout as L
 
-__all__ = ["Index", "Page", "Hit"]
+__all__ = ["Index", "Page", "Hit", "codec_bytes"]
 
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_BYTES = 256 << 10
@@ -83,6 +92,11 @@ def _open_h5(path: str, mode: str) -> h5py.File:
         ) from None
 
 
+def codec_bytes(codec: str, dim: int) -> int:
+    """Stored bytes per vector: float16 2·dim, float32 4·dim, int8 dim + 4 (scale), binary dim/8 (in 64-bit words)."""
+    return {"float16": 2 * dim, "float32": 4 * dim, "int8": dim + 4, "binary": (dim + 63) // 64 * 8}[codec]
+
+
 def _check_grid(grid, n_patch: int, what: str) -> None:
     try:
         rows, cols = (int(x) for x in grid)
@@ -119,14 +133,13 @@ class Index:
         self.mode = mode
         self.format_version = L.check_file(f, self.path)
         self.dim = int(f.attrs[L.A_DIM])
-        self.dtype = L.text_attr(f, L.A_DTYPE)
-        if self.dtype not in L.STORED_DTYPES:
-            raise FormatError(f"{self.path}: unsupported stored dtype {self.dtype!r}")
+        self.codec = L.codec_of(f, self.format_version, self.path)
+        self.has_rerank = L.RERANK in f
         self._n_docs, self._n_vectors = (int(x) for x in f[L.COMMIT][:2])
         self._check_commit()
         self._ids: list[str] | None = None
         self._row: dict[str, int] | None = None
-        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._cache: dict[str, np.ndarray] | None = None
         if mode != "r":
             self._drop_uncommitted()
 
@@ -142,6 +155,7 @@ class Index:
         encoder: str | None = None,
         overwrite: bool = False,
         chunk_bytes: int = _CHUNK_BYTES,
+        rerank: bool = True,
     ) -> "Index":
         """Create an empty index, open for appending.
 
@@ -149,26 +163,35 @@ class Index:
         ----------
         path : file to create; refused if it exists unless ``overwrite``.
         dim : embedding dimension (128 for ColPali/ColQwen2).
-        dtype : ``"float16"`` (default, half the bytes) or ``"float32"``.
+        dtype : the vector codec: ``"float16"`` (default), ``"float32"``, ``"int8"`` (per-vector
+            scale, 4 x smaller than float32) or ``"binary"`` (sign bits, 32 x smaller).
+        rerank : for ``"binary"``: also keep float16 vectors so searches can rerank the Hamming
+            shortlist exactly (costs the float16 bytes, on disk and once loaded).
         encoder : name or path of the model that made the embeddings, if known.
         chunk_bytes : target size of an HDF5 chunk; smaller suits many tiny indexes.
         """
         path = os.fspath(path)
-        if dtype not in L.STORED_DTYPES:
-            raise InvalidInputError(f"dtype must be one of {sorted(L.STORED_DTYPES)}, got {dtype!r}")
+        if dtype not in L.CODECS:
+            raise InvalidInputError(f"dtype must be one of {sorted(L.CODECS)}, got {dtype!r}")
         if int(dim) < 1:
             raise InvalidInputError(f"dim must be positive, got {dim}")
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
         dim = int(dim)
-        np_dtype = L.STORED_DTYPES[dtype]
+        np_dtype = L.CODECS[dtype]
+        width = (dim + 63) // 64 * 8 if dtype == "binary" else dim
         f = h5py.File(path, "w")
         try:
             created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             for key, value in L.root_attrs(dim, dtype, encoder, created).items():
                 f.attrs[key] = value
-            vec_rows = _chunk_rows(dim * np.dtype(np_dtype).itemsize, chunk_bytes)
-            f.create_dataset(L.VECTORS, (0, dim), np_dtype, maxshape=(None, dim), chunks=(vec_rows, dim))
+            vec_rows = _chunk_rows(width * np.dtype(np_dtype).itemsize, chunk_bytes)
+            f.create_dataset(L.VECTORS, (0, width), np_dtype, maxshape=(None, width), chunks=(vec_rows, width))
+            if dtype == "int8":
+                f.create_dataset(L.SCALES, (0,), np.float32, maxshape=(None,), chunks=(_chunk_rows(4, chunk_bytes),))
+            if dtype == "binary" and rerank:
+                rows = _chunk_rows(dim * 2, chunk_bytes)
+                f.create_dataset(L.RERANK, (0, dim), np.float16, maxshape=(None, dim), chunks=(rows, dim))
             for name, dt in ((L.POSITIONS, np.int32), (L.IMPORTANCE, np.float32), (L.PATCH_MASK, np.uint8)):
                 f.create_dataset(name, (0,), dt, maxshape=(None,), chunks=(_chunk_rows(4, chunk_bytes),))
             doc_rows = _chunk_rows(8, chunk_bytes // 4)
@@ -215,7 +238,7 @@ class Index:
         pruner = self.pruner
         return (
             f"Index({self.path!r}, mode={self.mode!r}, docs={len(self)}, vectors={self._n_vectors}, "
-            f"dim={self.dim}, dtype={self.dtype}, pruner={pruner!r})"
+            f"dim={self.dim}, codec={self.codec}, pruner={pruner!r})"
         )
 
     # -- reading -----------------------------------------------------------------------
@@ -233,6 +256,11 @@ class Index:
             n = self._n_docs
             self._ids = list(self._f[L.DOC_IDS].asstr()[:n]) if n else []
         return list(self._ids)
+
+    @property
+    def dtype(self) -> str:
+        """The vector codec (``float16``, ``float32``, ``int8`` or ``binary``); alias of ``codec``."""
+        return self.codec
 
     @property
     def n_vectors(self) -> int:
@@ -278,7 +306,7 @@ class Index:
             hi = min(lo + batch_size, self._n_docs)
             off = f[L.OFFSETS][lo : hi + 1]
             a, b = int(off[0]), int(off[-1])
-            vec = f[L.VECTORS][a:b]
+            vec = self._decode(a, b)
             pos = f[L.POSITIONS][a:b].astype(np.int64)
             imp = f[L.IMPORTANCE][a:b]
             mask = f[L.PATCH_MASK][a:b].astype(bool)
@@ -298,7 +326,7 @@ class Index:
         grid = f[L.DOC_GRID][row]
         return Page(
             id=self.ids[row],
-            vectors=f[L.VECTORS][s:e],
+            vectors=self._decode(s, e),
             positions=f[L.POSITIONS][s:e].astype(np.int64),
             importance=f[L.IMPORTANCE][s:e],
             patch_mask=f[L.PATCH_MASK][s:e].astype(bool),
@@ -307,25 +335,58 @@ class Index:
             metadata=json.loads(f[L.DOC_METADATA].asstr()[row]),
         )
 
+    def _decode(self, a: int, b: int) -> np.ndarray:
+        # stored rows a..b as floats: float codecs as stored, int8 dequantised (float32),
+        # binary from its float16 rerank copy, or as +-1 signs without one
+        f = self._f
+        if self.codec in ("float16", "float32"):
+            return f[L.VECTORS][a:b]
+        if self.codec == "int8":
+            return dequantize_int8(f[L.VECTORS][a:b], f[L.SCALES][a:b])
+        if self.has_rerank:
+            return f[L.RERANK][a:b]
+        bits = np.unpackbits(f[L.VECTORS][a:b], axis=1, bitorder="little")[:, : self.dim]
+        return np.where(bits > 0, 1.0, -1.0).astype(np.float32)
+
     def _id_rows(self) -> dict[str, int]:
         if self._row is None:
             self._row = {doc_id: i for i, doc_id in enumerate(self.ids)}
         return self._row
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """All committed vectors and offsets in memory (cached): ``((N, dim), (n_docs + 1,))``."""
+        """The stored vectors as the kernels take them, and the offsets (cached in memory).
+
+        Returns ``(vectors, offsets)``: ``(N, dim)`` float16/float32 for float codecs,
+        ``(N, dim)`` int8 codes for ``int8`` (scales in ``load_extra()["scales"]``),
+        ``(N, words)`` uint64 sign bits for ``binary``; offsets ``(n_docs + 1,)`` int64.
+        """
+        c = self._load()
+        return c["vectors"], c["offsets"]
+
+    def _load(self) -> dict[str, np.ndarray]:
         if self._cache is None:
-            vectors = self._f[L.VECTORS][: self._n_vectors]
-            offsets = self._f[L.OFFSETS][: self._n_docs + 1].astype(np.int64)
-            self._cache = (vectors, offsets)
+            f, n = self._f, self._n_vectors
+            c = {"offsets": f[L.OFFSETS][: self._n_docs + 1].astype(np.int64), "vectors": f[L.VECTORS][:n]}
+            if self.codec == "int8":
+                c["scales"] = f[L.SCALES][:n]
+                c["corrections"] = (128 * c["vectors"].sum(axis=1, dtype=np.int32)).astype(np.int32)
+            elif self.codec == "binary":
+                c["vectors"] = np.ascontiguousarray(c["vectors"]).view("<u8")
+            self._cache = c
         return self._cache
+
+    def _rerank_vectors(self) -> np.ndarray:
+        c = self._load()
+        if "rerank" not in c:
+            c["rerank"] = self._f[L.RERANK][: self._n_vectors]
+        return c["rerank"]
 
     def info(self) -> dict[str, Any]:
         """Counts and storage figures: docs, vectors, keep ratio, bytes per page, format."""
         n_docs, n_vec = self._n_docs, self._n_vectors
         n_orig = int(self._f[L.DOC_N_ORIGINAL][:n_docs].sum()) if n_docs else 0
-        item = np.dtype(L.STORED_DTYPES[self.dtype]).itemsize
-        per_vector_extra = 4 + 4 + 1  # position, importance, patch flag
+        vec_bytes = self.bytes_per_vector
+        per_vector_extra = 4 + 4 + 1 + (2 * self.dim if self.has_rerank else 0)  # position, importance, flag, rerank
         return {
             "path": self.path,
             "format": L.FORMAT_NAME,
@@ -336,24 +397,39 @@ class Index:
             "original_vectors": n_orig,
             "keep_ratio": (n_vec / n_orig) if n_orig else None,
             "dim": self.dim,
-            "dtype": self.dtype,
-            "vector_bytes_per_page": (n_vec * self.dim * item / n_docs) if n_docs else None,
-            "unpruned_vector_bytes_per_page": (n_orig * self.dim * item / n_docs) if n_docs else None,
-            "stored_bytes_per_page": (n_vec * (self.dim * item + per_vector_extra) / n_docs) if n_docs else None,
+            "dtype": self.codec,
+            "codec": self.codec,
+            "rerank_vectors": self.has_rerank,
+            "vector_bytes_per_page": (n_vec * vec_bytes / n_docs) if n_docs else None,
+            "unpruned_vector_bytes_per_page": (n_orig * vec_bytes / n_docs) if n_docs else None,
+            "unpruned_float16_bytes_per_page": (n_orig * self.dim * 2 / n_docs) if n_docs else None,
+            "stored_bytes_per_page": (n_vec * (vec_bytes + per_vector_extra) / n_docs) if n_docs else None,
             "file_bytes": os.path.getsize(self.path),
             "pruner": self.pruner_config,
             "encoder": self.encoder,
         }
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """Bytes of one stored vector under this codec (int8 counts its float32 scale)."""
+        return codec_bytes(self.codec, self.dim)
 
     # -- search ------------------------------------------------------------------------
 
     def scores(self, queries, *, n_threads: int | None = None) -> np.ndarray:
         """Exact MaxSim of every query against every page: ``(n_queries, n_docs)`` float32."""
         qv, qoff, _ = as_query_batch(queries, dim=self.dim)
-        vectors, offsets = self.load()
-        return maxsim_csr(qv, qoff, vectors, offsets, n_threads=n_threads)
+        c = self._load()
+        if self.codec == "int8":
+            return maxsim_int8(queries, c["vectors"], c["scales"], c["offsets"], n_threads=n_threads,
+                               corrections=c["corrections"])
+        if self.codec == "binary":
+            return maxsim_binary(queries, c["vectors"], c["offsets"], self.dim, n_threads=n_threads)
+        return maxsim_csr(qv, qoff, c["vectors"], c["offsets"], n_threads=n_threads)
 
-    def search(self, queries, k: int = 10, *, n_threads: int | None = None) -> list[Hit] | list[list[Hit]]:
+    def search(
+        self, queries, k: int = 10, *, n_threads: int | None = None, rerank: int | None = None
+    ) -> list[Hit] | list[list[Hit]]:
         """Exact top-``k`` pages by MaxSim.
 
         Parameters
@@ -363,21 +439,42 @@ class Index:
             Hits per query (fewer if the index is smaller).
         n_threads : int, optional
             Threads for the kernel (default: all cores).
+        rerank : int, optional
+            ``binary`` indexes with rerank vectors: shortlist this many pages per query by
+            Hamming MaxSim, then rescore them exactly from float16 (default ``max(100, 10 k)``;
+            0 returns the Hamming ranking).
 
         Returns
         -------
         list of Hit for one 2-D query; a list of such lists for a list of queries.
         Each :class:`Hit` is ``(id, score)``, best first; ties go to the earlier page.
         """
-        _, _, single = as_query_batch(queries, dim=self.dim)
+        qv, qoff, single = as_query_batch(queries, dim=self.dim)
         scores = self.scores(queries, n_threads=n_threads)
         if self._n_docs == 0:
             hits: list[list[Hit]] = [[] for _ in range(scores.shape[0])]
         else:
-            idx, val = topk(scores, k)
+            if rerank is None:
+                rerank = max(100, 10 * int(k))
+            if self.codec == "binary" and self.has_rerank and rerank > 0:
+                idx, val = self._rerank(qv, qoff, scores, int(rerank), k, n_threads)
+            else:
+                idx, val = topk(scores, k)
             ids = self.ids
             hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
         return hits[0] if single else hits
+
+    def _rerank(self, qv, qoff, scores, depth: int, k: int, n_threads):
+        cand, _ = topk(scores, max(depth, k))
+        vectors, offsets = self._rerank_vectors(), self._load()["offsets"]
+        idx, val = [], []
+        for q in range(qoff.size - 1):
+            exact = maxsim_csr(qv[qoff[q] : qoff[q + 1]], np.array([0, qoff[q + 1] - qoff[q]]), vectors, offsets,
+                               n_threads=n_threads, docs=cand[q])
+            order, best = topk(exact, k)
+            idx.append(cand[q][order[0]])
+            val.append(best[0])
+        return idx, val
 
     # -- writing -----------------------------------------------------------------------
 
@@ -455,6 +552,9 @@ class Index:
     ) -> "Index":
         """Write a pruned copy of this index to ``path`` without re-encoding.
 
+        ``dtype`` picks the new index's codec (default: this one's), so the same call turns a
+        float16 full index into, say, a pruned int8 or binary one.
+
         Pages are re-pruned from their stored vectors and importance (a *full* index,
         built with ``pruner="none"``, keeps every vector, so any pruner can be derived
         from it). Positions, metadata and grids carry over. Returns the new index, open
@@ -465,7 +565,7 @@ class Index:
         source = self.pruner_config
         if source is not None and source.get("name") != "none":
             config["derived_from"] = source
-        with Index.create(path, self.dim, dtype or self.dtype, encoder=self.encoder, overwrite=overwrite) as dst:
+        with Index.create(path, self.dim, dtype or self.codec, encoder=self.encoder, overwrite=overwrite) as dst:
             dst._set_pruner(config)
             batch: list[Page] = []
             it = self.iter_pages(batch_size)
@@ -543,7 +643,6 @@ class Index:
         grids: Sequence[tuple[int, int] | None] | None,
         commit_every: int,
     ) -> None:
-        np_dtype = L.STORED_DTYPES[self.dtype]
         meta_json, grid_rows, stored = [], [], []
         for i, (doc_id, page) in enumerate(zip(ids, pages)):
             what = f"document {doc_id!r}"
@@ -558,10 +657,13 @@ class Index:
                 raise InvalidInputError(f"{what}: metadata is not JSON-serialisable ({e})") from None
             g = None if grids is None else grids[i]
             grid_rows.append(_NO_GRID if g is None else tuple(int(x) for x in g))
-            with np.errstate(over="ignore"):
-                vec = page.vectors.astype(np_dtype, copy=False)
-            if not np.isfinite(vec).all():
-                raise InvalidInputError(f"{what}: values overflow {self.dtype} (|x| > {np.finfo(np_dtype).max:g})")
+            if self.codec == "float32" or self.codec == "int8":
+                vec = page.vectors.astype(np.float32, copy=False)
+            else:  # float16 and binary (its rerank copy)
+                with np.errstate(over="ignore"):
+                    vec = page.vectors.astype(np.float16, copy=False)
+                if not np.isfinite(vec).all():
+                    raise InvalidInputError(f"{what}: values overflow float16 (|x| > 65504)")
             stored.append(vec)
         self._set_pruner(pruner_config)
         step = max(1, int(commit_every))
@@ -581,7 +683,17 @@ class Index:
             ds[start : start + data.shape[0]] = data
 
         # data first, commit record last: a crash before the record leaves an ignored tail
-        extend(L.VECTORS, np.concatenate(vectors), v0)
+        flat = np.concatenate(vectors)
+        if self.codec == "int8":
+            codes, scales = quantize_int8(flat)
+            extend(L.VECTORS, codes, v0)
+            extend(L.SCALES, scales, v0)
+        elif self.codec == "binary":
+            extend(L.VECTORS, pack_binary(flat).view(np.uint8), v0)
+            if self.has_rerank:
+                extend(L.RERANK, flat.astype(np.float16), v0)
+        else:
+            extend(L.VECTORS, flat, v0)
         extend(L.POSITIONS, np.concatenate([p.positions for p in pages]).astype(np.int32), v0)
         extend(L.IMPORTANCE, np.concatenate([p.importance for p in pages]).astype(np.float32), v0)
         extend(L.PATCH_MASK, np.concatenate([p.patch_mask for p in pages]).astype(np.uint8), v0)
@@ -614,20 +726,25 @@ class Index:
         for name in (L.DOC_IDS, L.DOC_N_ORIGINAL, L.DOC_GRID, L.DOC_METADATA):
             if f[name].shape[0] < n:
                 raise FormatError(f"{self.path} is damaged: {name} has fewer than {n} entries")
-        for name in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK):
+        for name in self._per_vector():
             if f[name].shape[0] < v:
                 raise FormatError(f"{self.path} is damaged: {name} has fewer than {v} entries")
-        if f[L.VECTORS].shape[1] != self.dim:
-            raise FormatError(f"{self.path} is damaged: vectors have dim {f[L.VECTORS].shape[1]}, attribute says {self.dim}")
+        width = (self.dim + 63) // 64 * 8 if self.codec == "binary" else self.dim
+        if f[L.VECTORS].shape[1] != width:
+            raise FormatError(f"{self.path} is damaged: vectors have width {f[L.VECTORS].shape[1]}, expected {width} for dim {self.dim}")
         if int(f[L.OFFSETS][n]) != v:
             raise FormatError(f"{self.path} is damaged: offsets[{n}] = {int(f[L.OFFSETS][n])} but {v} vectors are committed")
+
+    def _per_vector(self) -> list[str]:
+        return [n for n in (L.VECTORS, L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK, L.SCALES, L.RERANK) if n in self._f]
 
     def _drop_uncommitted(self) -> None:
         # Rows past the commit record are left by an interrupted append: cut them off.
         f, n, v = self._f, self._n_docs, self._n_vectors
         changed = False
-        for name, size in ((L.VECTORS, v), (L.POSITIONS, v), (L.IMPORTANCE, v), (L.PATCH_MASK, v), (L.OFFSETS, n + 1),
-                           (L.DOC_IDS, n), (L.DOC_N_ORIGINAL, n), (L.DOC_GRID, n), (L.DOC_METADATA, n)):
+        sizes = [(name, v) for name in self._per_vector()] + [
+            (L.OFFSETS, n + 1), (L.DOC_IDS, n), (L.DOC_N_ORIGINAL, n), (L.DOC_GRID, n), (L.DOC_METADATA, n)]
+        for name, size in sizes:
             if f[name].shape[0] > size:
                 f[name].resize(size, axis=0)
                 changed = True

@@ -1,7 +1,29 @@
-"""Numba MaxSim kernels over CSR vector stores, with NumPy references beside them."""
+"""Numba MaxSim kernels over CSR vector stores, with NumPy references beside them.
 
-from .maxsim import as_query_batch, maxsim_csr, maxsim_scores, widen_float16
-from .reference import maxsim_reference, topk_reference
+float32/float16: :func:`maxsim_scores`; int8: :func:`maxsim_int8`; binary: :func:`maxsim_binary`.
+Each has a ``*_reference`` in :mod:`colprune.kernels.reference` that the tests compare against.
+"""
+
+from .maxsim import as_query_batch, balanced_bounds, maxsim_csr, maxsim_scores, threads, widen_float16
+from .quantized import dequantize_int8, maxsim_binary, maxsim_int8, pack_binary, quantize_int8
+from .reference import maxsim_binary_reference, maxsim_int8_reference, maxsim_reference, topk_reference
 from .topk import topk
 
-__all__ = ["maxsim_scores", "maxsim_csr", "maxsim_reference", "topk", "topk_reference", "as_query_batch", "widen_float16"]
+__all__ = [
+    "maxsim_scores",
+    "maxsim_csr",
+    "maxsim_int8",
+    "maxsim_binary",
+    "quantize_int8",
+    "dequantize_int8",
+    "pack_binary",
+    "topk",
+    "maxsim_reference",
+    "maxsim_int8_reference",
+    "maxsim_binary_reference",
+    "topk_reference",
+    "as_query_batch",
+    "balanced_bounds",
+    "threads",
+    "widen_float16",
+]

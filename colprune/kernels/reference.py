@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["maxsim_reference", "topk_reference"]
+__all__ = ["maxsim_reference", "topk_reference", "maxsim_int8_reference", "maxsim_binary_reference"]
 
 
 def maxsim_reference(queries, vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -46,3 +46,27 @@ def topk_reference(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(int(k), scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(scores, order, axis=1)
+
+
+def maxsim_int8_reference(queries, codes: np.ndarray, scales: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The int8 kernels' arithmetic in NumPy: per-token quantised queries, exact integer dots."""
+    from .quantized import quantize_int8
+
+    offsets = np.asarray(offsets, dtype=np.int64)
+    out = np.empty((len(queries), offsets.size - 1), dtype=np.float32)
+    for qi, q in enumerate(queries):
+        qc, qs = quantize_int8(np.asarray(q, np.float32))
+        for d in range(offsets.size - 1):
+            a, b = offsets[d], offsets[d + 1]
+            if a == b:
+                out[qi, d] = -np.inf
+                continue
+            dots = (qc.astype(np.int64) @ codes[a:b].astype(np.int64).T).astype(np.float64)
+            out[qi, d] = ((dots * scales[a:b][None, :].astype(np.float64)).max(axis=1) * qs).sum()
+    return out
+
+
+def maxsim_binary_reference(queries, vectors_or_signs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Hamming MaxSim from unpacked signs: ``sum_i max_j <sign(q_i), sign(d_j)>`` with sign in {-1, +1}."""
+    s = np.where(np.asarray(vectors_or_signs) > 0, 1.0, -1.0)
+    return maxsim_reference([np.where(np.asarray(q) > 0, 1.0, -1.0) for q in queries], s, offsets)

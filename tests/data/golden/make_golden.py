@@ -1,7 +1,9 @@
-"""Write the golden index of the current format version, and what a reader must see in it.
+"""Write the golden indexes of the current format version, and what a reader must see in them.
 
-Run once per format version (``python tests/data/golden/make_golden.py``) and commit both
+Run once per format version (``python tests/data/golden/make_golden.py``) and commit the
 files; never regenerate an old version's files: they are what old users have on disk.
+Writes ``v<N>.h5`` (float16) and, from version 2 on, ``v<N>-<codec>.h5`` for the other
+codecs, each with a ``.json`` of the pages a reader must get back.
 """
 
 import json
@@ -12,39 +14,48 @@ import numpy as np
 import colprune as cp
 from colprune.index import layout
 
-here = Path(__file__).parent
-version = layout.FORMAT_VERSION
-path = here / f"v{version}.h5"
-rng = np.random.default_rng(2026)
-ids = ["alpha", "beta", "gamma", "δέλτα"]
-embs = [rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 1, 7, 4)]
-imps = [rng.random(e.shape[0]) for e in embs]
-masks = [np.r_[False, np.ones(e.shape[0] - 1, bool)] for e in embs]
-masks[1] = np.ones(1, bool)
-with cp.Index.create(path, dim=8, dtype="float16", encoder="golden", overwrite=True, chunk_bytes=1024) as index:
-    index.add(ids[:2], embs[:2], imps[:2], pruner=cp.AdaptiveThreshold(0.0), patch_mask=masks[:2],
-              metadata=[{"page": 1}, None], grids=[(2, 2), (1, 1)])
-    index.add(ids[2:], embs[2:], imps[2:], patch_mask=masks[2:], metadata=[{"src": "x.pdf"}, {"ü": [1, 2]}])
-    pages = [index.get(i) for i in ids]
-expect = {
-    "format_version": version,
-    "ids": ids,
-    "dim": 8,
-    "dtype": "float16",
-    "encoder": "golden",
-    "pruner": {"name": "adaptive", "params": {"k": 0.0}},
-    "pages": [
-        {
-            "positions": p.positions.tolist(),
-            "n_original": p.n_original,
-            "grid": p.grid,
-            "metadata": p.metadata,
-            "patch_mask": p.patch_mask.tolist(),
-            "importance": p.importance.tolist(),
-            "vectors_f16_hex": p.vectors.astype("<f2").tobytes().hex(),
-        }
-        for p in pages
-    ],
-}
-(here / f"v{version}.json").write_text(json.dumps(expect, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-print(f"wrote {path} ({path.stat().st_size} bytes)")
+HERE = Path(__file__).parent
+VERSION = layout.FORMAT_VERSION
+
+
+def write(codec: str, name: str) -> None:
+    rng = np.random.default_rng(2026)
+    ids = ["alpha", "beta", "gamma", "δέλτα"]
+    embs = [rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 1, 7, 4)]
+    imps = [rng.random(e.shape[0]) for e in embs]
+    masks = [np.r_[False, np.ones(e.shape[0] - 1, bool)] for e in embs]
+    masks[1] = np.ones(1, bool)
+    path = HERE / f"{name}.h5"
+    with cp.Index.create(path, dim=8, dtype=codec, encoder="golden", overwrite=True, chunk_bytes=1024) as index:
+        index.add(ids[:2], embs[:2], imps[:2], pruner=cp.AdaptiveThreshold(0.0), patch_mask=masks[:2],
+                  metadata=[{"page": 1}, None], grids=[(2, 2), (1, 1)])
+        index.add(ids[2:], embs[2:], imps[2:], patch_mask=masks[2:], metadata=[{"src": "x.pdf"}, {"ü": [1, 2]}])
+        pages = [index.get(i) for i in ids]
+    expect = {
+        "format_version": VERSION,
+        "ids": ids,
+        "dim": 8,
+        "dtype": codec,
+        "encoder": "golden",
+        "pruner": {"name": "adaptive", "params": {"k": 0.0}},
+        "pages": [
+            {
+                "positions": p.positions.tolist(),
+                "n_original": p.n_original,
+                "grid": p.grid,
+                "metadata": p.metadata,
+                "patch_mask": p.patch_mask.tolist(),
+                "importance": p.importance.tolist(),
+                "vectors_f32_hex": p.vectors.astype("<f4").tobytes().hex(),
+            }
+            for p in pages
+        ],
+    }
+    (HERE / f"{name}.json").write_text(json.dumps(expect, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    write("float16", f"v{VERSION}")
+    for codec in ("float32", "int8", "binary"):
+        write(codec, f"v{VERSION}-{codec}")
