@@ -29,6 +29,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
+        # PyLate and colpali-engine are peers too, but install them with --no-deps
+        # (their dependencies pull torchvision, which has no CPU build for torch 2.13):
+        #   pip install --no-deps pylate colpali-engine
+        "bench": ["maxsim-cpu"],
     },
     entry_points={"console_scripts": ["colprune=colprune.cli:main"]},
     classifiers=[

@@ -23,6 +23,7 @@ from ..kernels import (
     maxsim_csr,
     maxsim_int8,
     pack_binary,
+    page_centroids,
     quantize_int8,
     topk,
 )
@@ -428,7 +429,14 @@ class Index:
         return maxsim_csr(qv, qoff, c["vectors"], c["offsets"], n_threads=n_threads)
 
     def search(
-        self, queries, k: int = 10, *, n_threads: int | None = None, rerank: int | None = None
+        self,
+        queries,
+        k: int = 10,
+        *,
+        n_threads: int | None = None,
+        rerank: int | None = None,
+        candidates: int | None = None,
+        n_centroids: int = 4,
     ) -> list[Hit] | list[list[Hit]]:
         """Exact top-``k`` pages by MaxSim.
 
@@ -443,6 +451,12 @@ class Index:
             ``binary`` indexes with rerank vectors: shortlist this many pages per query by
             Hamming MaxSim, then rescore them exactly from float16 (default ``max(100, 10 k)``;
             0 returns the Hamming ranking).
+        candidates : int, optional
+            Two-stage search (float codecs): rank every page by MaxSim against its
+            ``n_centroids`` centroids (:meth:`summary`), then score the best ``candidates``
+            pages per query exactly. Far faster on large stores; recall below 1 is possible.
+        n_centroids : int
+            Centroids per page for the first stage (default 4).
 
         Returns
         -------
@@ -450,6 +464,16 @@ class Index:
         Each :class:`Hit` is ``(id, score)``, best first; ties go to the earlier page.
         """
         qv, qoff, single = as_query_batch(queries, dim=self.dim)
+        if candidates is not None and self._n_docs:
+            if self.codec not in ("float16", "float32"):
+                raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 index, not {self.codec}")
+            cvec, coff = self.summary(n_centroids, n_threads=n_threads)
+            coarse = maxsim_csr(qv, qoff, cvec, coff, n_threads=n_threads)
+            c = self._load()
+            idx, val = self._rescore(qv, qoff, coarse, max(int(candidates), k), k, c["vectors"], c["offsets"], n_threads)
+            ids = self.ids
+            hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
+            return hits[0] if single else hits
         scores = self.scores(queries, n_threads=n_threads)
         if self._n_docs == 0:
             hits: list[list[Hit]] = [[] for _ in range(scores.shape[0])]
@@ -457,16 +481,29 @@ class Index:
             if rerank is None:
                 rerank = max(100, 10 * int(k))
             if self.codec == "binary" and self.has_rerank and rerank > 0:
-                idx, val = self._rerank(qv, qoff, scores, int(rerank), k, n_threads)
+                idx, val = self._rescore(qv, qoff, scores, max(int(rerank), k), k, self._rerank_vectors(),
+                                         self._load()["offsets"], n_threads)
             else:
                 idx, val = topk(scores, k)
             ids = self.ids
             hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
         return hits[0] if single else hits
 
-    def _rerank(self, qv, qoff, scores, depth: int, k: int, n_threads):
-        cand, _ = topk(scores, max(depth, k))
-        vectors, offsets = self._rerank_vectors(), self._load()["offsets"]
+    def summary(self, n_centroids: int = 4, *, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-page centroids for two-stage search, computed once and cached in memory.
+
+        Returns ``(centroids (C, dim) float32, offsets (n_docs + 1,))``; see
+        :func:`colprune.kernels.page_centroids`.
+        """
+        c = self._load()
+        key = f"summary{int(n_centroids)}"
+        if key not in c:
+            c[key] = page_centroids(c["vectors"], c["offsets"], n_centroids, n_threads=n_threads)
+        return c[key]
+
+    def _rescore(self, qv, qoff, scores, depth: int, k: int, vectors, offsets, n_threads):
+        # exact MaxSim over each query's shortlist of `depth` pages by `scores`
+        cand, _ = topk(scores, depth)
         idx, val = [], []
         for q in range(qoff.size - 1):
             exact = maxsim_csr(qv[qoff[q] : qoff[q + 1]], np.array([0, qoff[q + 1] - qoff[q]]), vectors, offsets,

@@ -6,7 +6,14 @@ Each has a ``*_reference`` in :mod:`colprune.kernels.reference` that the tests c
 
 from .maxsim import as_query_batch, balanced_bounds, maxsim_csr, maxsim_scores, threads, widen_float16
 from .quantized import dequantize_int8, maxsim_binary, maxsim_int8, pack_binary, quantize_int8
-from .reference import maxsim_binary_reference, maxsim_int8_reference, maxsim_reference, topk_reference
+from .reference import (
+    maxsim_binary_reference,
+    maxsim_int8_reference,
+    maxsim_reference,
+    page_centroids_reference,
+    topk_reference,
+)
+from .summary import page_centroids
 from .topk import topk
 
 __all__ = [
@@ -18,6 +25,8 @@ __all__ = [
     "dequantize_int8",
     "pack_binary",
     "topk",
+    "page_centroids",
+    "page_centroids_reference",
     "maxsim_reference",
     "maxsim_int8_reference",
     "maxsim_binary_reference",

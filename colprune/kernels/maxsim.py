@@ -18,23 +18,22 @@ from numba import njit, prange
 
 __all__ = ["maxsim_scores", "maxsim_csr", "as_query_batch", "widen_float16", "float_kernels", "balanced_bounds", "threads"]
 
-_TWO_POW_112 = np.float32(2.0**112)
+# 2**(e - 25) for a half's exponent field e (e = 0: subnormal scale 2**-24); e = 31 is inf/NaN.
+_HALF_SCALE = np.array([2.0 ** (max(e, 1) - 25) for e in range(31)] + [np.inf], dtype=np.float32)
 
 
 @njit(cache=True, inline="always")
-def _widen_f16_rows(src: np.ndarray, dst_bits: np.ndarray, dst: np.ndarray) -> None:
-    # IEEE half -> single by moving sign/exponent/mantissa into place and rescaling by
-    # 2**112: exact for normals, subnormals and zeros; inf/NaN get the exponent saturated.
-    # dst_bits and dst are the same memory (uint32 and float32 views).
-    flat = src.ravel()
-    for t in range(flat.size):
-        h = np.uint32(flat[t])
-        bits = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((h & np.uint32(0x7FFF)) << np.uint32(13))
-        if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
-            bits |= np.uint32(0x7F800000)
-        dst_bits[t] = bits
-    for t in range(flat.size):
-        dst[t] *= _TWO_POW_112
+def _half_to_float(h, scale) -> np.float32:
+    # IEEE half bits -> float32, exactly: (implicit bit | mantissa) * 2**(exponent - 25).
+    # Arithmetic rather than bit-casting through views: views of local buffers inside the
+    # parallel body cost the scoring loop its vectorisation (measured 1.9x slower).
+    e = (h >> 10) & 31
+    m = h & 1023
+    if e == 31:
+        v = np.float32(np.inf) if m == 0 else np.float32(np.nan)
+    else:
+        v = np.float32(m | (1024 if e > 0 else 0)) * scale[e]
+    return -v if h & 0x8000 else v
 
 
 # Reassociation lets LLVM vectorise the dot and max reductions; no nnan/ninf, because
@@ -62,45 +61,54 @@ def float_kernels(dim: int):
     which a run-time trip count prevents (about 2.5x slower measured at dim 128).
     """
 
-    @njit(cache=True, inline="always", fastmath=FASTMATH)
-    def block(qv, doc, best) -> None:
-        # best[i] = max_j <qv[i], doc[j]> over every query row, blocked by QUERY_BLOCK rows
-        m = qv.shape[0]
-        for i0 in range(0, m, QUERY_BLOCK):
-            i1 = min(i0 + QUERY_BLOCK, m)
-            for j in range(doc.shape[0]):
-                for i in range(i0, i1):
-                    acc = np.float32(0.0)
-                    for t in range(dim):
-                        acc += qv[i, t] * doc[j, t]
-                    best[i] = max(best[i], acc)
-
+    # The block loop is written out in both kernels on purpose: moved into a helper
+    # (inlined or not) it measured 1.4x slower.
     @njit(parallel=True, cache=True, fastmath=FASTMATH)
     def f32(qv, qoff, dv, doff, docs, bounds, out) -> None:
         # scores documents docs[k] into out[:, k]; bounds split range(len(docs)) over threads
+        m = qv.shape[0]
         for c in prange(bounds.size - 1):
-            best = np.empty(qv.shape[0], dtype=np.float32)
+            best = np.empty(m, dtype=np.float32)
             for k in range(bounds[c], bounds[c + 1]):
                 d = docs[k]
-                best[:] = -np.inf
-                block(qv, dv[doff[d] : doff[d + 1]], best)
+                for i in range(m):
+                    best[i] = -np.inf
+                for i0 in range(0, m, QUERY_BLOCK):
+                    i1 = min(i0 + QUERY_BLOCK, m)
+                    for j in range(doff[d], doff[d + 1]):
+                        for i in range(i0, i1):
+                            acc = np.float32(0.0)
+                            for t in range(dim):
+                                acc += qv[i, t] * dv[j, t]
+                            best[i] = max(best[i], acc)
                 _sum_per_query(best, qoff, out, k)
 
     @njit(parallel=True, cache=True, fastmath=FASTMATH)
-    def f16(qv, qoff, dv_bits, doff, docs, bounds, out) -> None:
+    def f16(qv, qoff, dv_bits, doff, docs, bounds, scratch, scale, out) -> None:
+        # each run of documents widens one page at a time into its own rows of `scratch`
+        # (an argument, not a local array: LLVM then vectorises the scoring loop as for f32)
+        m = qv.shape[0]
+        rows = scratch.shape[0] // (bounds.size - 1)
         for c in prange(bounds.size - 1):
-            best = np.empty(qv.shape[0], dtype=np.float32)
-            longest = 0
-            for k in range(bounds[c], bounds[c + 1]):
-                longest = max(longest, doff[docs[k] + 1] - doff[docs[k]])
-            bits = np.empty(longest * dim, dtype=np.uint32)
-            flat = bits.view(np.float32)
+            best = np.empty(m, dtype=np.float32)
+            base = c * rows
             for k in range(bounds[c], bounds[c + 1]):
                 d = docs[k]
-                n = doff[d + 1] - doff[d]
-                _widen_f16_rows(dv_bits[doff[d] : doff[d + 1]], bits, flat)
-                best[:] = -np.inf
-                block(qv, flat[: n * dim].reshape((n, dim)), best)
+                a = doff[d]
+                n = doff[d + 1] - a
+                for j in range(n):
+                    for t in range(dim):
+                        scratch[base + j, t] = _half_to_float(np.int32(dv_bits[a + j, t]), scale)
+                for i in range(m):
+                    best[i] = -np.inf
+                for i0 in range(0, m, QUERY_BLOCK):
+                    i1 = min(i0 + QUERY_BLOCK, m)
+                    for j in range(base, base + n):
+                        for i in range(i0, i1):
+                            acc = np.float32(0.0)
+                            for t in range(dim):
+                                acc += qv[i, t] * scratch[j, t]
+                            best[i] = max(best[i], acc)
                 _sum_per_query(best, qoff, out, k)
 
     return f32, f16
@@ -119,12 +127,17 @@ def balanced_bounds(offsets: np.ndarray, n_chunks: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.clip(inner, 0, n_docs), [n_docs]])).astype(np.int64)
 
 
+@njit(cache=True)
+def _widen_all(bits, scale, out) -> None:
+    for i in range(bits.size):
+        out[i] = _half_to_float(np.int32(bits[i]), scale)
+
+
 def widen_float16(a: np.ndarray) -> np.ndarray:
     """Widen a float16 array to float32 with the kernel's own conversion (for tests)."""
     a = np.ascontiguousarray(a, dtype=np.float16)
-    bits = np.empty(a.size, dtype=np.uint32)
-    out = bits.view(np.float32)
-    _widen_f16_rows(a.view(np.uint16).reshape(-1), bits, out)
+    out = np.empty(a.size, dtype=np.float32)
+    _widen_all(a.view(np.uint16).reshape(-1), _HALF_SCALE, out)
     return out.reshape(a.shape)
 
 
@@ -282,7 +295,9 @@ def maxsim_csr(
         bounds = balanced_bounds(np.concatenate([[0], np.cumsum(lengths)]), 4 * numba.get_num_threads())
         f32, f16 = float_kernels(int(vectors.shape[1]))
         if vectors.dtype == np.float16:
-            f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, bounds, out)
+            longest = int(lengths.max()) if lengths.size else 0
+            scratch = np.empty(((bounds.size - 1) * longest, vectors.shape[1]), dtype=np.float32)
+            f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, bounds, scratch, _HALF_SCALE, out)
         else:
             f32(qv, qoff, np.ascontiguousarray(vectors, dtype=np.float32), offsets, docs, bounds, out)
     return out

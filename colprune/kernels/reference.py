@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["maxsim_reference", "topk_reference", "maxsim_int8_reference", "maxsim_binary_reference"]
+__all__ = ["maxsim_reference", "topk_reference", "maxsim_int8_reference", "maxsim_binary_reference", "page_centroids_reference"]
 
 
 def maxsim_reference(queries, vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -70,3 +70,28 @@ def maxsim_binary_reference(queries, vectors_or_signs: np.ndarray, offsets: np.n
     """Hamming MaxSim from unpacked signs: ``sum_i max_j <sign(q_i), sign(d_j)>`` with sign in {-1, +1}."""
     s = np.where(np.asarray(vectors_or_signs) > 0, 1.0, -1.0)
     return maxsim_reference([np.where(np.asarray(q) > 0, 1.0, -1.0) for q in queries], s, offsets)
+
+
+def page_centroids_reference(vectors, offsets, n_centroids: int = 4, iters: int = 4):
+    """NumPy version of :func:`colprune.kernels.summary.page_centroids` (same algorithm)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    out, coff = [], [0]
+    for d in range(offsets.size - 1):
+        x = vectors[offsets[d] : offsets[d + 1]]
+        n, k = x.shape[0], min(int(n_centroids), x.shape[0])
+        cent = x[[(c * n) // k for c in range(k)]].copy() if k else np.zeros((0, vectors.shape[1]))
+        for _ in range(iters + 1):
+            if not k:
+                break
+            assign = np.argmax(x @ cent.T, axis=1)
+            for c in range(k):
+                members = x[assign == c]
+                if len(members) == 0:
+                    continue
+                s = members.sum(axis=0)
+                length = np.linalg.norm(s)
+                cent[c] = s * (np.linalg.norm(members, axis=1).mean() / length) if length > 0 else 0.0
+        out.append(cent)
+        coff.append(coff[-1] + k)
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, vectors.shape[1]), np.float32), np.array(coff)

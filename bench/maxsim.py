@@ -1,0 +1,360 @@
+"""MaxSim speed, side by side: colprune against the scorers a Python user would otherwise pick.
+
+One run, one data set, one thread count. Every timing is the median of ``--repeats`` runs after
+a warm-up, the methods interleaved within each repeat so machine drift hits them alike.
+Throughput is in query-page pairs per second ("pages/s": pages scored per second per query).
+
+    python bench/maxsim.py                 # table
+    python bench/maxsim.py --json          # one JSON object on stdout (the table on stderr)
+    python bench/maxsim.py --quick --json  # seconds; what the test suite runs
+
+Peers are optional (``pip install -e ".[bench]"``; PyLate and colpali-engine ``--no-deps``):
+colpali-engine's ``score_multi_vector``, maxsim-cpu's ``maxsim_scores_variable``, PyLate's
+``colbert_scores`` with a documents mask, transformers' ``score_retrieval``. A missing peer is
+reported, not fatal.
+
+Data: :func:`colprune.synthetic.make_corpus` (clustered ColPali-like pages, L2-normalised, with
+importance scores), so recall figures have real neighbours to find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _early_threads() -> int:
+    # Thread pools read their size at import: set it before numpy/torch/maxsim-cpu load.
+    n = os.cpu_count() or 1
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            n = int(sys.argv[i + 1])
+        elif a.startswith("--threads="):
+            n = int(a.split("=", 1)[1])
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(n)
+    return n
+
+
+THREADS = _early_threads()
+
+import builtins  # noqa: E402
+import functools  # noqa: E402
+import importlib  # noqa: E402
+import importlib.machinery  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+import colprune as cp  # noqa: E402
+from colprune.kernels import maxsim_reference, topk  # noqa: E402
+from colprune.synthetic import make_corpus  # noqa: E402
+
+torch.set_num_threads(THREADS)
+LIBRARY_PEERS = ("colpali-engine", "maxsim-cpu", "pylate", "transformers")
+
+
+# -- peers -------------------------------------------------------------------------------
+
+def _import_skipping_init(package: str, module: str):
+    """Import ``package.module`` without running ``package/__init__.py`` (which may pull
+    torchvision or a whole training stack)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.submodule_search_locations is None:
+        raise ImportError(f"{package} is not installed")
+    parts = module.split(".")
+    for i in range(len(parts)):
+        name = ".".join([package] + parts[:i])
+        if name not in sys.modules:
+            path = os.path.join(spec.submodule_search_locations[0], *parts[:i])
+            stub = types.ModuleType(name)
+            stub.__path__ = [path]
+            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            stub.__spec__.submodule_search_locations = [path]
+            sys.modules[name] = stub
+    return importlib.import_module(f"{package}.{module}")
+
+
+def load_peers(docs_t: list, docs_np: list) -> tuple[dict[str, Callable], dict[str, str]]:
+    """Scorers ``f(list of (m, dim) float32 arrays) -> (n_queries, n_docs)``, and why any is missing."""
+    peers: dict[str, Callable] = {}
+    missing: dict[str, str] = {}
+    try:
+        pu = _import_skipping_init("colpali_engine", "utils.processing_utils")
+        score = pu.BaseVisualRetrieverProcessor.score_multi_vector
+        peers["colpali-engine"] = lambda qs: score([torch.from_numpy(q) for q in qs], docs_t, device="cpu").numpy()
+    except Exception as e:  # noqa: BLE001 - any failure means "not available here"
+        missing["colpali-engine"] = f"{type(e).__name__}: {e}"
+    try:
+        import maxsim_cpu
+
+        peers["maxsim-cpu"] = lambda qs: np.stack([np.asarray(maxsim_cpu.maxsim_scores_variable(q, docs_np)) for q in qs])
+    except Exception as e:  # noqa: BLE001
+        missing["maxsim-cpu"] = f"{type(e).__name__}: {e}"
+    try:
+        _import_skipping_init("pylate", "utils.tensor")  # its package __init__ needs `datasets`
+        colbert = _import_skipping_init("pylate", "scores.colbert")
+        padded = torch.nn.utils.rnn.pad_sequence(docs_t, batch_first=True)
+        mask = torch.zeros(padded.shape[:2])
+        for i, d in enumerate(docs_t):
+            mask[i, : d.shape[0]] = 1
+        peers["pylate"] = lambda qs: colbert.colbert_scores(
+            torch.from_numpy(np.stack(qs)), padded, documents_mask=mask, backend="torch"
+        ).numpy()
+    except Exception as e:  # noqa: BLE001
+        missing["pylate"] = f"{type(e).__name__}: {e}"
+    try:
+        from transformers.models.colpali.processing_colpali import ColPaliProcessor
+
+        proc = ColPaliProcessor.__new__(ColPaliProcessor)  # score_retrieval needs no tokenizer
+        peers["transformers"] = lambda qs: proc.score_retrieval(
+            [torch.from_numpy(q) for q in qs], docs_t, output_device="cpu"
+        ).float().numpy()
+    except Exception as e:  # noqa: BLE001
+        missing["transformers"] = f"{type(e).__name__}: {e}"
+    return peers, missing
+
+
+def numpy_loop(docs_np: list) -> Callable:
+    """One (m_total x dim) @ (dim x n) BLAS GEMM per page, then max and sum: the plain baseline."""
+
+    def run(qs):
+        qall = np.concatenate(qs)
+        bounds = np.cumsum([0] + [q.shape[0] for q in qs])
+        out = np.empty((len(qs), len(docs_np)), np.float32)
+        for d, doc in enumerate(docs_np):
+            best = (qall @ doc.T).max(axis=1)
+            out[:, d] = np.add.reduceat(best, bounds[:-1])
+        return out
+
+    return run
+
+
+# -- timing ------------------------------------------------------------------------------
+
+def time_all(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each fn, after one warm-up call, repeats interleaved."""
+    for f in fns.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def gemm_roofline(q_rows: int, n_vectors: int, dim: int, repeats: int) -> dict[str, float]:
+    """FLOP rate of one large float32 GEMM with the batch's total work, by NumPy and by torch."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((q_rows, dim), dtype=np.float32)
+    step = 65536
+    b = rng.standard_normal((min(step, n_vectors), dim), dtype=np.float32)
+    at, bt = torch.from_numpy(a), torch.from_numpy(b)
+    n_chunks = max(1, round(n_vectors / b.shape[0]))
+    out_np = np.empty((q_rows, b.shape[0]), np.float32)
+    out_t = torch.empty((q_rows, b.shape[0]))
+
+    def run_np():
+        for _ in range(n_chunks):
+            np.matmul(a, b.T, out=out_np)
+
+    def run_torch():
+        for _ in range(n_chunks):
+            torch.matmul(at, bt.T, out=out_t)
+
+    flops = 2.0 * q_rows * b.shape[0] * dim * n_chunks
+    t = time_all({"numpy": run_np, "torch": run_torch}, repeats)
+    return {k: flops / v / 1e9 for k, v in t.items()}
+
+
+# -- the bench ---------------------------------------------------------------------------
+
+def recall_at(k: int, got: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(g[:k]) & set(e[:k])) / k for g, e in zip(got, exact)]))
+
+
+def run(args) -> dict:
+    corpus = make_corpus(args.pages, dim=args.dim, min_vectors=args.min_vectors, max_vectors=args.max_vectors,
+                         n_queries=args.queries, query_tokens=args.tokens, seed=0)
+    docs_np = corpus.embeddings
+    docs_t = [torch.from_numpy(d) for d in docs_np]
+    queries = corpus.queries
+    vectors = np.concatenate(docs_np)
+    offsets = np.r_[0, np.cumsum([d.shape[0] for d in docs_np])].astype(np.int64)
+    v16 = vectors.astype(np.float16)
+    n_pairs = len(queries) * len(docs_np)
+    total_rows = sum(q.shape[0] for q in queries)
+    flops = 2.0 * total_rows * vectors.shape[0] * args.dim
+    reference = maxsim_reference(queries, vectors, offsets)
+    res: dict = {"threads": THREADS, "pages": len(docs_np), "queries": len(queries), "query_tokens": args.tokens,
+                 "vectors": int(vectors.shape[0]), "dim": args.dim, "repeats": args.repeats}
+
+    peers, missing = ({}, {}) if args.no_peers else load_peers(docs_t, docs_np)
+    res["missing_peers"] = missing
+
+    def ours(v, qs=None):
+        return lambda: cp.kernels.maxsim_scores(queries if qs is None else qs, v, offsets, check_finite=False)
+
+    batch = {"colprune-float32": ours(vectors), "colprune-float16": ours(v16),
+             "numpy-loop": lambda: numpy_loop(docs_np)(queries)}
+    batch.update({k: (lambda f=f: f(queries)) for k, f in peers.items()})
+
+    # correctness first: every method's scores against the float64 reference
+    res["max_abs_diff"] = {k: float(np.abs(np.asarray(f(), np.float32) - reference).max()) for k, f in batch.items()}
+    with threadpool_limits(THREADS):
+        t = time_all(batch, args.repeats)
+    res["pages_per_s"] = {k: n_pairs / v for k, v in t.items()}
+    res["batch_ms"] = {k: v * 1e3 for k, v in t.items()}
+    present_peers = [p for p in LIBRARY_PEERS if p in res["pages_per_s"]]
+    best_peer = max(present_peers, key=lambda p: res["pages_per_s"][p]) if present_peers else None
+    ours32 = res["pages_per_s"]["colprune-float32"]
+    res["best_peer"] = best_peer
+    res["ratio_vs_best_peer"] = ours32 / res["pages_per_s"][best_peer] if best_peer else None
+    res["ratio_vs_numpy_loop"] = ours32 / res["pages_per_s"]["numpy-loop"]
+    res["float16_vs_float32"] = res["pages_per_s"]["colprune-float16"] / ours32
+    roof = gemm_roofline(total_rows, vectors.shape[0], args.dim, args.repeats)
+    res["gemm_gflops"] = roof
+    res["colprune_gflops"] = flops / t["colprune-float32"] / 1e9
+    res["fraction_of_gemm_roofline"] = res["colprune_gflops"] / max(roof.values())
+
+    # single query: the interactive case
+    q1 = [queries[0]]
+    single = {"colprune-float32": ours(vectors, q1), "colprune-float16": ours(v16, q1),
+              "numpy-loop": lambda: numpy_loop(docs_np)(q1)}
+    single.update({k: (lambda f=f: f(q1)) for k, f in peers.items()})
+    with threadpool_limits(THREADS):
+        t1 = time_all(single, max(args.repeats, 7))
+    res["single_query_ms"] = {k: v * 1e3 for k, v in t1.items()}
+    if best_peer:
+        best_single = min(res["single_query_ms"][p] for p in present_peers)
+        res["single_query_ratio_vs_best_peer"] = best_single / res["single_query_ms"]["colprune-float32"]
+
+    # search time follows the kept vector count
+    pruner = cp.TopRatio(0.5)
+    kept = [pruner.prune(d, imp) for d, imp in zip(docs_np, corpus.importance)]
+    pv = np.concatenate([k.vectors for k in kept])
+    po = np.r_[0, np.cumsum([k.n_kept for k in kept])].astype(np.int64)
+    tp = time_all({"full": ours(vectors),
+                   "pruned": lambda: cp.kernels.maxsim_scores(queries, pv, po, check_finite=False)}, args.repeats)
+    res["pruned_50pct"] = {"keep_ratio": pv.shape[0] / vectors.shape[0], "speedup": tp["full"] / tp["pruned"]}
+
+    res["codecs"] = bench_codecs(corpus, queries, reference, args)
+    return res
+
+
+def bench_codecs(corpus, queries, reference, args) -> dict:
+    """End-to-end ``Index.search(k=10)`` per codec: time, bytes per page, recall@10 vs float32 exact."""
+    exact_top, _ = topk(reference, 10)
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        full_path = os.path.join(tmp, "float32.h5")
+        with cp.Index.create(full_path, dim=args.dim, dtype="float32") as full:
+            full.add(corpus.ids, corpus.embeddings, corpus.importance)
+        indexes = {"float32": cp.Index.open(full_path)}
+        for codec in ("float16", "int8", "binary"):
+            indexes[codec] = indexes["float32"].derive(os.path.join(tmp, f"{codec}.h5"), "none", dtype=codec)
+        for ix in indexes.values():
+            ix.load()
+            if ix.has_rerank:
+                ix._rerank_vectors()
+        searches = {codec: (lambda ix=ix: ix.search(queries, k=10)) for codec, ix in indexes.items() if codec != "binary"}
+        searches["binary-norerank"] = lambda: indexes["binary"].search(queries, k=10, rerank=0)
+        for depth in args.rerank_depths:
+            searches[f"binary-rerank{depth}"] = lambda d=depth: indexes["binary"].search(queries, k=10, rerank=d)
+        kernels = {codec: (lambda ix=ix: ix.scores(queries)) for codec, ix in indexes.items()}
+        with threadpool_limits(THREADS):
+            ts = time_all(searches, args.repeats)
+            tk = time_all({k: kernels[k] for k in ("float32", "int8")}, args.repeats)
+        id_row = {doc_id: i for i, doc_id in enumerate(corpus.ids)}
+        for name, f in searches.items():
+            hits = f()
+            got = np.array([[id_row[h.id] for h in hs] for hs in hits])
+            ix = indexes["binary" if name.startswith("binary") else name]
+            info = ix.info()
+            out[name] = {
+                "search_ms": ts[name] * 1e3,
+                "speedup_vs_float32": ts["float32"] / ts[name],
+                "recall@10": recall_at(10, got, exact_top),
+                "bytes_per_page": info["vector_bytes_per_page"],
+                "bytes_per_page_with_rerank_copy": info["vector_bytes_per_page"]
+                + (info["vectors"] * args.dim * 2 / info["docs"] if name.startswith("binary-rerank") else 0),
+            }
+        out["int8_kernel_vs_float32_kernel"] = tk["float32"] / tk["int8"]
+        for ix in indexes.values():
+            ix.close()
+    return out
+
+
+def print_table(res: dict, file=None) -> None:
+    print = functools.partial(builtins.print, file=file or sys.stdout)  # noqa: A001
+    print(f"{res['pages']} pages ({res['vectors']:,} vectors, dim {res['dim']}), {res['queries']} queries x "
+          f"{res['query_tokens']} tokens, {res['threads']} threads, median of {res['repeats']}")
+    print(f"\nbatch mode{'':22}pages/s   ms/batch  max|diff| vs float64")
+    for k in sorted(res["pages_per_s"], key=lambda k: -res["pages_per_s"][k]):
+        print(f"  {k:<28}{res['pages_per_s'][k]:>9,.0f}  {res['batch_ms'][k]:>9.1f}  {res['max_abs_diff'][k]:.1e}")
+    for name, why in res["missing_peers"].items():
+        print(f"  {name:<28}missing ({why[:70]})")
+    if res["ratio_vs_best_peer"]:
+        print(f"colprune float32 = {res['ratio_vs_best_peer']:.2f}x the best library peer ({res['best_peer']}), "
+              f"{res['ratio_vs_numpy_loop']:.2f}x the NumPy loop; float16 storage {res['float16_vs_float32']:.2f}x float32")
+    g = res["gemm_gflops"]
+    print(f"roofline: one large float32 GEMM {max(g.values()):.1f} GFLOP/s (numpy {g['numpy']:.1f}, torch {g['torch']:.1f}); "
+          f"colprune {res['colprune_gflops']:.1f} GFLOP/s = {res['fraction_of_gemm_roofline']:.0%}")
+    print("\nsingle query (one query, all pages)        ms")
+    for k in sorted(res["single_query_ms"], key=res["single_query_ms"].get):
+        print(f"  {k:<28}{res['single_query_ms'][k]:>9.1f}")
+    if "single_query_ratio_vs_best_peer" in res:
+        print(f"colprune float32 = {res['single_query_ratio_vs_best_peer']:.2f}x the best library peer")
+    p = res["pruned_50pct"]
+    print(f"\npruned to {p['keep_ratio']:.0%} of vectors: search {p['speedup']:.2f}x faster than unpruned")
+    c = res["codecs"]
+    print("\ncodec (Index.search, k=10)   ms/batch  vs float32  recall@10  bytes/page")
+    for k, v in c.items():
+        if isinstance(v, dict):
+            extra = f" (+{v['bytes_per_page_with_rerank_copy'] - v['bytes_per_page']:,.0f} float16 rerank copy)" \
+                if v["bytes_per_page_with_rerank_copy"] != v["bytes_per_page"] else ""
+            print(f"  {k:<26}{v['search_ms']:>9.1f}  {v['speedup_vs_float32']:>9.2f}x  {v['recall@10']:>9.3f}  "
+                  f"{v['bytes_per_page']:>10,.0f}{extra}")
+    print(f"int8 kernel = {c['int8_kernel_vs_float32_kernel']:.2f}x the float32 kernel")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pages", type=int, default=1000)
+    ap.add_argument("--min-vectors", type=int, default=300)
+    ap.add_argument("--max-vectors", type=int, default=1028)
+    ap.add_argument("--queries", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=THREADS, help="threads for every method (default: all cores)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rerank-depths", default="100,200,400", help="binary shortlist sizes to rerank exactly")
+    ap.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    args.rerank_depths = [int(x) for x in args.rerank_depths.split(",")]
+    if args.quick:
+        args.pages, args.min_vectors, args.max_vectors, args.queries, args.repeats = 40, 20, 60, 4, 1
+        args.rerank_depths = [10]
+    res = run(args)
+    if args.json:  # the table goes to stderr, so one run gives both
+        print_table(res, file=sys.stderr)
+        print(json.dumps(res, indent=1))
+    else:
+        print_table(res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The benches run from a clean clone (tiny sizes; figures are not checked here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("script", ["maxsim.py", "twostage.py"])
+def test_bench_quick_json(script):
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    if script == "maxsim.py":
+        assert {"pages_per_s", "ratio_vs_best_peer", "fraction_of_gemm_roofline", "max_abs_diff"} <= set(out)
+        assert out["max_abs_diff"]["colprune-float32"] < 1e-4
+    else:
+        assert out["two_stage"] and out["exact_ms_per_query"] > 0
