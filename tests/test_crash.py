@@ -86,7 +86,7 @@ def test_sigkill_during_add_keeps_every_commit(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "crash.h5"
     n = 0
-    for round_ in range(4):  # kill, reopen and append, kill again...
+    for round_ in range(6):  # kill, reopen and append, kill again...
         seen = run_and_kill(path, n, min_commits=2 + round_, rng=rng)
         n = check(path, seen)
     with cp.Index.open(path, mode="a") as index:  # still accepts appends in-process

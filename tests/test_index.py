@@ -222,17 +222,33 @@ def test_uncommitted_tail_is_ignored_then_dropped(built, rng):
         f["vectors"].resize(n + 10, axis=0)
         f["offsets"].resize(f["offsets"].shape[0] + 1, axis=0)
         f["offsets"][-1] = n + 10
-        f["docs/ids"].resize(41, axis=0)
-        f["docs/ids"][40] = "ghost"
+        end = f["docs/id_offsets"][-1]
+        f["docs/id_bytes"].resize(end + 5, axis=0)
+        f["docs/id_bytes"][end:] = np.frombuffer(b"ghost", np.uint8)
+        f["docs/id_offsets"].resize(42, axis=0)
+        f["docs/id_offsets"][41] = end + 5
     index = cp.Index.open(path)
-    assert len(index) == 40 and "ghost" not in index
+    assert len(index) == 40 and "ghost" not in index and index.ids == ids
     index.close()
     with cp.Index.open(path, mode="a") as index:
         _, embs, imps = pages(rng, 1)
         index.add(["ghost"], embs, imps)
         assert index.get("ghost").n_original == embs[0].shape[0]
     with h5py.File(path) as f:
-        assert f["docs/ids"].shape[0] == 41 and f["commit"][0] == 41
+        assert f["docs/id_offsets"].shape[0] == 42 and f["commit"][0] == 41 and f["vectors"].shape[0] < n + 10 + 40
+
+
+def test_old_versions_open_read_only(tmp_path):
+    from conftest import GOLDEN
+
+    old = tmp_path / "v1.h5"
+    old.write_bytes((GOLDEN / "v1.h5").read_bytes())
+    with pytest.raises(FormatError, match="appends only to version .*--pruner none"):
+        cp.Index.open(old, mode="a")
+    with cp.Index.open(old) as index:
+        index.derive(tmp_path / "new.h5", "none")
+    with cp.Index.open(tmp_path / "new.h5", mode="a") as index:
+        assert index.format_version == layout.FORMAT_VERSION and len(index) == 4
 
 
 def test_damaged_commit_record_is_reported(built):

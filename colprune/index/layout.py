@@ -26,10 +26,13 @@ __all__ = [
     "PATCH_MASK",
     "COMMIT",
     "DOCS",
-    "DOC_IDS",
     "DOC_N_ORIGINAL",
     "DOC_GRID",
-    "DOC_METADATA",
+    "DOC_ID_BYTES",
+    "DOC_ID_OFFSETS",
+    "DOC_META_BYTES",
+    "DOC_META_OFFSETS",
+    "STRINGS",
     "STORED_DTYPES",
     "CODECS",
     "SCALES",
@@ -66,10 +69,22 @@ RERANK = "rerank_vectors"  # v2, binary codec: (N, dim) float16, optional
 # per document (only the first COMMIT[0] are committed; offsets has COMMIT[0] + 1)
 OFFSETS = "offsets"
 DOCS = "docs"
-DOC_IDS = "docs/ids"
 DOC_N_ORIGINAL = "docs/n_original"
 DOC_GRID = "docs/grid"
-DOC_METADATA = "docs/metadata"
+# v2: strings as UTF-8 byte CSR (bytes + (n_docs + 1,) offsets): fixed-size appends only,
+# no HDF5 global heap, which an interrupted append can leave corrupt
+DOC_ID_BYTES = "docs/id_bytes"
+DOC_ID_OFFSETS = "docs/id_offsets"
+DOC_META_BYTES = "docs/metadata_bytes"
+DOC_META_OFFSETS = "docs/metadata_offsets"
+# v1: the same strings as HDF5 variable-length datasets (read only)
+DOC_IDS_V1 = "docs/ids"
+DOC_METADATA_V1 = "docs/metadata"
+# (name of the bytes dataset, name of the offsets dataset or None for v1 vlen) per field
+STRINGS = {
+    1: {"ids": (DOC_IDS_V1, None), "metadata": (DOC_METADATA_V1, None)},
+    2: {"ids": (DOC_ID_BYTES, DOC_ID_OFFSETS), "metadata": (DOC_META_BYTES, DOC_META_OFFSETS)},
+}
 # (2,) int64 [n_docs, n_vectors]: written last; the only source of truth for what is committed
 COMMIT = "commit"
 
@@ -89,10 +104,12 @@ _ENCODINGS = {
     SCALES: "per-vector",
     RERANK: "per-vector",
     DOCS: "per-document",
-    DOC_IDS: "utf8-strings",
+    DOC_ID_BYTES: "utf8-csr-bytes",
+    DOC_ID_OFFSETS: "csr-offsets",
+    DOC_META_BYTES: "json-csr-bytes",
+    DOC_META_OFFSETS: "csr-offsets",
     DOC_N_ORIGINAL: "per-document",
     DOC_GRID: "per-document",
-    DOC_METADATA: "json-strings",
 }
 
 
@@ -141,7 +158,8 @@ def check_file(f: h5py.File, path: str) -> int:
                 f"{__version__} reads (up to {FORMAT_VERSION}); upgrade: pip install -U colprune"
             )
         raise FormatError(f"{path} has unknown colprune format version {version}; readable: {sorted(READABLE_VERSIONS)}")
-    required = [VECTORS, OFFSETS, POSITIONS, IMPORTANCE, PATCH_MASK, COMMIT, DOC_IDS, DOC_N_ORIGINAL, DOC_GRID, DOC_METADATA]
+    required = [VECTORS, OFFSETS, POSITIONS, IMPORTANCE, PATCH_MASK, COMMIT, DOC_N_ORIGINAL, DOC_GRID]
+    required += [n for pair in STRINGS[version].values() for n in pair if n]
     if version >= 2 and text_attr(f, A_CODEC) == "int8":
         required.append(SCALES)
     missing = [n for n in required if n not in f]

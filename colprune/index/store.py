@@ -32,7 +32,6 @@ from . import layout as L
 
 __all__ = ["Index", "Page", "Hit", "codec_bytes"]
 
-_STR = h5py.string_dtype("utf-8")
 _CHUNK_BYTES = 256 << 10
 _NO_GRID = (-1, -1)
 
@@ -142,6 +141,12 @@ class Index:
         self._row: dict[str, int] | None = None
         self._cache: dict[str, np.ndarray] | None = None
         if mode != "r":
+            if self.format_version != L.FORMAT_VERSION:
+                raise FormatError(
+                    f"{self.path} uses format version {self.format_version}; colprune reads it but appends only to "
+                    f"version {L.FORMAT_VERSION} files: open it read-only and copy it with "
+                    f"Index.derive(new_path, 'none') or `colprune prune {self.path} NEW.h5 --pruner none`"
+                )
             self._drop_uncommitted()
 
     # -- opening -----------------------------------------------------------------------
@@ -198,8 +203,11 @@ class Index:
             doc_rows = _chunk_rows(8, chunk_bytes // 4)
             f.create_dataset(L.OFFSETS, data=np.zeros(1, np.int64), maxshape=(None,), chunks=(doc_rows,))
             f.create_group(L.DOCS)
-            for name, dt in ((L.DOC_IDS, _STR), (L.DOC_N_ORIGINAL, np.int64), (L.DOC_METADATA, _STR)):
-                f.create_dataset(name, (0,), dt, maxshape=(None,), chunks=(doc_rows,))
+            f.create_dataset(L.DOC_N_ORIGINAL, (0,), np.int64, maxshape=(None,), chunks=(doc_rows,))
+            for name in (L.DOC_ID_OFFSETS, L.DOC_META_OFFSETS):
+                f.create_dataset(name, data=np.zeros(1, np.int64), maxshape=(None,), chunks=(doc_rows,))
+            for name in (L.DOC_ID_BYTES, L.DOC_META_BYTES):
+                f.create_dataset(name, (0,), np.uint8, maxshape=(None,), chunks=(_chunk_rows(1, chunk_bytes),))
             f.create_dataset(L.DOC_GRID, (0, 2), np.int32, maxshape=(None, 2), chunks=(doc_rows, 2))
             # contiguous, allocated now: a commit is one small in-place write
             f.create_dataset(L.COMMIT, data=np.zeros(2, np.int64))
@@ -255,7 +263,7 @@ class Index:
         """Committed document ids, in commit order."""
         if self._ids is None:
             n = self._n_docs
-            self._ids = list(self._f[L.DOC_IDS].asstr()[:n]) if n else []
+            self._ids = self._strings("ids", 0, n)
         return list(self._ids)
 
     @property
@@ -313,7 +321,7 @@ class Index:
             mask = f[L.PATCH_MASK][a:b].astype(bool)
             n_orig = f[L.DOC_N_ORIGINAL][lo:hi]
             grids = f[L.DOC_GRID][lo:hi]
-            meta = f[L.DOC_METADATA].asstr()[lo:hi]
+            meta = self._strings("metadata", lo, hi)
             for i in range(hi - lo):
                 s, e = int(off[i]) - a, int(off[i + 1]) - a
                 yield Page(
@@ -333,8 +341,20 @@ class Index:
             patch_mask=f[L.PATCH_MASK][s:e].astype(bool),
             n_original=int(f[L.DOC_N_ORIGINAL][row]),
             grid=None if grid[0] < 0 else (int(grid[0]), int(grid[1])),
-            metadata=json.loads(f[L.DOC_METADATA].asstr()[row]),
+            metadata=json.loads(self._strings("metadata", row, row + 1)[0]),
         )
+
+    def _strings(self, field: str, lo: int, hi: int) -> list[str]:
+        # documents lo..hi of a per-document string field, whatever the format version
+        data, offsets = L.STRINGS[self.format_version][field]
+        if hi <= lo:
+            return []
+        if offsets is None:  # v1: HDF5 variable-length strings
+            return list(self._f[data].asstr()[lo:hi])
+        off = self._f[offsets][lo : hi + 1]
+        raw = self._f[data][int(off[0]) : int(off[-1])].tobytes()
+        base = int(off[0])
+        return [raw[int(a) - base : int(b) - base].decode("utf-8") for a, b in zip(off[:-1], off[1:])]
 
     def _decode(self, a: int, b: int) -> np.ndarray:
         # stored rows a..b as floats: float codecs as stored, int8 dequantised (float32),
@@ -734,10 +754,13 @@ class Index:
         extend(L.POSITIONS, np.concatenate([p.positions for p in pages]).astype(np.int32), v0)
         extend(L.IMPORTANCE, np.concatenate([p.importance for p in pages]).astype(np.float32), v0)
         extend(L.PATCH_MASK, np.concatenate([p.patch_mask for p in pages]).astype(np.uint8), v0)
-        extend(L.DOC_IDS, np.array(ids, dtype=object), n0)
+        for data, offsets, texts in ((L.DOC_ID_BYTES, L.DOC_ID_OFFSETS, ids), (L.DOC_META_BYTES, L.DOC_META_OFFSETS, meta_json)):
+            encoded = [t.encode("utf-8") for t in texts]
+            start = int(f[offsets][n0])
+            extend(data, np.frombuffer(b"".join(encoded), dtype=np.uint8), start)
+            extend(offsets, start + np.cumsum([len(e) for e in encoded], dtype=np.int64), n0 + 1)
         extend(L.DOC_N_ORIGINAL, np.array([p.n_original for p in pages], dtype=np.int64), n0)
         extend(L.DOC_GRID, np.array(grid_rows, dtype=np.int32).reshape(-1, 2), n0)
-        extend(L.DOC_METADATA, np.array(meta_json, dtype=object), n0)
         extend(L.OFFSETS, v0 + np.cumsum(lengths), n0 + 1)
         f.flush()
         f[L.COMMIT][:] = np.array([n0 + nd, v0 + nv], dtype=np.int64)
@@ -760,9 +783,15 @@ class Index:
         f, n, v = self._f, self._n_docs, self._n_vectors
         if n < 0 or v < 0 or f[L.OFFSETS].shape[0] < n + 1 or f[L.VECTORS].shape[0] < v:
             raise FormatError(f"{self.path} is damaged: its commit record ({n} docs, {v} vectors) exceeds its datasets")
-        for name in (L.DOC_IDS, L.DOC_N_ORIGINAL, L.DOC_GRID, L.DOC_METADATA):
+        for name in (L.DOC_N_ORIGINAL, L.DOC_GRID):
             if f[name].shape[0] < n:
                 raise FormatError(f"{self.path} is damaged: {name} has fewer than {n} entries")
+        for data, offsets in L.STRINGS[self.format_version].values():
+            if offsets is None:
+                if f[data].shape[0] < n:
+                    raise FormatError(f"{self.path} is damaged: {data} has fewer than {n} entries")
+            elif f[offsets].shape[0] < n + 1 or int(f[offsets][n]) > f[data].shape[0]:
+                raise FormatError(f"{self.path} is damaged: {offsets} does not cover {n} documents")
         for name in self._per_vector():
             if f[name].shape[0] < v:
                 raise FormatError(f"{self.path} is damaged: {name} has fewer than {v} entries")
@@ -780,7 +809,9 @@ class Index:
         f, n, v = self._f, self._n_docs, self._n_vectors
         changed = False
         sizes = [(name, v) for name in self._per_vector()] + [
-            (L.OFFSETS, n + 1), (L.DOC_IDS, n), (L.DOC_N_ORIGINAL, n), (L.DOC_GRID, n), (L.DOC_METADATA, n)]
+            (L.OFFSETS, n + 1), (L.DOC_N_ORIGINAL, n), (L.DOC_GRID, n)]
+        for data, offsets in L.STRINGS[self.format_version].values():
+            sizes += [(offsets, n + 1), (data, int(f[offsets][n]))]
         for name, size in sizes:
             if f[name].shape[0] > size:
                 f[name].resize(size, axis=0)
