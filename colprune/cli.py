@@ -67,7 +67,19 @@ def _fmt_bytes(n: float | None) -> str:
 
 # -- build -------------------------------------------------------------------------------
 
+EMBEDDING_EXTS = (".pt", ".npz", ".npy")
+
+
+def _is_embedding_file(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in EMBEDDING_EXTS
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    kinds = {_is_embedding_file(p) for p in args.inputs}
+    if len(kinds) > 1:
+        raise ColpruneError("give either embedding files (.pt/.npz/.npy) or pages (PDFs, images, text, folders), not both")
+    if kinds == {False}:
+        return _build_from_pages(args)
     from .io import load_embeddings
 
     pruner = _pruner_from_args(args)
@@ -104,6 +116,60 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_from_pages(args: argparse.Namespace) -> int:
+    from .encoders import PageError, collect_pages, load_encoder
+
+    pruner = _pruner_from_args(args)
+
+    def skipped(e: Exception) -> None:
+        print(f"colprune build: skipped: {e}", file=sys.stderr)
+
+    pages = collect_pages(args.inputs, skip_bad=args.skip_bad, on_skip=skipped)
+    appending = os.path.exists(args.output) and not args.overwrite
+    if appending:
+        with Index.open(args.output) as existing:
+            if existing.encoder and existing.encoder != args.model:
+                raise ColpruneError(f"{args.output} was built with --model {existing.encoder}, not {args.model}")
+    encoder = load_encoder(args.model, importance=args.importance, device=args.device)
+    if appending:
+        index = Index.open(args.output, mode="a")
+    else:
+        index = Index.create(args.output, encoder.dim, args.dtype, encoder=args.model, overwrite=args.overwrite)
+    with index:
+        done = set(index.ids)
+        todo = [p for p in pages if p.id not in done]
+        with _progress(None, len(pages), "build", args.quiet) as bar:
+            bar.update(len(pages) - len(todo))
+            for lo in range(0, len(todo), args.batch):
+                batch, contents = [], []
+                for p in todo[lo : lo + args.batch]:
+                    try:
+                        content = p.text() if encoder.input_kind == "text" else p.image(dpi=args.dpi)
+                        if encoder.input_kind == "text" and not content.strip():
+                            raise PageError(f"{p.id}: no text (a scanned page or an image?); the text encoder "
+                                            f"{args.model!r} reads text layers only")
+                    except PageError as e:
+                        if not args.skip_bad:
+                            raise
+                        skipped(e)
+                        continue
+                    batch.append(p)
+                    contents.append(content)
+                if batch:
+                    encoded = encoder.encode_pages(contents)
+                    index.add(
+                        [p.id for p in batch], [e.vectors for e in encoded], [e.importance for e in encoded],
+                        pruner=pruner, metadata=[p.metadata for p in batch],
+                        patch_mask=[e.patch_mask for e in encoded], grids=[e.grid for e in encoded],
+                    )
+                bar.update(len(todo[lo : lo + args.batch]))
+        info = index.info()
+    if len(todo) < len(pages):
+        print(f"skipped {len(pages) - len(todo)} pages already in {args.output}")
+    _summary(info)
+    return 0
+
+
 def _summary(info: dict[str, Any]) -> None:
     ratio = info["keep_ratio"]
     print(
@@ -129,13 +195,26 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .io import load_embeddings
 
-    qs = load_embeddings(args.queries)
     with Index.open(args.index) as index:
-        hits = index.search(qs.embeddings, k=args.k, n_threads=args.threads)
+        qids, qvecs = [], []
+        texts = [q for q in args.queries if not (_is_embedding_file(q) and os.path.exists(q))]
+        for q in args.queries:
+            if q not in texts:
+                qs = load_embeddings(q)
+                qids += qs.ids
+                qvecs += qs.embeddings
+        if texts:
+            if not index.encoder:
+                raise ColpruneError(f"{args.index} records no encoder: pass query embeddings files instead of text")
+            from .encoders import load_encoder
+
+            qids += texts
+            qvecs += load_encoder(index.encoder).encode_queries(texts)
+        hits = index.search(qvecs, k=args.k, n_threads=args.threads)
     if args.json:
-        print(json.dumps([{"query": qid, "hits": [{"id": h.id, "score": h.score} for h in hs]} for qid, hs in zip(qs.ids, hits)]))
+        print(json.dumps([{"query": qid, "hits": [{"id": h.id, "score": h.score} for h in hs]} for qid, hs in zip(qids, hits)]))
         return 0
-    for qid, hs in zip(qs.ids, hits):
+    for qid, hs in zip(qids, hits):
         print(f"query {qid}")
         for rank, h in enumerate(hs, 1):
             print(f"  {rank:>3}. {h.score:10.4f}  {h.id}")
@@ -173,7 +252,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, n_pages=args.pages, quiet=args.quiet)
+    run_demo(args.out, n_pages=args.pages, quiet=args.quiet, synthetic=args.synthetic)
     return 0
 
 
@@ -194,19 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "build", formatter_class=_FMT, help="index precomputed page embeddings",
         description="Prune and index precomputed page embeddings. Re-running appends and skips pages already present.\n\n"
+        "Pages: PDFs, images and .txt/.md files, or folders of them. Each PDF page is one page (id PATH#N);\n"
+        "they are encoded with --model, pruned and appended --batch at a time.\n\n"
         "Embedding files (see colprune.io): .pt (torch.save of a list of (n_i, dim) tensors, or a dict with\n"
         "'embeddings' and optional 'importance', 'patch_mask', 'ids', 'metadata', 'grids'), .npz (CSR 'vectors' +\n"
         "'offsets' [+ 'importance', 'patch_mask', 'ids'], or 'embeddings' (n, m, dim)), .npy ((n, m, dim) or (m, dim)).",
-        epilog="examples:\n  colprune build pages.pt -o full.h5 --pruner none          # full index, any pruner derivable later\n"
+        epilog="examples:\n  colprune build papers/ -o pages.h5 --pruner adaptive --k -0.25   # PDFs, offline MiniLM text encoder\n"
+        "  colprune build pages.pt -o full.h5 --pruner none          # full index, any pruner derivable later\n"
         "  colprune build a.npz b.npz -o pages.h5 --pruner adaptive --k -0.25\n"
         "  colprune build pages.pt -o pages.h5 --pruner ratio --ratio 0.3 --dtype float32",
     )
-    p.add_argument("inputs", nargs="+", metavar="FILE", help="embedding files (.pt, .npz, .npy)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="pages (PDFs, images, .txt/.md files, folders of them) or embedding files (.pt, .npz, .npy)")
     p.add_argument("-o", "--output", required=True, help="index file to create or extend")
     p.add_argument("--dtype", default="float16", choices=sorted(CODECS), help="vector codec (default float16)")
     p.add_argument("--dim", type=int, default=None, help="embedding dim (default: from the first page)")
-    p.add_argument("--encoder", default=None, help="name of the model that made the embeddings, stored in the file")
-    p.add_argument("--batch", type=int, default=256, help="pages per commit (default 256)")
+    p.add_argument("--encoder", default=None, help="embedding files: name of the model that made them, stored in the file")
+    g = p.add_argument_group("encoding pages")
+    g.add_argument("--model", default="minilm",
+                   help="page encoder: 'minilm' (offline text-token fallback, the default), a local path or a hub id")
+    g.add_argument("--importance", default="cls", help="importance signal: cls, indegree, indegree_mid or norm (text encoder)")
+    g.add_argument("--device", default=None, help="torch device: cpu (default), cuda, or auto")
+    g.add_argument("--dpi", type=int, default=144, help="PDF render resolution for image encoders (default 144)")
+    g.add_argument("--skip-bad", action="store_true", help="report unreadable files and pages and go on")
+    p.add_argument("--batch", type=int, default=256, help="pages per commit (default 256; pages: encoded per batch)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of appending to it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_pruner_args(p, "adaptive")
@@ -229,12 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "search", formatter_class=_FMT, help="search an index with query embeddings",
-        description="Exact MaxSim search. QUERIES is an embeddings file in any layout `build` reads;\n"
-        "each entry is one query's (n_tokens, dim) token vectors.",
-        epilog="examples:\n  colprune search pages.h5 queries.pt\n  colprune search pages.h5 queries.npz -k 3 --json",
+        description="Exact MaxSim search. Each QUERY is text, encoded with the model the index was built with,\n"
+        "or an embeddings file in any layout `build` reads (each entry one query's (n_tokens, dim) vectors).",
+        epilog="examples:\n  colprune search pages.h5 \"who invented the thermometer\"\n"
+        "  colprune search pages.h5 queries.pt\n  colprune search pages.h5 queries.npz -k 3 --json",
     )
     p.add_argument("index")
-    p.add_argument("queries", help="query embeddings file (.pt, .npz, .npy)")
+    p.add_argument("queries", nargs="+", metavar="QUERY",
+                   help="query text (encoded with the index's model) or a query embeddings file (.pt, .npz, .npy)")
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -249,13 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
-        "demo", formatter_class=_FMT, help="build, prune and search a small generated index",
-        description="Generate ColPali-like page embeddings, build a full index, derive a DocPruner-pruned one,\n"
-        "search both and print the bytes saved and the hits.",
-        epilog="examples:\n  colprune demo\n  colprune demo --out demo-index --pages 500",
+        "demo", formatter_class=_FMT, help="the whole pipeline offline: PDFs in, pruned index, answers out",
+        description="Write a few PDFs, encode their pages with the offline MiniLM text-token encoder, build a full\n"
+        "index, derive a DocPruner-pruned one, answer questions from both, and print the bytes saved and the hits.\n"
+        "--synthetic does the same on generated ColPali-like embeddings (no model).",
+        epilog="examples:\n  colprune demo\n  colprune demo --out demo-index\n  colprune demo --synthetic --pages 500",
     )
     p.add_argument("--out", default=None, help="folder for the index files (default: a temporary folder)")
-    p.add_argument("--pages", type=int, default=300, help="pages to generate (default 300)")
+    p.add_argument("--synthetic", action="store_true", help="generated embeddings instead of PDFs and a model")
+    p.add_argument("--pages", type=int, default=300, help="--synthetic: pages to generate (default 300)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     return parser

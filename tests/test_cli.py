@@ -89,8 +89,14 @@ def test_every_command_has_help_with_examples(command, capsys):
 
 
 def test_console_script_and_demo(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "colprune.cli", "demo", "--pages", "40", "--out", str(tmp_path), "-q"],
+    res = subprocess.run([sys.executable, "-m", "colprune.cli", "demo", "--out", str(tmp_path), "-q"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "saved" in res.stdout and "top-1 accuracy" in res.stdout
+    assert "saved" in res.stdout and "top-1 correct: full 4/4, pruned 4/4" in res.stdout
     assert (tmp_path / "full.h5").exists() and (tmp_path / "pruned.h5").exists()
+
+
+def test_synthetic_demo(tmp_path, capsys):
+    assert main(["demo", "--synthetic", "--pages", "30", "--out", str(tmp_path), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "saved" in out and "top-1 correct" in out
