@@ -247,6 +247,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- show --------------------------------------------------------------------------------
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .show import render_page
+
+    with Index.open(args.index) as index:
+        if args.page not in index:
+            raise ColpruneError(f"no page {args.page!r} in {args.index}")
+        print(render_page(index, args.page, args.output, dpi=args.dpi))
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -339,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "show", formatter_class=_FMT, help="draw a page with its kept patches and importance heat map",
+        description="Re-read the page image from its source (the path and page number in its metadata), dim the\n"
+        "pruned patches, outline the kept ones, and draw the importance of the kept patches on the grid.",
+        epilog="examples:\n  colprune show pages.h5 'papers/a.pdf#3' -o page.png\n  colprune show pages.h5 scans/p1.png -o p1.png --dpi 150",
+    )
+    p.add_argument("index")
+    p.add_argument("page", help="page id")
+    p.add_argument("-o", "--output", default="page.png", help="PNG to write (default page.png)")
+    p.add_argument("--dpi", type=int, default=110)
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
         "demo", formatter_class=_FMT, help="the whole pipeline offline: PDFs in, pruned index, answers out",

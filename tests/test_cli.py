@@ -80,7 +80,7 @@ def test_errors_are_one_line_with_exit_2(tmp_path, pt_file, capsys):
     assert "needs importance" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["build", "prune", "search", "info", "demo"])
+@pytest.mark.parametrize("command", ["build", "prune", "search", "info", "show", "demo"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([command, "--help"])

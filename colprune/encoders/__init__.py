@@ -7,17 +7,17 @@ local path or hub id of a BERT-style model loads the same way.
 
 from __future__ import annotations
 
-import os
-
 from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device
 from .sources import PageError, PageSource, collect_pages
-from .text import SIGNALS, TextTokenEncoder, is_text_model, minilm_path
+from .text import SIGNALS, TEXT_MODEL_TYPES, TextTokenEncoder, minilm_path
+from .visual import VISUAL_MODEL_TYPES, VisualEncoder, model_type_of
 
 __all__ = [
     "Encoder",
     "EncodedPage",
     "TextTokenEncoder",
+    "VisualEncoder",
     "load_encoder",
     "SIGNALS",
     "PageSource",
@@ -35,19 +35,17 @@ def load_encoder(model: str = "minilm", **kwargs) -> Encoder:
     """
     if model == "minilm":
         return TextTokenEncoder("minilm", **kwargs)
-    if os.path.isdir(model):
-        if is_text_model(model):
-            return TextTokenEncoder(model, **kwargs)
-        raise InvalidInputError(
-            f"{model}: unsupported model type; this colprune encodes with BERT-style text models "
-            "(ColQwen2/ColPali page encoders are not in this version yet)"
-        )
     try:
-        from transformers import AutoConfig
-
-        cfg = AutoConfig.from_pretrained(model)
+        model_type = model_type_of(model)
     except Exception as e:  # offline hub, typo, private repo...
         raise InvalidInputError(f"cannot load model {model!r}: {e}") from None
-    if cfg.model_type in {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2", "modernbert"}:
+    if model_type in VISUAL_MODEL_TYPES:
+        if kwargs.get("importance") == "cls":
+            kwargs["importance"] = "eos"  # the text encoder's default name for the global-token signal
+        return VisualEncoder(model, **kwargs)
+    if model_type in TEXT_MODEL_TYPES:
         return TextTokenEncoder(model, **kwargs)
-    raise InvalidInputError(f"{model}: unsupported model type {cfg.model_type!r}")
+    raise InvalidInputError(
+        f"{model}: unsupported model type {model_type!r}; colprune encodes with {', '.join(VISUAL_MODEL_TYPES)} "
+        "(transformers' retrieval classes) or BERT-style text models"
+    )

@@ -22,7 +22,6 @@ Importance signals (all mean over heads, rows = tokens):
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -30,9 +29,10 @@ import numpy as np
 from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device
 
-__all__ = ["TextTokenEncoder", "minilm_path", "SIGNALS"]
+__all__ = ["TextTokenEncoder", "minilm_path", "SIGNALS", "TEXT_MODEL_TYPES"]
 
 SIGNALS = ("cls", "indegree", "indegree_mid", "norm")
+TEXT_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2", "modernbert")
 
 
 def minilm_path() -> str:
@@ -157,15 +157,3 @@ class TextTokenEncoder(Encoder):
 
     def __repr__(self) -> str:
         return f"TextTokenEncoder({self.name!r}, importance={self.importance!r}, dim={self.dim}, device={self.device})"
-
-
-def is_text_model(path: str) -> bool:
-    """Whether a local model folder holds a BERT-style text encoder."""
-    import json
-
-    cfg = os.path.join(path, "config.json")
-    if not os.path.exists(cfg):
-        return False
-    with open(cfg) as f:
-        mt = json.load(f).get("model_type", "")
-    return mt in {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2", "modernbert"}
