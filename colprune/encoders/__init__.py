@@ -11,6 +11,7 @@ from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device
 from .sources import PageError, PageSource, collect_pages
 from .text import SIGNALS, TEXT_MODEL_TYPES, TextTokenEncoder, minilm_path
+from .colpali_engine import ColpaliEngineEncoder
 from .visual import VISUAL_MODEL_TYPES, VisualEncoder, model_type_of
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "EncodedPage",
     "TextTokenEncoder",
     "VisualEncoder",
+    "ColpaliEngineEncoder",
     "load_encoder",
     "SIGNALS",
     "PageSource",

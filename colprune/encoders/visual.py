@@ -32,10 +32,34 @@ import numpy as np
 from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device
 
-__all__ = ["VisualEncoder", "VISUAL_MODEL_TYPES"]
+__all__ = ["VisualEncoder", "VISUAL_MODEL_TYPES", "attention_signals"]
 
 VISUAL_MODEL_TYPES = ("colqwen2", "colpali")
 SIGNALS = ("eos", "indegree", "indegree_mid", "norm")
+
+
+def attention_signals(last: np.ndarray, mids: list[np.ndarray], patch: np.ndarray) -> dict[str, np.ndarray]:
+    """The importance signals from head-averaged attention maps over a page's real tokens.
+
+    Parameters
+    ----------
+    last : (n, n) attention of the chosen (last) layer; row = query token, column = key token
+    mids : (n, n) attentions of the middle layers
+    patch : (n,) bool, image-patch rows
+    """
+
+    def indegree(a):  # attention each row receives from the *other* patches
+        src = a[patch] if patch.any() else a
+        got = src.sum(axis=0)
+        got[patch] -= np.diag(a)[patch]
+        return got / max(src.shape[0] - (1 if patch.any() else 0), 1)
+
+    return {
+        "eos": last[-1].astype(np.float32),  # the last real token attends to every row
+        "indegree": indegree(last).astype(np.float32),
+        "indegree_mid": (np.mean([indegree(m) for m in mids], axis=0) if mids else indegree(last)).astype(np.float32),
+        "norm": np.ones(last.shape[0], np.float32),
+    }
 
 
 def _classes(model_type: str):
@@ -160,20 +184,7 @@ class VisualEncoder(Encoder):
         def layer(i):  # (n, n) over real tokens, mean over heads
             return attn[i][b].mean(dim=0)[rows][:, rows].numpy()
 
-        def indegree(a):  # attention each row receives from the *other* patches
-            src = a[patch] if patch.any() else a
-            n_src = src.shape[0]
-            got = src.sum(axis=0)
-            got[patch] -= np.diag(a)[patch]
-            return got / max(n_src - (1 if patch.any() else 0), 1)
-
-        last = layer(self.layer)
-        return {
-            "eos": last[-1].astype(np.float32),  # the last real token attends to every row
-            "indegree": indegree(last).astype(np.float32),
-            "indegree_mid": np.mean([indegree(layer(i)) for i in self.mid_layers], axis=0).astype(np.float32),
-            "norm": np.ones(len(rows), np.float32),
-        }
+        return attention_signals(layer(self.layer), [layer(i) for i in self.mid_layers], patch)
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32) -> list[np.ndarray]:
         out_list: list[np.ndarray] = []
