@@ -267,3 +267,27 @@ def test_every_object_carries_encoding_attributes(built):
             assert f[name].attrs["encoding-type"], name
             assert f[name].attrs["encoding-version"] == str(layout.FORMAT_VERSION), name
         assert json.loads(f.attrs["pruner"]) == {"name": "adaptive", "params": {"k": -0.25}}
+
+
+def test_signals_are_stored_and_drive_derived_pruning(tmp_path, rng):
+    ids, embs, imps = pages(rng, 12, lo=4)
+    sigs = [{"cls": imp, "norm": np.linalg.norm(e, axis=1)} for e, imp in zip(embs, imps)]
+    with cp.Index.create(tmp_path / "full.h5", dim=16, dtype="float32", signals=["cls", "norm"]) as full:
+        full.add(ids, embs, imps, signals=sigs)
+        assert full.signal_names == ["cls", "norm"]
+        assert_array_equal(full.get("doc-2").signals["norm"], sigs[2]["norm"].astype(np.float32))
+        by_norm = full.derive(tmp_path / "norm.h5", "ratio", ratio=0.5, signal="norm")
+        with pytest.raises(InvalidInputError, match="no signal 'nope'"):
+            full.derive(tmp_path / "x.h5", "ratio", signal="nope")
+        with pytest.raises(InvalidInputError, match="signals must have exactly"):
+            full.add(["z"], [embs[0]], [imps[0]], signals=[{"cls": imps[0]}])
+        with pytest.raises(InvalidInputError, match="signal 'norm' must be"):
+            full.add(["z"], [embs[0]], [imps[0]], signals=[{"cls": imps[0], "norm": imps[0][:-1]}])
+    with by_norm:
+        assert by_norm.pruner_config == {"name": "ratio", "params": {"ratio": 0.5}, "signal": "norm"}
+        for i, doc_id in enumerate(ids):
+            want = cp.TopRatio(0.5).prune(embs[i], sigs[i]["norm"])
+            got = by_norm.get(doc_id)
+            assert_array_equal(got.positions, want.positions)
+            assert_array_equal(got.signals["cls"], imps[i][want.positions].astype(np.float32))
+            assert_allclose(got.importance, sigs[i]["norm"][want.positions], rtol=1e-6)

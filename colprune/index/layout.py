@@ -37,6 +37,7 @@ __all__ = [
     "CODECS",
     "SCALES",
     "RERANK",
+    "SIGNALS",
     "codec_of",
     "set_encoding",
     "check_file",
@@ -66,6 +67,7 @@ IMPORTANCE = "importance"
 PATCH_MASK = "patch_mask"
 SCALES = "scales"  # v2, int8 codec: (N,) float32
 RERANK = "rerank_vectors"  # v2, binary codec: (N, dim) float16, optional
+SIGNALS = "signals"  # v2, optional group: one (N,) float32 dataset per importance signal
 # per document (only the first COMMIT[0] are committed; offsets has COMMIT[0] + 1)
 OFFSETS = "offsets"
 DOCS = "docs"
@@ -103,6 +105,7 @@ _ENCODINGS = {
     COMMIT: "commit-record",
     SCALES: "per-vector",
     RERANK: "per-vector",
+    SIGNALS: "per-vector-signals",
     DOCS: "per-document",
     DOC_ID_BYTES: "utf8-csr-bytes",
     DOC_ID_OFFSETS: "csr-offsets",
@@ -115,7 +118,10 @@ _ENCODINGS = {
 
 def set_encoding(f: h5py.File, version: int = FORMAT_VERSION) -> None:
     """Stamp every object of a new file with ``encoding-type`` and ``encoding-version``."""
-    for name, etype in _ENCODINGS.items():
+    names = dict(_ENCODINGS)
+    if SIGNALS in f:
+        names.update({f"{SIGNALS}/{k}": "per-vector" for k in f[SIGNALS]})
+    for name, etype in names.items():
         if name not in f:  # optional objects
             continue
         obj = f[name]

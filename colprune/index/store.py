@@ -62,6 +62,8 @@ class Page:
     grid : (rows, cols) or None
         Patch grid of the page, when the encoder has one.
     metadata : dict
+    signals : dict of name -> (n_kept,) float32
+        Every importance signal the index stores (see ``Index.create(signals=)``).
     """
 
     id: str
@@ -72,6 +74,7 @@ class Page:
     n_original: int
     grid: tuple[int, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_kept(self) -> int:
@@ -135,6 +138,7 @@ class Index:
         self.dim = int(f.attrs[L.A_DIM])
         self.codec = L.codec_of(f, self.format_version, self.path)
         self.has_rerank = L.RERANK in f
+        self.signal_names = sorted(f[L.SIGNALS]) if L.SIGNALS in f else []
         self._n_docs, self._n_vectors = (int(x) for x in f[L.COMMIT][:2])
         self._check_commit()
         self._ids: list[str] | None = None
@@ -162,6 +166,7 @@ class Index:
         overwrite: bool = False,
         chunk_bytes: int = _CHUNK_BYTES,
         rerank: bool = True,
+        signals: Sequence[str] = (),
     ) -> "Index":
         """Create an empty index, open for appending.
 
@@ -173,6 +178,8 @@ class Index:
             scale, 4 x smaller than float32) or ``"binary"`` (sign bits, 32 x smaller).
         rerank : for ``"binary"``: also keep float16 vectors so searches can rerank the Hamming
             shortlist exactly (costs the float16 bytes, on disk and once loaded).
+        signals : names of extra per-vector importance signals to store (``add(signals=)``
+            gives them per page); a derived index can prune by any of them.
         encoder : name or path of the model that made the embeddings, if known.
         chunk_bytes : target size of an HDF5 chunk; smaller suits many tiny indexes.
         """
@@ -195,6 +202,11 @@ class Index:
             f.create_dataset(L.VECTORS, (0, width), np_dtype, maxshape=(None, width), chunks=(vec_rows, width))
             if dtype == "int8":
                 f.create_dataset(L.SCALES, (0,), np.float32, maxshape=(None,), chunks=(_chunk_rows(4, chunk_bytes),))
+            for name in signals:
+                if not name or "/" in name:
+                    raise InvalidInputError(f"bad signal name {name!r}")
+                f.create_dataset(f"{L.SIGNALS}/{name}", (0,), np.float32, maxshape=(None,),
+                                 chunks=(_chunk_rows(4, chunk_bytes),))
             if dtype == "binary" and rerank:
                 rows = _chunk_rows(dim * 2, chunk_bytes)
                 f.create_dataset(L.RERANK, (0, dim), np.float16, maxshape=(None, dim), chunks=(rows, dim))
@@ -322,11 +334,13 @@ class Index:
             n_orig = f[L.DOC_N_ORIGINAL][lo:hi]
             grids = f[L.DOC_GRID][lo:hi]
             meta = self._strings("metadata", lo, hi)
+            sig = {k: f[f"{L.SIGNALS}/{k}"][a:b] for k in self.signal_names}
             for i in range(hi - lo):
                 s, e = int(off[i]) - a, int(off[i + 1]) - a
                 yield Page(
                     ids[lo + i], vec[s:e], pos[s:e], imp[s:e], mask[s:e], int(n_orig[i]),
                     None if grids[i][0] < 0 else (int(grids[i][0]), int(grids[i][1])), json.loads(meta[i]),
+                    {k: v[s:e] for k, v in sig.items()},
                 )
 
     def _page(self, row: int) -> Page:
@@ -342,6 +356,7 @@ class Index:
             n_original=int(f[L.DOC_N_ORIGINAL][row]),
             grid=None if grid[0] < 0 else (int(grid[0]), int(grid[1])),
             metadata=json.loads(self._strings("metadata", row, row + 1)[0]),
+            signals={k: f[f"{L.SIGNALS}/{k}"][s:e] for k in self.signal_names},
         )
 
     def _strings(self, field: str, lo: int, hi: int) -> list[str]:
@@ -545,6 +560,7 @@ class Index:
         metadata: Sequence[dict | None] | None = None,
         patch_mask: Sequence | None = None,
         grids: Sequence[tuple[int, int] | None] | None = None,
+        signals: Sequence[dict] | None = None,
         commit_every: int = 256,
     ) -> list[PrunedPage]:
         """Prune and append pages.
@@ -568,6 +584,8 @@ class Index:
             True for image-patch rows; False rows (special/prompt tokens) are always kept.
         grids : n ``(rows, cols)`` patch grids (or None), optional
             ``rows * cols`` must equal the page's number of patch rows.
+        signals : n dicts of name -> (n_i,) scores, optional
+            Required when the index was created with ``signals=``: one entry per declared name.
 
         Returns
         -------
@@ -577,11 +595,11 @@ class Index:
         pruner = self._resolve_pruner(pruner)
         n = len(ids)
         for name, seq in (("embeddings", embeddings), ("importance", importance), ("metadata", metadata),
-                          ("patch_mask", patch_mask), ("grids", grids)):
+                          ("patch_mask", patch_mask), ("grids", grids), ("signals", signals)):
             if seq is not None and len(seq) != n:
                 raise InvalidInputError(f"{name} has {len(seq)} entries for {n} ids")
         self._check_ids(ids)
-        pages = []
+        pages, kept = [], []
         for i, doc_id in enumerate(ids):
             what = f"document {doc_id!r}"
             vec, imp, mask = check_page(
@@ -592,9 +610,27 @@ class Index:
                 raise InvalidInputError(f"{what}: pruner {pruner.name!r} needs importance scores; pass importance=")
             if grids is not None and grids[i] is not None:
                 _check_grid(grids[i], int(mask.sum()), what)
-            pages.append(pruner._prune_checked(vec, imp, mask))
-        self._append(ids, pages, pruner.config(), metadata, grids, commit_every)
+            page = pruner._prune_checked(vec, imp, mask)
+            kept_signals = self._check_signals(None if signals is None else signals[i], vec.shape[0], what)
+            pages.append(page)
+            kept.append({k: v[page.positions] for k, v in kept_signals.items()})
+        self._append(ids, pages, pruner.config(), metadata, grids, commit_every, kept)
         return pages
+
+    def _check_signals(self, given: dict | None, n: int, what: str) -> dict[str, np.ndarray]:
+        if not self.signal_names:
+            if given:
+                raise InvalidInputError(f"{what}: this index stores no signals; create it with signals={sorted(given)}")
+            return {}
+        if given is None or set(given) != set(self.signal_names):
+            raise InvalidInputError(f"{what}: signals must have exactly {self.signal_names}, got {sorted(given or {})}")
+        out = {}
+        for k in self.signal_names:
+            v = np.asarray(given[k], dtype=np.float32)
+            if v.shape != (n,) or not np.isfinite(v).all():
+                raise InvalidInputError(f"{what}: signal {k!r} must be ({n},) finite scores, got shape {v.shape}")
+            out[k] = v
+        return out
 
     def derive(
         self,
@@ -605,6 +641,7 @@ class Index:
         overwrite: bool = False,
         batch_size: int = 1024,
         progress: bool = False,
+        signal: str | None = None,
         **pruner_params: Any,
     ) -> "Index":
         """Write a pruned copy of this index to ``path`` without re-encoding.
@@ -614,15 +651,21 @@ class Index:
 
         Pages are re-pruned from their stored vectors and importance (a *full* index,
         built with ``pruner="none"``, keeps every vector, so any pruner can be derived
-        from it). Positions, metadata and grids carry over. Returns the new index, open
-        read-only.
+        from it). Positions, metadata, grids and stored signals carry over. ``signal=`` prunes
+        by one of the stored signals instead of the importance (which it then replaces).
+        Returns the new index, open read-only.
         """
         pruner = make_pruner(pruner, **pruner_params)
         config = pruner.config()
+        if signal is not None:
+            if signal not in self.signal_names:
+                raise InvalidInputError(f"{self.path} stores no signal {signal!r}; it has {self.signal_names}")
+            config["signal"] = signal
         source = self.pruner_config
         if source is not None and source.get("name") != "none":
             config["derived_from"] = source
-        with Index.create(path, self.dim, dtype or self.codec, encoder=self.encoder, overwrite=overwrite) as dst:
+        with Index.create(path, self.dim, dtype or self.codec, encoder=self.encoder, overwrite=overwrite,
+                          signals=self.signal_names) as dst:
             dst._set_pruner(config)
             batch: list[Page] = []
             it = self.iter_pages(batch_size)
@@ -633,16 +676,16 @@ class Index:
             for page in it:
                 batch.append(page)
                 if len(batch) == batch_size:
-                    dst._append_repruned(batch, pruner, config)
+                    dst._append_repruned(batch, pruner, config, signal)
                     batch = []
             if batch:
-                dst._append_repruned(batch, pruner, config)
+                dst._append_repruned(batch, pruner, config, signal)
         return Index.open(path)
 
-    def _append_repruned(self, pages: list[Page], pruner: Pruner, config: dict[str, Any]) -> None:
-        out = []
+    def _append_repruned(self, pages: list[Page], pruner: Pruner, config: dict[str, Any], signal: str | None) -> None:
+        out, kept = [], []
         for p in pages:
-            imp = p.importance.astype(np.float64)
+            imp = (p.importance if signal is None else p.signals[signal]).astype(np.float64)
             if np.isnan(imp).any():
                 if pruner.needs_importance:
                     raise InvalidInputError(
@@ -651,7 +694,9 @@ class Index:
                 imp = None
             pp = pruner._prune_checked(p.vectors, imp, p.patch_mask)
             out.append(PrunedPage(pp.vectors, p.positions[pp.positions], pp.importance, pp.patch_mask, p.n_original))
-        self._append([p.id for p in pages], out, config, [p.metadata for p in pages], [p.grid for p in pages], len(pages))
+            kept.append({k: v[pp.positions] for k, v in p.signals.items()})
+        self._append([p.id for p in pages], out, config, [p.metadata for p in pages], [p.grid for p in pages],
+                     len(pages), kept)
 
     def _resolve_pruner(self, pruner: Pruner | str | None) -> Pruner:
         stored = L.read_pruner(self._f)
@@ -699,6 +744,7 @@ class Index:
         metadata: Sequence[dict | None] | None,
         grids: Sequence[tuple[int, int] | None] | None,
         commit_every: int,
+        signals: list[dict[str, np.ndarray]] | None = None,
     ) -> None:
         meta_json, grid_rows, stored = [], [], []
         for i, (doc_id, page) in enumerate(zip(ids, pages)):
@@ -726,9 +772,10 @@ class Index:
         step = max(1, int(commit_every))
         for lo in range(0, len(pages), step):
             hi = min(lo + step, len(pages))
-            self._commit(ids[lo:hi], stored[lo:hi], pages[lo:hi], meta_json[lo:hi], grid_rows[lo:hi])
+            self._commit(ids[lo:hi], stored[lo:hi], pages[lo:hi], meta_json[lo:hi], grid_rows[lo:hi],
+                         None if signals is None else signals[lo:hi])
 
-    def _commit(self, ids, vectors, pages, meta_json, grid_rows) -> None:
+    def _commit(self, ids, vectors, pages, meta_json, grid_rows, signals=None) -> None:
         f = self._f
         n0, v0 = self._n_docs, self._n_vectors
         lengths = np.array([v.shape[0] for v in vectors], dtype=np.int64)
@@ -754,6 +801,8 @@ class Index:
         extend(L.POSITIONS, np.concatenate([p.positions for p in pages]).astype(np.int32), v0)
         extend(L.IMPORTANCE, np.concatenate([p.importance for p in pages]).astype(np.float32), v0)
         extend(L.PATCH_MASK, np.concatenate([p.patch_mask for p in pages]).astype(np.uint8), v0)
+        for name in self.signal_names:
+            extend(f"{L.SIGNALS}/{name}", np.concatenate([s[name] for s in signals]).astype(np.float32), v0)
         for data, offsets, texts in ((L.DOC_ID_BYTES, L.DOC_ID_OFFSETS, ids), (L.DOC_META_BYTES, L.DOC_META_OFFSETS, meta_json)):
             encoded = [t.encode("utf-8") for t in texts]
             start = int(f[offsets][n0])
@@ -802,7 +851,8 @@ class Index:
             raise FormatError(f"{self.path} is damaged: offsets[{n}] = {int(f[L.OFFSETS][n])} but {v} vectors are committed")
 
     def _per_vector(self) -> list[str]:
-        return [n for n in (L.VECTORS, L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK, L.SCALES, L.RERANK) if n in self._f]
+        names = [n for n in (L.VECTORS, L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK, L.SCALES, L.RERANK) if n in self._f]
+        return names + [f"{L.SIGNALS}/{k}" for k in self.signal_names]
 
     def _drop_uncommitted(self) -> None:
         # Rows past the commit record are left by an interrupted append: cut them off.
