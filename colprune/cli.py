@@ -259,6 +259,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- study -------------------------------------------------------------------------------
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import DEFAULT_GRID, run_study
+
+    grid = DEFAULT_GRID
+    if args.grid:
+        with open(args.grid) as f:
+            try:
+                grid = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ColpruneError(f"{args.grid}: not JSON ({e})") from None
+    budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    codecs = args.codecs.split(",") if args.codecs else None
+    run_study(args.dataset, args.encoder, args.out, grid=grid, budgets=budgets, methods=methods, codecs=codecs,
+              progress=not args.quiet)
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -351,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+    from .study import runner as _study
+
+    p = sub.add_parser(
+        "study", formatter_class=_FMT, help="storage versus quality: sweep pruning methods on a dataset",
+        description="Encode a dataset once into a full index (every vector, every importance signal), derive each\n"
+        "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
+        "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
+        "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
+        "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv); corpus records with an 'image'\n"
+        "path are page images (ViDoRe exported as BEIR).\n\n" + _study.GRID_HELP,
+        epilog="examples:\n  colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/\n"
+        "  colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/\n"
+        "  colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
+    )
+    p.add_argument("--dataset", required=True, help="BEIR-layout folder")
+    p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
+    p.add_argument("--grid", default=None, help="JSON grid of methods (default: the built-in grid)")
+    p.add_argument("--budgets", default=None, help="comma-separated shares of vectors kept (default 0.5,0.25,0.1)")
+    p.add_argument("--methods", default=None, help="comma-separated method names from the grid ('default' = recommended)")
+    p.add_argument("--codecs", default=None, help="comma-separated codecs to evaluate (default float16,int8)")
+    p.add_argument("--out", required=True, help="output folder (also the cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(
         "show", formatter_class=_FMT, help="draw a page with its kept patches and importance heat map",

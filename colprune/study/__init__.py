@@ -1,0 +1,21 @@
+"""Storage-versus-quality studies: datasets, metrics, the sweep runner and its outputs."""
+
+from .datasets import Dataset, load_beir
+from .metrics import bootstrap_ci, ndcg_at, recall_at
+from .runner import COLUMNS, DEFAULT_GRID, DEFAULT_METHOD, GRID_HELP, Variant, expand_grid, pareto_frontier, run_study
+
+__all__ = [
+    "Dataset",
+    "load_beir",
+    "ndcg_at",
+    "recall_at",
+    "bootstrap_ci",
+    "run_study",
+    "expand_grid",
+    "pareto_frontier",
+    "Variant",
+    "DEFAULT_GRID",
+    "DEFAULT_METHOD",
+    "COLUMNS",
+    "GRID_HELP",
+]

@@ -1,0 +1,366 @@
+"""``colprune study``: storage versus quality for a grid of pruning methods on one dataset.
+
+Encode once into a *full* index that keeps every vector and every importance signal, derive
+each variant from it (cached on disk, so re-running with one more method re-uses the rest),
+search, and score against graded judgements with bootstrap intervals over queries.
+
+The grid format is :data:`GRID_HELP` (also in ``colprune study --help``).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..index import Index
+from ..pruning import make_pruner
+from .datasets import Dataset, load_beir
+from .metrics import bootstrap_ci, ndcg_at, recall_at
+
+__all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "run_study", "COLUMNS"]
+
+GRID_HELP = """Grid file (JSON): shares of vectors to keep, codecs to evaluate, and methods:
+
+  {"budgets": [0.5, 0.25, 0.1],
+   "codecs": ["float16", "int8"],
+   "methods": [
+     {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "params": {"k": [-0.5, 0, 0.5]}},
+     {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "budget": true},
+     {"name": "indegree-mid", "pruner": "ratio", "signal": "indegree_mid", "budget": true},
+     {"name": "random", "pruner": "random", "budget": true, "params": {"seed": 0}}]}
+
+"pruner" is a registry name (colprune.PRUNERS); "params" are its parameters, and a list runs
+one variant per value (lists of several parameters: every combination). With "budget": true a
+method runs once per budget instead: ratio/random keep that share of each page, adaptive
+searches k so the collection keeps that share overall. "signal" names the importance signal
+to rank by (text encoder: cls, indegree, indegree_mid, norm; image encoders: eos, indegree,
+indegree_mid). The unpruned index is always a row (method "none"); the built-in grid has
+DocPruner at several k and at each budget, every signal at each budget, random, and "default"
+(the recommended method)."""
+
+#: The method colprune recommends, chosen from the MS MARCO study (docs/study-msmarco.md).
+DEFAULT_METHOD = {"name": "default", "pruner": "ratio", "signal": "indegree_mid", "budget": True}
+
+DEFAULT_GRID: dict[str, Any] = {
+    "budgets": [0.5, 0.25, 0.1],
+    "codecs": ["float16", "int8"],
+    "methods": [
+        {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "params": {"k": [-0.5, -0.25, 0.0, 0.5, 1.0]}},
+        {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "budget": True},
+        {"name": "cls-attention", "pruner": "ratio", "signal": "cls", "budget": True},
+        {"name": "indegree", "pruner": "ratio", "signal": "indegree", "budget": True},
+        {"name": "indegree-mid", "pruner": "ratio", "signal": "indegree_mid", "budget": True},
+        {"name": "norm", "pruner": "ratio", "signal": "norm", "budget": True},
+        {"name": "random", "pruner": "random", "budget": True, "params": {"seed": 0}},
+        DEFAULT_METHOD,
+    ],
+}
+
+COLUMNS = ["method", "params", "keep_ratio", "codec", "bytes_per_page", "ndcg@5", "ndcg@10", "recall@10",
+           "recall@100", "retention", "ndcg@10_lo", "ndcg@10_hi", "queries"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One pruned index to derive: a registry pruner, its parameters, the signal it ranks by."""
+
+    method: str
+    pruner: str
+    params: dict = field(default_factory=dict)
+    signal: str | None = None
+    budget: float | None = None
+
+    @property
+    def slug(self) -> str:
+        """File name of the derived index: the configuration, not the method's name, so two
+        methods that prune alike share one file."""
+        parts = [self.pruner] + [f"{k}{v}" for k, v in sorted(self.params.items())]
+        parts += [f"sig-{self.signal}"] if self.signal else []
+        parts += [f"budget{self.budget}"] if self.budget is not None else []
+        return "_".join(str(p) for p in parts).replace("/", "-")
+
+    @property
+    def label(self) -> str:
+        bits = [f"{k}={v}" for k, v in sorted(self.params.items())]
+        bits += [f"signal={self.signal}"] if self.signal else []
+        bits += [f"budget={self.budget}"] if self.budget is not None else []
+        return " ".join(bits)
+
+
+def expand_grid(grid: dict, *, budgets: Sequence[float] | None = None, methods: Sequence[str] | None = None) -> list[Variant]:
+    """Variants of a grid (see the module docstring); ``methods`` keeps only those names."""
+    budgets = list(budgets if budgets is not None else grid.get("budgets", DEFAULT_GRID["budgets"]))
+    for b in budgets:
+        if not 0 < b <= 1:
+            raise InvalidInputError(f"budgets must be in (0, 1], got {b}")
+    specs = list(grid.get("methods", []))
+    if methods:
+        if "default" in methods and not any(m["name"] == "default" for m in specs):
+            specs.append(DEFAULT_METHOD)
+        unknown = set(methods) - {m["name"] for m in specs}
+        if unknown:
+            raise InvalidInputError(f"unknown methods {sorted(unknown)}; the grid has {sorted({m['name'] for m in specs})}")
+        specs = [m for m in specs if m["name"] in methods]
+    out: list[Variant] = []
+    for m in specs:
+        if "name" not in m or "pruner" not in m:
+            raise InvalidInputError(f"grid method needs 'name' and 'pruner': {m}")
+        params = m.get("params", {})
+        keys = sorted(params)
+        combos = [dict(zip(keys, vals)) for vals in itertools.product(*[v if isinstance(v, list) else [v] for v in (params[k] for k in keys)])] or [{}]
+        for combo in combos:
+            if m.get("budget"):
+                out += [Variant(m["name"], m["pruner"], combo, m.get("signal"), float(b)) for b in budgets]
+            else:
+                out.append(Variant(m["name"], m["pruner"], combo, m.get("signal")))
+    return out
+
+
+# -- encoding once -----------------------------------------------------------------------
+
+def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batch: int = 256) -> None:
+    from ..encoders import load_encoder
+    from ..encoders.sources import PageSource
+
+    ids = ds.doc_ids
+    done: set[str] = set()
+    if os.path.exists(path):
+        with Index.open(path) as ix:
+            if ix.encoder != encoder_name:
+                raise InvalidInputError(f"{path} was encoded with {ix.encoder}, not {encoder_name}: use another --out")
+            done = set(ix.ids)
+    todo = [d for d in ids if d not in done]
+    if not todo:
+        return
+    encoder = load_encoder(encoder_name)
+    from tqdm.auto import tqdm
+
+    index = Index.open(path, mode="a") if done else None
+    try:
+        for lo in tqdm(range(0, len(todo), batch), desc="encode corpus", unit="batch", disable=not progress):
+            chunk = todo[lo : lo + batch]
+            if ds.images:
+                contents = [PageSource(d, ds.images[d], 1, "image").image() for d in chunk]
+            else:
+                contents = [ds.corpus[d] for d in chunk]
+            enc = encoder.encode_pages(contents)
+            if index is None:
+                names = sorted(enc[0].signals)
+                index = Index.create(path, encoder.dim, "float16", encoder=encoder_name, signals=names, overwrite=True)
+            index.add(chunk, [e.vectors for e in enc], [e.importance for e in enc], pruner="none",
+                      patch_mask=[e.patch_mask for e in enc], grids=[e.grid for e in enc],
+                      signals=[e.signals for e in enc], commit_every=batch)
+    finally:
+        if index is not None:
+            index.close()
+
+
+def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str]) -> list[np.ndarray]:
+    cache = os.path.join(out, "queries.npz")
+    if os.path.exists(cache):
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["encoder"]) == encoder_name and list(z["ids"]) == qids:
+                return [z["vectors"][a:b] for a, b in zip(z["offsets"][:-1], z["offsets"][1:])]
+    from ..encoders import load_encoder
+
+    vecs = load_encoder(encoder_name).encode_queries([ds.queries[q] for q in qids])
+    offsets = np.r_[0, np.cumsum([v.shape[0] for v in vecs])]
+    np.savez(cache, vectors=np.concatenate(vecs), offsets=offsets, ids=np.array(qids), encoder=np.array(encoder_name))
+    return vecs
+
+
+# -- variants ----------------------------------------------------------------------------
+
+def _budget_k(full: Index, signal: str, budget: float) -> float:
+    """The adaptive threshold's k at which the collection keeps ``budget`` of its vectors."""
+    stats = []
+    for p in full.iter_pages():
+        s = p.signals[signal][p.patch_mask].astype(np.float64)
+        stats.append((s, int((~p.patch_mask).sum())))
+    total = sum(len(s) + extra for s, extra in stats)
+
+    def kept(k: float) -> float:
+        n = 0
+        for s, extra in stats:
+            if s.size:
+                c = int((s > s.mean() + k * s.std()).sum())
+                n += max(c, 1)
+            n += extra
+        return n / total
+
+    lo, hi = -10.0, 10.0  # kept() falls as k rises
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if kept(mid) > budget:
+            lo = mid
+        else:
+            hi = mid
+    return round(hi, 4)
+
+
+def _derive(full: Index, v: Variant, folder: str, codec: str) -> Index:
+    params = dict(v.params)
+    if v.budget is not None:
+        if v.pruner in ("ratio", "random"):
+            params["ratio"] = v.budget
+        elif v.pruner == "adaptive":
+            params["k"] = _budget_k(full, v.signal or "cls", v.budget)
+        else:
+            raise InvalidInputError(f"budget mode does not apply to pruner {v.pruner!r}")
+    pruner = make_pruner(v.pruner, **params)
+    path = os.path.join(folder, f"{v.slug}_{codec}.h5")
+    want = pruner.config() | ({"signal": v.signal} if v.signal else {})
+    if os.path.exists(path):
+        try:
+            ix = Index.open(path)
+            if ix.pruner_config == want and len(ix) == len(full) and ix.codec == codec:
+                return ix
+            ix.close()
+        except (InvalidInputError, OSError):
+            pass
+    return full.derive(path, pruner, dtype=codec, overwrite=True, signal=v.signal)
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+def _evaluate(index: Index, queries: list[np.ndarray], qids: list[str], ds: Dataset) -> dict[str, Any]:
+    hits = index.search(queries, k=100)
+    per = {"ndcg@5": [], "ndcg@10": [], "recall@10": [], "recall@100": []}
+    for q, hs in zip(qids, hits):
+        ranked = [h.id for h in hs]
+        judged = ds.qrels.get(q, {})
+        per["ndcg@5"].append(ndcg_at(ranked, judged, 5))
+        per["ndcg@10"].append(ndcg_at(ranked, judged, 10))
+        per["recall@10"].append(recall_at(ranked, judged, 10))
+        per["recall@100"].append(recall_at(ranked, judged, 100))
+    info = index.info()
+    return {"per_query": per, "keep_ratio": info["keep_ratio"], "bytes_per_page": info["vector_bytes_per_page"]}
+
+
+def run_study(
+    dataset: str,
+    encoder: str,
+    out: str,
+    *,
+    grid: dict | None = None,
+    budgets: Sequence[float] | None = None,
+    methods: Sequence[str] | None = None,
+    codecs: Sequence[str] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run a study and write ``out/results.csv``, ``results.md`` and ``pareto.png``; returns the rows."""
+    from tqdm.auto import tqdm
+
+    grid = grid or DEFAULT_GRID
+    codecs = list(codecs or grid.get("codecs", ["float16"]))
+    variants = expand_grid(grid, budgets=budgets, methods=methods)
+    ds = load_beir(dataset)
+    qids = ds.judged_queries
+    if not qids:
+        raise InvalidInputError(f"{dataset}: no query has a relevant document in its qrels")
+    os.makedirs(os.path.join(out, "variants"), exist_ok=True)
+    full_path = os.path.join(out, "full.h5")
+    _encode_full(ds, encoder, full_path, progress)
+    queries = _queries(ds, encoder, out, qids)
+    rows: list[dict[str, Any]] = []
+    with Index.open(full_path) as full:
+        missing = {v.signal for v in variants if v.signal} - set(full.signal_names)
+        if missing:
+            raise InvalidInputError(f"the encoder gives no signal {sorted(missing)}; it has {full.signal_names}")
+        dim = full.dim
+        base = _evaluate(full, queries, qids, ds)
+        base_ndcg = float(np.mean(base["per_query"]["ndcg@10"]))
+        rows.append(_row("none", "", base, "float16", base_ndcg, dim))
+        for v in tqdm(variants, desc="variants", unit="variant", disable=not progress):
+            for codec in codecs:
+                with _derive(full, v, os.path.join(out, "variants"), codec) as ix:
+                    rows.append(_row(v.method, v.label, _evaluate(ix, queries, qids, ds), codec, base_ndcg, dim))
+    _write(rows, out, ds.name, encoder, len(qids))
+    log(f"wrote {os.path.join(out, 'results.csv')}, results.md and pareto.png ({len(rows)} rows, {len(qids)} queries)")
+    return rows
+
+
+def _row(method: str, params: str, ev: dict, codec: str, base_ndcg: float, dim: int) -> dict[str, Any]:
+    per = ev["per_query"]
+    lo, hi = bootstrap_ci(per["ndcg@10"])
+    n10 = float(np.mean(per["ndcg@10"]))
+    return {
+        "method": method, "params": params, "keep_ratio": round(float(ev["keep_ratio"]), 4), "codec": codec,
+        "bytes_per_page": round(float(ev["bytes_per_page"]), 1),
+        "ndcg@5": round(float(np.mean(per["ndcg@5"])), 4), "ndcg@10": round(n10, 4),
+        "recall@10": round(float(np.mean(per["recall@10"])), 4), "recall@100": round(float(np.mean(per["recall@100"])), 4),
+        "retention": round(n10 / base_ndcg, 4) if base_ndcg else float("nan"),
+        "ndcg@10_lo": round(lo, 4), "ndcg@10_hi": round(hi, 4), "queries": len(per["ndcg@10"]),
+    }
+
+
+# -- outputs -----------------------------------------------------------------------------
+
+def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_queries: int) -> None:
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    frontier = pareto_frontier(rows)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(f"# Study: {dataset}, encoder {encoder}, {n_queries} judged queries\n\n")
+        f.write("nDCG@10 interval: 95% bootstrap over queries. Retention: nDCG@10 / unpruned. "
+                "Bytes: stored vector bytes per page. * = on the Pareto frontier (no row is both smaller and better).\n\n")
+        f.write("| method | params | codec | keep | bytes/page | nDCG@5 | nDCG@10 [95% CI] | recall@10 | retention |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|\n")
+        for i, r in enumerate(rows):
+            star = " *" if i in frontier else ""
+            f.write(f"| {r['method']}{star} | {r['params']} | {r['codec']} | {r['keep_ratio']:.1%} | {r['bytes_per_page']:,.0f} | "
+                    f"{r['ndcg@5']:.3f} | {r['ndcg@10']:.3f} [{r['ndcg@10_lo']:.3f}, {r['ndcg@10_hi']:.3f}] | "
+                    f"{r['recall@10']:.3f} | {r['retention']:.1%} |\n")
+    pareto_plot(rows, os.path.join(out, "pareto.png"), f"{dataset} ({encoder}, {n_queries} queries)")
+
+
+def pareto_frontier(rows: list[dict[str, Any]]) -> set[int]:
+    """Indices of rows no other row beats on both bytes (fewer) and nDCG@10 (higher)."""
+    keep = set()
+    for i, r in enumerate(rows):
+        if not any((o["bytes_per_page"] <= r["bytes_per_page"] and o["ndcg@10"] > r["ndcg@10"])
+                   or (o["bytes_per_page"] < r["bytes_per_page"] and o["ndcg@10"] >= r["ndcg@10"]) for o in rows):
+            keep.add(i)
+    return keep
+
+
+def pareto_plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+    """Bytes per page (log) against nDCG@10, one line per method and codec, the frontier marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["codec"]), []).append(r)
+    for (method, codec), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["bytes_per_page"])
+        x = [r["bytes_per_page"] for r in rs]
+        y = [r["ndcg@10"] for r in rs]
+        ax.plot(x, y, marker="o" if codec == "float16" else "s", linestyle="-" if codec == "float16" else "--",
+                label=f"{method} ({codec})", alpha=0.85)
+    front = sorted((rows[i] for i in pareto_frontier(rows)), key=lambda r: r["bytes_per_page"])
+    ax.plot([r["bytes_per_page"] for r in front], [r["ndcg@10"] for r in front], color="black", linewidth=2.5,
+            alpha=0.35, label="Pareto frontier", zorder=0)
+    base = next(r for r in rows if r["method"] == "none")
+    ax.axhline(base["ndcg@10"], color="gray", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("stored vector bytes per page (log)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,112 @@
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from colprune.cli import main
+from colprune.errors import InvalidInputError
+from colprune.study import (
+    COLUMNS,
+    DEFAULT_GRID,
+    bootstrap_ci,
+    expand_grid,
+    load_beir,
+    ndcg_at,
+    pareto_frontier,
+    recall_at,
+)
+
+from conftest import shared_path
+
+
+def test_ndcg_and_recall_by_hand():
+    judged = {"a": 3, "b": 1, "c": 0}
+    assert ndcg_at(["a", "b", "x"], judged, 10) == pytest.approx(1.0)
+    worst = (1 / math.log2(2) * 0 + 1 / math.log2(3) * 1 + 3 / math.log2(4)) / (3 + 1 / math.log2(3))
+    assert ndcg_at(["x", "b", "a"], judged, 10) == pytest.approx(worst)
+    assert ndcg_at(["b"], judged, 1) == pytest.approx(1 / 3)
+    assert ndcg_at(["a"], {}, 10) == 0.0
+    assert recall_at(["a", "x"], judged, 10) == 0.5 and recall_at(["a", "b"], judged, 1) == 0.5
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    v = np.random.default_rng(0).random(50)
+    lo, hi = bootstrap_ci(v)
+    assert lo < v.mean() < hi and hi - lo < 0.2
+    assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
+
+
+def test_grid_expansion_and_filters():
+    vs = expand_grid(DEFAULT_GRID)
+    assert sum(v.method == "random" for v in vs) == 3 and sum(v.method == "docpruner" for v in vs) == 5 + 3
+    only = expand_grid(DEFAULT_GRID, budgets=[0.5, 0.2], methods=["default", "random"])
+    assert sorted((v.method, v.budget) for v in only) == [("default", 0.2), ("default", 0.5), ("random", 0.2), ("random", 0.5)]
+    grid = {"methods": [{"name": "m", "pruner": "adaptive", "params": {"k": [0, 1]}}]}
+    assert [v.params for v in expand_grid(grid)] == [{"k": 0}, {"k": 1}]
+    with pytest.raises(InvalidInputError, match="unknown methods"):
+        expand_grid(DEFAULT_GRID, methods=["nope"])
+    with pytest.raises(InvalidInputError, match="budgets"):
+        expand_grid(DEFAULT_GRID, budgets=[1.5])
+    same = [v for v in vs if v.method in ("default", "indegree-mid") and v.budget == 0.5]
+    assert len({v.slug for v in same}) == 1  # identical configs share one cached index
+
+
+def test_pareto_frontier():
+    rows = [{"bytes_per_page": 10, "ndcg@10": 0.5}, {"bytes_per_page": 5, "ndcg@10": 0.5},
+            {"bytes_per_page": 20, "ndcg@10": 0.7}, {"bytes_per_page": 4, "ndcg@10": 0.1}]
+    assert pareto_frontier(rows) == {1, 2, 3}
+
+
+def write_beir(folder, docs, queries, qrels):
+    os.makedirs(folder / "qrels", exist_ok=True)
+    with open(folder / "corpus.jsonl", "w") as f:
+        for i, t in docs.items():
+            f.write(json.dumps({"_id": i, "title": "", "text": t}) + "\n")
+    with open(folder / "queries.jsonl", "w") as f:
+        for i, t in queries.items():
+            f.write(json.dumps({"_id": i, "text": t}) + "\n")
+    with open(folder / "qrels" / "test.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for q, d, g in qrels:
+            f.write(f"{q}\t{d}\t{g}\n")
+
+
+def test_study_end_to_end_with_cache(tmp_path):
+    from colprune.demo_docs import DOCUMENTS, QUERIES
+
+    docs = {f"{name}#{i + 1}": text for name, pages in DOCUMENTS.items() for i, text in enumerate(pages)}
+    queries = {f"q{i}": q for i, (q, _) in enumerate(QUERIES)}
+    qrels = [(f"q{i}", want, 2) for i, (_, want) in enumerate(QUERIES)]
+    write_beir(tmp_path / "ds", docs, queries, qrels)
+    out = tmp_path / "out"
+    args = ["study", "--dataset", str(tmp_path / "ds"), "--encoder", "minilm", "--methods", "default,random",
+            "--budgets", "0.5,0.25", "--codecs", "float16,int8", "--out", str(out), "-q"]
+    assert main(args) == 0
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS
+    assert rows[0]["method"] == "none" and float(rows[0]["keep_ratio"]) == 1.0 and float(rows[0]["retention"]) == 1.0
+    assert len(rows) == 1 + 2 * 2 * 2 and {r["codec"] for r in rows} == {"float16", "int8"}
+    assert float(rows[0]["ndcg@10"]) > 0.9  # the demo questions are easy
+    for r in rows[1:]:
+        b = float(r["params"].split("budget=")[1])
+        assert abs(float(r["keep_ratio"]) - b) < 0.15 and float(r["ndcg@10_lo"]) <= float(r["ndcg@10"]) <= float(r["ndcg@10_hi"])
+    assert (out / "results.md").read_text().count("\n|") >= len(rows) and (out / "pareto.png").stat().st_size > 10_000
+    stamp = {p: os.path.getmtime(p) for p in [out / "full.h5", *sorted((out / "variants").iterdir())]}
+    assert main(args) == 0  # cached: nothing re-encoded or re-derived
+    assert {p: os.path.getmtime(p) for p in stamp} == stamp
+
+
+def test_study_rejects_bad_datasets(tmp_path):
+    with pytest.raises(InvalidInputError, match="not a BEIR dataset"):
+        load_beir(str(tmp_path))
+
+
+def test_loads_the_shared_beir_sets():
+    ms = load_beir(str(shared_path("data", "msmarco-5k")))
+    assert len(ms.corpus) == 5000 and len(ms.judged_queries) == 43
+    arxiv = load_beir(str(shared_path("data", "pages", "arxivqa")))
+    assert len(arxiv.images) == 10 and all(os.path.exists(p) for p in arxiv.images.values())
