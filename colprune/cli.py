@@ -27,7 +27,7 @@ def _pruner_params() -> dict[str, Any]:
     params: dict[str, Any] = {}
     for cls in PRUNERS.values():
         for name, p in inspect.signature(cls.__init__).parameters.items():
-            if name != "self" and p.default is not inspect.Parameter.empty:
+            if name != "self" and isinstance(p.default, (int, float, str)) and not isinstance(p.default, bool):
                 params.setdefault(name, type(p.default))
     return params
 
@@ -38,11 +38,19 @@ def _add_pruner_args(p: argparse.ArgumentParser, default: str) -> None:
     for name, typ in _pruner_params().items():
         owners = [n for n, c in PRUNERS.items() if name in inspect.signature(c.__init__).parameters]
         g.add_argument(f"--{name}", type=typ, default=None, help=f"parameter of {', '.join(owners)}")
+    g.add_argument("--params", default=None, metavar="JSON",
+                   help='all parameters as JSON, e.g. for prune-merge: \'{"pruner": {"name": "adaptive", '
+                        '"params": {"k": 0}}, "merger": {"name": "ward", "params": {"ratio": 0.5}}}\'')
 
 
 def _pruner_from_args(args: argparse.Namespace) -> Pruner:
     accepted = inspect.signature(PRUNERS[args.pruner].__init__).parameters
     given = {n: getattr(args, n) for n in _pruner_params() if getattr(args, n) is not None}
+    if args.params:
+        try:
+            given.update(json.loads(args.params))
+        except json.JSONDecodeError as e:
+            raise ColpruneError(f"--params is not JSON: {e}") from None
     extra = sorted(set(given) - set(accepted))
     if extra:
         raise ColpruneError(f"--{extra[0]} does not apply to --pruner {args.pruner}")

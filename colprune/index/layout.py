@@ -38,6 +38,8 @@ __all__ = [
     "SCALES",
     "RERANK",
     "SIGNALS",
+    "COVERS_ROWS",
+    "COVERS_OFFSETS",
     "codec_of",
     "set_encoding",
     "check_file",
@@ -67,6 +69,8 @@ IMPORTANCE = "importance"
 PATCH_MASK = "patch_mask"
 SCALES = "scales"  # v2, int8 codec: (N,) float32
 RERANK = "rerank_vectors"  # v2, binary codec: (N, dim) float16, optional
+COVERS_ROWS = "covers/rows"  # v2, merged indexes: input rows each vector stands for, back to back
+COVERS_OFFSETS = "covers/offsets"  # (N + 1,) int64 into covers/rows
 SIGNALS = "signals"  # v2, optional group: one (N,) float32 dataset per importance signal
 # per document (only the first COMMIT[0] are committed; offsets has COMMIT[0] + 1)
 OFFSETS = "offsets"
@@ -106,6 +110,9 @@ _ENCODINGS = {
     SCALES: "per-vector",
     RERANK: "per-vector",
     SIGNALS: "per-vector-signals",
+    "covers": "per-vector-csr",
+    COVERS_ROWS: "csr-values",
+    COVERS_OFFSETS: "csr-offsets",
     DOCS: "per-document",
     DOC_ID_BYTES: "utf8-csr-bytes",
     DOC_ID_OFFSETS: "csr-offsets",

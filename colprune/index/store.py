@@ -64,6 +64,8 @@ class Page:
     metadata : dict
     signals : dict of name -> (n_kept,) float32
         Every importance signal the index stores (see ``Index.create(signals=)``).
+    covers : tuple of (k_i,) int64 arrays, or None
+        Merged indexes: the encoder-output rows each stored vector stands for.
     """
 
     id: str
@@ -75,6 +77,7 @@ class Page:
     grid: tuple[int, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     signals: dict[str, np.ndarray] = field(default_factory=dict)
+    covers: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_kept(self) -> int:
@@ -139,6 +142,7 @@ class Index:
         self.codec = L.codec_of(f, self.format_version, self.path)
         self.has_rerank = L.RERANK in f
         self.signal_names = sorted(f[L.SIGNALS]) if L.SIGNALS in f else []
+        self.merged = L.COVERS_OFFSETS in f
         self._n_docs, self._n_vectors = (int(x) for x in f[L.COMMIT][:2])
         self._check_commit()
         self._ids: list[str] | None = None
@@ -167,6 +171,7 @@ class Index:
         chunk_bytes: int = _CHUNK_BYTES,
         rerank: bool = True,
         signals: Sequence[str] = (),
+        merged: bool = False,
     ) -> "Index":
         """Create an empty index, open for appending.
 
@@ -180,6 +185,8 @@ class Index:
             shortlist exactly (costs the float16 bytes, on disk and once loaded).
         signals : names of extra per-vector importance signals to store (``add(signals=)``
             gives them per page); a derived index can prune by any of them.
+        merged : the index will hold merged vectors (mergers such as ``ward``), each storing
+            the rows it covers.
         encoder : name or path of the model that made the embeddings, if known.
         chunk_bytes : target size of an HDF5 chunk; smaller suits many tiny indexes.
         """
@@ -202,6 +209,10 @@ class Index:
             f.create_dataset(L.VECTORS, (0, width), np_dtype, maxshape=(None, width), chunks=(vec_rows, width))
             if dtype == "int8":
                 f.create_dataset(L.SCALES, (0,), np.float32, maxshape=(None,), chunks=(_chunk_rows(4, chunk_bytes),))
+            if merged:
+                f.create_dataset(L.COVERS_ROWS, (0,), np.int32, maxshape=(None,), chunks=(_chunk_rows(4, chunk_bytes),))
+                f.create_dataset(L.COVERS_OFFSETS, data=np.zeros(1, np.int64), maxshape=(None,),
+                                 chunks=(_chunk_rows(8, chunk_bytes),))
             for name in signals:
                 if not name or "/" in name:
                     raise InvalidInputError(f"bad signal name {name!r}")
@@ -335,12 +346,13 @@ class Index:
             grids = f[L.DOC_GRID][lo:hi]
             meta = self._strings("metadata", lo, hi)
             sig = {k: f[f"{L.SIGNALS}/{k}"][a:b] for k in self.signal_names}
+            cov = self._covers(a, b)
             for i in range(hi - lo):
                 s, e = int(off[i]) - a, int(off[i + 1]) - a
                 yield Page(
                     ids[lo + i], vec[s:e], pos[s:e], imp[s:e], mask[s:e], int(n_orig[i]),
                     None if grids[i][0] < 0 else (int(grids[i][0]), int(grids[i][1])), json.loads(meta[i]),
-                    {k: v[s:e] for k, v in sig.items()},
+                    {k: v[s:e] for k, v in sig.items()}, None if cov is None else cov[s:e],
                 )
 
     def _page(self, row: int) -> Page:
@@ -357,7 +369,15 @@ class Index:
             grid=None if grid[0] < 0 else (int(grid[0]), int(grid[1])),
             metadata=json.loads(self._strings("metadata", row, row + 1)[0]),
             signals={k: f[f"{L.SIGNALS}/{k}"][s:e] for k in self.signal_names},
+            covers=self._covers(s, e),
         )
+
+    def _covers(self, a: int, b: int) -> tuple[np.ndarray, ...] | None:
+        if not self.merged:
+            return None
+        off = self._f[L.COVERS_OFFSETS][a : b + 1]
+        rows = self._f[L.COVERS_ROWS][int(off[0]) : int(off[-1])].astype(np.int64)
+        return tuple(rows[int(x) - int(off[0]) : int(y) - int(off[0])] for x, y in zip(off[:-1], off[1:]))
 
     def _strings(self, field: str, lo: int, hi: int) -> list[str]:
         # documents lo..hi of a per-document string field, whatever the format version
@@ -593,6 +613,8 @@ class Index:
         """
         self._check_writable()
         pruner = self._resolve_pruner(pruner)
+        if pruner.merges and not self.merged:
+            raise InvalidInputError(f"pruner {pruner.name!r} merges vectors: create the index with merged=True")
         n = len(ids)
         for name, seq in (("embeddings", embeddings), ("importance", importance), ("metadata", metadata),
                           ("patch_mask", patch_mask), ("grids", grids), ("signals", signals)):
@@ -610,10 +632,11 @@ class Index:
                 raise InvalidInputError(f"{what}: pruner {pruner.name!r} needs importance scores; pass importance=")
             if grids is not None and grids[i] is not None:
                 _check_grid(grids[i], int(mask.sum()), what)
-            page = pruner._prune_checked(vec, imp, mask)
+            page = pruner._prune_checked(vec, imp, mask, None if grids is None else grids[i])
             kept_signals = self._check_signals(None if signals is None else signals[i], vec.shape[0], what)
             pages.append(page)
-            kept.append({k: v[page.positions] for k, v in kept_signals.items()})
+            members = page.covers if page.covers is not None else tuple(np.array([r]) for r in page.positions)
+            kept.append({k: np.array([v[ms].mean() for ms in members], np.float32) for k, v in kept_signals.items()})
         self._append(ids, pages, pruner.config(), metadata, grids, commit_every, kept)
         return pages
 
@@ -642,6 +665,7 @@ class Index:
         batch_size: int = 1024,
         progress: bool = False,
         signal: str | None = None,
+        rerank: bool = True,
         **pruner_params: Any,
     ) -> "Index":
         """Write a pruned copy of this index to ``path`` without re-encoding.
@@ -653,6 +677,7 @@ class Index:
         built with ``pruner="none"``, keeps every vector, so any pruner can be derived
         from it). Positions, metadata, grids and stored signals carry over. ``signal=`` prunes
         by one of the stored signals instead of the importance (which it then replaces).
+        ``rerank=False`` makes a ``binary`` index without its float16 rerank copy.
         Returns the new index, open read-only.
         """
         pruner = make_pruner(pruner, **pruner_params)
@@ -665,7 +690,7 @@ class Index:
         if source is not None and source.get("name") != "none":
             config["derived_from"] = source
         with Index.create(path, self.dim, dtype or self.codec, encoder=self.encoder, overwrite=overwrite,
-                          signals=self.signal_names) as dst:
+                          signals=self.signal_names, merged=self.merged or pruner.merges, rerank=rerank) as dst:
             dst._set_pruner(config)
             batch: list[Page] = []
             it = self.iter_pages(batch_size)
@@ -692,9 +717,15 @@ class Index:
                         f"document {p.id!r} was stored without importance scores; pruner {pruner.name!r} needs them"
                     )
                 imp = None
-            pp = pruner._prune_checked(p.vectors, imp, p.patch_mask)
-            out.append(PrunedPage(pp.vectors, p.positions[pp.positions], pp.importance, pp.patch_mask, p.n_original))
-            kept.append({k: v[pp.positions] for k, v in p.signals.items()})
+            pp = pruner._prune_checked(p.vectors, imp, p.patch_mask, p.grid)
+            # covers in encoder rows: a merged vector stands for the union of what its members covered
+            src = p.covers if p.covers is not None else tuple(np.array([r]) for r in p.positions)
+            members = pp.covers if pp.covers is not None else tuple(np.array([r]) for r in pp.positions)
+            covers = tuple(np.sort(np.concatenate([src[m] for m in ms])) for ms in members)
+            out.append(PrunedPage(pp.vectors, p.positions[pp.positions], pp.importance, pp.patch_mask, p.n_original,
+                                  covers if (pp.covers is not None or p.covers is not None) else None))
+            # signals follow rows; a merged vector gets its members' mean
+            kept.append({k: np.array([v[ms].mean() for ms in members], np.float32) for k, v in p.signals.items()})
         self._append([p.id for p in pages], out, config, [p.metadata for p in pages], [p.grid for p in pages],
                      len(pages), kept)
 
@@ -803,6 +834,11 @@ class Index:
         extend(L.PATCH_MASK, np.concatenate([p.patch_mask for p in pages]).astype(np.uint8), v0)
         for name in self.signal_names:
             extend(f"{L.SIGNALS}/{name}", np.concatenate([s[name] for s in signals]).astype(np.float32), v0)
+        if self.merged:
+            covers = [c for p in pages for c in (p.covers if p.covers is not None else [np.array([r]) for r in p.positions])]
+            start = int(f[L.COVERS_OFFSETS][v0])
+            extend(L.COVERS_ROWS, np.concatenate(covers).astype(np.int32), start)
+            extend(L.COVERS_OFFSETS, start + np.cumsum([len(c) for c in covers], dtype=np.int64), v0 + 1)
         for data, offsets, texts in ((L.DOC_ID_BYTES, L.DOC_ID_OFFSETS, ids), (L.DOC_META_BYTES, L.DOC_META_OFFSETS, meta_json)):
             encoded = [t.encode("utf-8") for t in texts]
             start = int(f[offsets][n0])
@@ -862,6 +898,8 @@ class Index:
             (L.OFFSETS, n + 1), (L.DOC_N_ORIGINAL, n), (L.DOC_GRID, n)]
         for data, offsets in L.STRINGS[self.format_version].values():
             sizes += [(offsets, n + 1), (data, int(f[offsets][n]))]
+        if self.merged:
+            sizes += [(L.COVERS_OFFSETS, v + 1), (L.COVERS_ROWS, int(f[L.COVERS_OFFSETS][v]))]
         for name, size in sizes:
             if f[name].shape[0] > size:
                 f[name].resize(size, axis=0)

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 from ..errors import InvalidInputError
 from .base import PrunedPage, Pruner, check_page
-from .selectors import AdaptiveThreshold, NoPruning, Random, TopRatio
+from .merging import GridPooling, HierarchicalPooling, KMeansPooling, Merger, PruneThenMerge, SequentialPooling
+from .selectors import AdaptiveThreshold, GlobalThreshold, NoPruning, PivotDedup, Random, TopRatio
 
 __all__ = [
     "PRUNERS",
@@ -21,6 +22,14 @@ __all__ = [
     "TopRatio",
     "Random",
     "NoPruning",
+    "GlobalThreshold",
+    "PivotDedup",
+    "Merger",
+    "HierarchicalPooling",
+    "SequentialPooling",
+    "GridPooling",
+    "KMeansPooling",
+    "PruneThenMerge",
     "make_pruner",
     "check_page",
 ]
@@ -30,6 +39,13 @@ PRUNERS: dict[str, type[Pruner]] = {
     "adaptive": AdaptiveThreshold,
     "ratio": TopRatio,
     "random": Random,
+    "threshold": GlobalThreshold,
+    "dedup": PivotDedup,
+    "ward": HierarchicalPooling,
+    "pool1d": SequentialPooling,
+    "pool2d": GridPooling,
+    "kmeans": KMeansPooling,
+    "prune-merge": PruneThenMerge,
 }
 
 

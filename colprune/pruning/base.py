@@ -30,6 +30,9 @@ class PrunedPage:
         True for image-patch rows, False for special/prompt-token rows.
     n_original : int
         Rows before pruning.
+    covers : tuple of (k_i,) int64 arrays, or None
+        For merged vectors: the input rows each vector stands for (``positions`` holds the
+        first of them). None when every kept vector is an input row.
     """
 
     vectors: np.ndarray
@@ -37,6 +40,7 @@ class PrunedPage:
     importance: np.ndarray
     patch_mask: np.ndarray
     n_original: int
+    covers: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_kept(self) -> int:
@@ -118,8 +122,10 @@ class Pruner(ABC):
     name: ClassVar[str] = ""
     #: Whether ``_select`` reads importance scores.
     needs_importance: ClassVar[bool] = True
+    #: Whether the pruner merges vectors (its pages carry ``covers``).
+    merges: ClassVar[bool] = False
 
-    def prune(self, embeddings, importance=None, patch_mask=None) -> PrunedPage:
+    def prune(self, embeddings, importance=None, patch_mask=None, grid: tuple[int, int] | None = None) -> PrunedPage:
         """Prune one page.
 
         Parameters
@@ -129,15 +135,18 @@ class Pruner(ABC):
             Required when ``needs_importance``.
         patch_mask : (n,) bool array, optional
             True for prunable image-patch rows; default: every row is a patch.
+        grid : (rows, cols), optional
+            The patch grid (row-major over the patch rows), for methods that use it.
 
         Returns
         -------
         PrunedPage
         """
         vectors, imp, mask = check_page(embeddings, importance, patch_mask)
-        return self._prune_checked(vectors, imp, mask)
+        return self._prune_checked(vectors, imp, mask, grid)
 
-    def _prune_checked(self, vectors: np.ndarray, imp: np.ndarray | None, mask: np.ndarray) -> PrunedPage:
+    def _prune_checked(self, vectors: np.ndarray, imp: np.ndarray | None, mask: np.ndarray,
+                       grid: tuple[int, int] | None = None) -> PrunedPage:
         if imp is None and self.needs_importance:
             raise InvalidInputError(f"pruner {self.name!r} needs importance scores; pass importance=")
         patch_rows = np.flatnonzero(mask)

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .base import Pruner, check_ratio, n_from_ratio
 
-__all__ = ["AdaptiveThreshold", "TopRatio", "Random", "NoPruning"]
+__all__ = ["AdaptiveThreshold", "TopRatio", "Random", "NoPruning", "GlobalThreshold", "PivotDedup"]
 
 
 class AdaptiveThreshold(Pruner):
@@ -87,3 +87,55 @@ class NoPruning(Pruner):
 
     def _select(self, importance: np.ndarray | None, vectors: np.ndarray) -> np.ndarray:
         return np.arange(vectors.shape[0])
+
+
+class GlobalThreshold(Pruner):
+    """Keep patches whose importance exceeds one threshold shared by every page.
+
+    Unlike :class:`AdaptiveThreshold` the cut does not adapt per page, so busy pages keep
+    more vectors than sparse ones; at least one patch (the argmax) is always kept.
+    """
+
+    name = "threshold"
+
+    def __init__(self, threshold: float = 0.0) -> None:
+        self.threshold = float(threshold)
+
+    def _select(self, importance: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        keep = np.flatnonzero(importance > self.threshold)
+        return keep if keep.size else np.array([int(np.argmax(importance))])
+
+    def params(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
+
+
+class PivotDedup(Pruner):
+    """Drop near-duplicate patches: visit patches by descending importance and keep one only
+    if its cosine similarity to every patch kept so far (the pivots) is below ``threshold``.
+
+    Redundancy pruning in the spirit of pivot-based de-duplication of visual tokens: flat
+    regions (margins, background) collapse onto one pivot while distinct content survives.
+    """
+
+    name = "dedup"
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        threshold = float(threshold)
+        if not -1.0 <= threshold <= 1.0:
+            raise InvalidInputError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        self.threshold = threshold
+
+    def _select(self, importance: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        x = vectors.astype(np.float32)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        order = np.argsort(-importance, kind="stable")
+        kept: list[int] = []
+        best = np.full(x.shape[0], -np.inf, np.float32)  # max similarity to any pivot so far
+        for j in order:
+            if best[j] < self.threshold:
+                kept.append(int(j))
+                np.maximum(best, x @ x[j], out=best)
+        return np.sort(np.array(kept))
+
+    def params(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}

@@ -40,9 +40,11 @@ one variant per value (lists of several parameters: every combination). With "bu
 method runs once per budget instead: ratio/random keep that share of each page, adaptive
 searches k so the collection keeps that share overall. "signal" names the importance signal
 to rank by (text encoder: cls, indegree, indegree_mid, norm; image encoders: eos, indegree,
-indegree_mid). The unpruned index is always a row (method "none"); the built-in grid has
-DocPruner at several k and at each budget, every signal at each budget, random, and "default"
-(the recommended method)."""
+indegree_mid). Mergers (ward, kmeans, pool1d, pool2d) take a budget like ratio does. The
+unpruned index is always a row (method "none"); the built-in grid has DocPruner at several k
+and at each budget, every signal at each budget, random, three mergers, and "default" (the
+recommended method). Budgets are exact across the collection: the per-page share (or k) is
+solved so that all methods keep the same number of vectors, special rows included."""
 
 #: The method colprune recommends, chosen from the MS MARCO study (docs/study-msmarco.md).
 DEFAULT_METHOD = {"name": "default", "pruner": "ratio", "signal": "indegree_mid", "budget": True}
@@ -58,6 +60,9 @@ DEFAULT_GRID: dict[str, Any] = {
         {"name": "indegree-mid", "pruner": "ratio", "signal": "indegree_mid", "budget": True},
         {"name": "norm", "pruner": "ratio", "signal": "norm", "budget": True},
         {"name": "random", "pruner": "random", "budget": True, "params": {"seed": 0}},
+        {"name": "ward", "pruner": "ward", "budget": True},
+        {"name": "kmeans", "pruner": "kmeans", "budget": True},
+        {"name": "pool1d", "pruner": "pool1d", "budget": True},
         DEFAULT_METHOD,
     ],
 }
@@ -177,6 +182,31 @@ def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str]) -> list[
 
 # -- variants ----------------------------------------------------------------------------
 
+def _bisect(kept, budget: float, lo: float, hi: float, falling: bool) -> float:
+    """The parameter in [lo, hi] at which ``kept(x)`` (monotone) crosses ``budget``."""
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if (kept(mid) > budget) == falling:
+            lo = mid
+        else:
+            hi = mid
+    return hi if falling else lo
+
+
+def _budget_ratio(full: Index, budget: float) -> float:
+    """The per-page patch share at which the collection keeps ``budget`` of its vectors,
+    counting the special rows every page keeps (so all methods compare at equal storage)."""
+    sizes = [(int(p.patch_mask.sum()), int((~p.patch_mask).sum())) for p in full.iter_pages()]
+    patches = np.array([a for a, _ in sizes])
+    total = sum(a + b for a, b in sizes)
+    fixed = sum(b for _, b in sizes)
+
+    def kept(r: float) -> float:
+        return (fixed + np.maximum(1, np.minimum(patches, np.floor(r * patches + 0.5))).sum()) / total
+
+    return round(min(1.0, max(_bisect(kept, budget, 1e-6, 1.0, falling=False), 1e-6)), 6)
+
+
 def _budget_k(full: Index, signal: str, budget: float) -> float:
     """The adaptive threshold's k at which the collection keeps ``budget`` of its vectors."""
     stats = []
@@ -194,21 +224,14 @@ def _budget_k(full: Index, signal: str, budget: float) -> float:
             n += extra
         return n / total
 
-    lo, hi = -10.0, 10.0  # kept() falls as k rises
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        if kept(mid) > budget:
-            lo = mid
-        else:
-            hi = mid
-    return round(hi, 4)
+    return round(_bisect(kept, budget, -10.0, 10.0, falling=True), 4)
 
 
 def _derive(full: Index, v: Variant, folder: str, codec: str) -> Index:
     params = dict(v.params)
     if v.budget is not None:
-        if v.pruner in ("ratio", "random"):
-            params["ratio"] = v.budget
+        if "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
+            params["ratio"] = _budget_ratio(full, v.budget)
         elif v.pruner == "adaptive":
             params["k"] = _budget_k(full, v.signal or "cls", v.budget)
         else:
@@ -224,7 +247,8 @@ def _derive(full: Index, v: Variant, folder: str, codec: str) -> Index:
             ix.close()
         except (InvalidInputError, OSError):
             pass
-    return full.derive(path, pruner, dtype=codec, overwrite=True, signal=v.signal)
+    # binary is judged as stored: Hamming MaxSim, no float16 rerank copy
+    return full.derive(path, pruner, dtype=codec, overwrite=True, signal=v.signal, rerank=False)
 
 
 # -- evaluation --------------------------------------------------------------------------
