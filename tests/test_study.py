@@ -41,7 +41,7 @@ def test_bootstrap_interval_brackets_the_mean():
 
 def test_grid_expansion_and_filters():
     vs = expand_grid(DEFAULT_GRID)
-    assert sum(v.method == "random" for v in vs) == 3 and sum(v.method == "docpruner" for v in vs) == 5 + 3
+    assert sum(v.method == "random" for v in vs) == 3 and sum(v.method.startswith("docpruner") for v in vs) == 5 + 3
     only = expand_grid(DEFAULT_GRID, budgets=[0.5, 0.2], methods=["default", "random"])
     assert sorted((v.method, v.budget) for v in only) == [("default", 0.2), ("default", 0.5), ("random", 0.2), ("random", 0.5)]
     grid = {"methods": [{"name": "m", "pruner": "adaptive", "params": {"k": [0, 1]}}]}

@@ -98,6 +98,13 @@ def _open_h5(path: str, mode: str) -> h5py.File:
         ) from None
 
 
+def _kept_signals(signals: dict[str, np.ndarray], page: PrunedPage) -> dict[str, np.ndarray]:
+    # signals follow their rows; a merged vector gets the mean over the rows it merged
+    if page.covers is None:
+        return {k: v[page.positions] for k, v in signals.items()}
+    return {k: np.array([v[c].mean() for c in page.covers], np.float32) for k, v in signals.items()}
+
+
 def codec_bytes(codec: str, dim: int) -> int:
     """Stored bytes per vector: float16 2·dim, float32 4·dim, int8 dim + 4 (scale), binary dim/8 (in 64-bit words)."""
     return {"float16": 2 * dim, "float32": 4 * dim, "int8": dim + 4, "binary": (dim + 63) // 64 * 8}[codec]
@@ -635,8 +642,7 @@ class Index:
             page = pruner._prune_checked(vec, imp, mask, None if grids is None else grids[i])
             kept_signals = self._check_signals(None if signals is None else signals[i], vec.shape[0], what)
             pages.append(page)
-            members = page.covers if page.covers is not None else tuple(np.array([r]) for r in page.positions)
-            kept.append({k: np.array([v[ms].mean() for ms in members], np.float32) for k, v in kept_signals.items()})
+            kept.append(_kept_signals(kept_signals, page))
         self._append(ids, pages, pruner.config(), metadata, grids, commit_every, kept)
         return pages
 
@@ -718,14 +724,14 @@ class Index:
                     )
                 imp = None
             pp = pruner._prune_checked(p.vectors, imp, p.patch_mask, p.grid)
-            # covers in encoder rows: a merged vector stands for the union of what its members covered
-            src = p.covers if p.covers is not None else tuple(np.array([r]) for r in p.positions)
-            members = pp.covers if pp.covers is not None else tuple(np.array([r]) for r in pp.positions)
-            covers = tuple(np.sort(np.concatenate([src[m] for m in ms])) for ms in members)
-            out.append(PrunedPage(pp.vectors, p.positions[pp.positions], pp.importance, pp.patch_mask, p.n_original,
-                                  covers if (pp.covers is not None or p.covers is not None) else None))
-            # signals follow rows; a merged vector gets its members' mean
-            kept.append({k: np.array([v[ms].mean() for ms in members], np.float32) for k, v in p.signals.items()})
+            covers = None
+            if pp.covers is not None or p.covers is not None:
+                # in encoder rows: a merged vector stands for the union of what its members covered
+                src = p.covers if p.covers is not None else tuple(np.array([r]) for r in p.positions)
+                members = pp.covers if pp.covers is not None else tuple(np.array([r]) for r in pp.positions)
+                covers = tuple(np.sort(np.concatenate([src[m] for m in ms])) for ms in members)
+            out.append(PrunedPage(pp.vectors, p.positions[pp.positions], pp.importance, pp.patch_mask, p.n_original, covers))
+            kept.append(_kept_signals(p.signals, pp))
         self._append([p.id for p in pages], out, config, [p.metadata for p in pages], [p.grid for p in pages],
                      len(pages), kept)
 

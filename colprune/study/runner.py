@@ -46,14 +46,18 @@ and at each budget, every signal at each budget, random, three mergers, and "def
 recommended method). Budgets are exact across the collection: the per-page share (or k) is
 solved so that all methods keep the same number of vectors, special rows included."""
 
-#: The method colprune recommends, chosen from the MS MARCO study (docs/study-msmarco.md).
-DEFAULT_METHOD = {"name": "default", "pruner": "ratio", "signal": "indegree_mid", "budget": True}
+#: The method colprune recommends (docs/study-msmarco.md): Ward merging to the budget, the
+#: hierarchical pooling of colpali-engine. Chosen by principle and checked on held-out queries:
+#: merging keeps information from every patch instead of dropping patches, needs no attention
+#: signal (so it carries over between encoders), and the literature finds it holds up where
+#: attention-based pruning falls toward random at high compression.
+DEFAULT_METHOD = {"name": "default", "pruner": "ward", "budget": True}
 
 DEFAULT_GRID: dict[str, Any] = {
     "budgets": [0.5, 0.25, 0.1],
     "codecs": ["float16", "int8"],
     "methods": [
-        {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "params": {"k": [-0.5, -0.25, 0.0, 0.5, 1.0]}},
+        {"name": "docpruner-k", "pruner": "adaptive", "signal": "cls", "params": {"k": [-0.5, -0.25, 0.0, 0.5, 1.0]}},
         {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "budget": True},
         {"name": "cls-attention", "pruner": "ratio", "signal": "cls", "budget": True},
         {"name": "indegree", "pruner": "ratio", "signal": "indegree", "budget": True},
@@ -193,13 +197,25 @@ def _bisect(kept, budget: float, lo: float, hi: float, falling: bool) -> float:
     return hi if falling else lo
 
 
-def _budget_ratio(full: Index, budget: float) -> float:
+class _Collection:
+    """What budget solving needs from the full index, read once: per page the patch count,
+    the special-row count and each signal over the patches."""
+
+    def __init__(self, full: Index) -> None:
+        self.patches, self.special, self.signals = [], [], {k: [] for k in full.signal_names}
+        for p in full.iter_pages():
+            self.patches.append(int(p.patch_mask.sum()))
+            self.special.append(int((~p.patch_mask).sum()))
+            for k in full.signal_names:
+                self.signals[k].append(p.signals[k][p.patch_mask].astype(np.float64))
+        self.patches = np.array(self.patches)
+        self.total = int(self.patches.sum() + sum(self.special))
+
+
+def _budget_ratio(col: _Collection, budget: float) -> float:
     """The per-page patch share at which the collection keeps ``budget`` of its vectors,
     counting the special rows every page keeps (so all methods compare at equal storage)."""
-    sizes = [(int(p.patch_mask.sum()), int((~p.patch_mask).sum())) for p in full.iter_pages()]
-    patches = np.array([a for a, _ in sizes])
-    total = sum(a + b for a, b in sizes)
-    fixed = sum(b for _, b in sizes)
+    patches, total, fixed = col.patches, col.total, sum(col.special)
 
     def kept(r: float) -> float:
         return (fixed + np.maximum(1, np.minimum(patches, np.floor(r * patches + 0.5))).sum()) / total
@@ -207,48 +223,57 @@ def _budget_ratio(full: Index, budget: float) -> float:
     return round(min(1.0, max(_bisect(kept, budget, 1e-6, 1.0, falling=False), 1e-6)), 6)
 
 
-def _budget_k(full: Index, signal: str, budget: float) -> float:
+def _budget_k(col: _Collection, signal: str, budget: float) -> float:
     """The adaptive threshold's k at which the collection keeps ``budget`` of its vectors."""
-    stats = []
-    for p in full.iter_pages():
-        s = p.signals[signal][p.patch_mask].astype(np.float64)
-        stats.append((s, int((~p.patch_mask).sum())))
-    total = sum(len(s) + extra for s, extra in stats)
+    # per page, sorted standardised scores: kept(k) counts those above k
+    z = [np.sort((s - s.mean()) / s.std()) if s.size and s.std() > 0 else np.zeros(max(s.size, 1)) - np.inf
+         for s in col.signals[signal]]
+    fixed = sum(col.special)
 
     def kept(k: float) -> float:
-        n = 0
-        for s, extra in stats:
-            if s.size:
-                c = int((s > s.mean() + k * s.std()).sum())
-                n += max(c, 1)
-            n += extra
-        return n / total
+        return (fixed + sum(max(1, len(zz) - int(np.searchsorted(zz, k, side="right"))) for zz in z)) / col.total
 
     return round(_bisect(kept, budget, -10.0, 10.0, falling=True), 4)
 
 
-def _derive(full: Index, v: Variant, folder: str, codec: str) -> Index:
+def _derive(full: Index, col: _Collection, v: Variant, folder: str, codec: str) -> Index:
     params = dict(v.params)
     if v.budget is not None:
         if "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
-            params["ratio"] = _budget_ratio(full, v.budget)
+            params["ratio"] = _budget_ratio(col, v.budget)
         elif v.pruner == "adaptive":
-            params["k"] = _budget_k(full, v.signal or "cls", v.budget)
+            params["k"] = _budget_k(col, v.signal or "cls", v.budget)
         else:
             raise InvalidInputError(f"budget mode does not apply to pruner {v.pruner!r}")
     pruner = make_pruner(v.pruner, **params)
     path = os.path.join(folder, f"{v.slug}_{codec}.h5")
     want = pruner.config() | ({"signal": v.signal} if v.signal else {})
+    if codec != "float16":  # prune once (float16), then only re-encode
+        with _derive(full, col, v, folder, "float16") as base:
+            return _cached(path, want, len(full), codec) or _reencode(base, path, want, codec)
+    return _cached(path, want, len(full), codec) or full.derive(
+        path, pruner, dtype=codec, overwrite=True, signal=v.signal, rerank=False)
+
+
+def _reencode(base: Index, path: str, want: dict, codec: str) -> Index:
+    # binary is judged as stored: Hamming MaxSim, no float16 rerank copy
+    out = base.derive(path, "none", dtype=codec, overwrite=True, rerank=False)
+    out.close()
+    with Index.open(path, mode="a") as ix:
+        ix._set_pruner(want)  # record what the vectors went through, not the no-op copy
+    return Index.open(path)
+
+
+def _cached(path: str, want: dict, n_docs: int, codec: str) -> Index | None:
     if os.path.exists(path):
         try:
             ix = Index.open(path)
-            if ix.pruner_config == want and len(ix) == len(full) and ix.codec == codec:
+            if ix.pruner_config == want and len(ix) == n_docs and ix.codec == codec:
                 return ix
             ix.close()
         except (InvalidInputError, OSError):
             pass
-    # binary is judged as stored: Hamming MaxSim, no float16 rerank copy
-    return full.derive(path, pruner, dtype=codec, overwrite=True, signal=v.signal, rerank=False)
+    return None
 
 
 # -- evaluation --------------------------------------------------------------------------
@@ -299,14 +324,20 @@ def run_study(
         if missing:
             raise InvalidInputError(f"the encoder gives no signal {sorted(missing)}; it has {full.signal_names}")
         dim = full.dim
+        col = _Collection(full)
         base = _evaluate(full, queries, qids, ds)
         base_ndcg = float(np.mean(base["per_query"]["ndcg@10"]))
         rows.append(_row("none", "", base, "float16", base_ndcg, dim))
         for v in tqdm(variants, desc="variants", unit="variant", disable=not progress):
             for codec in codecs:
-                with _derive(full, v, os.path.join(out, "variants"), codec) as ix:
+                with _derive(full, col, v, os.path.join(out, "variants"), codec) as ix:
                     rows.append(_row(v.method, v.label, _evaluate(ix, queries, qids, ds), codec, base_ndcg, dim))
     _write(rows, out, ds.name, encoder, len(qids))
+    with open(os.path.join(out, "per_query.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "params", "codec", "query_id", "ndcg@10"])
+        for r in rows:
+            w.writerows([r["method"], r["params"], r["codec"], q, round(v, 5)] for q, v in zip(qids, r["_per_query"]))
     log(f"wrote {os.path.join(out, 'results.csv')}, results.md and pareto.png ({len(rows)} rows, {len(qids)} queries)")
     return rows
 
@@ -322,6 +353,7 @@ def _row(method: str, params: str, ev: dict, codec: str, base_ndcg: float, dim: 
         "recall@10": round(float(np.mean(per["recall@10"])), 4), "recall@100": round(float(np.mean(per["recall@100"])), 4),
         "retention": round(n10 / base_ndcg, 4) if base_ndcg else float("nan"),
         "ndcg@10_lo": round(lo, 4), "ndcg@10_hi": round(hi, 4), "queries": len(per["ndcg@10"]),
+        "_per_query": per["ndcg@10"],
     }
 
 
@@ -329,7 +361,7 @@ def _row(method: str, params: str, ev: dict, codec: str, base_ndcg: float, dim: 
 
 def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_queries: int) -> None:
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     frontier = pareto_frontier(rows)
@@ -364,26 +396,35 @@ def pareto_plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 6))
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["method"], r["codec"]), []).append(r)
-    for (method, codec), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r["bytes_per_page"])
-        x = [r["bytes_per_page"] for r in rs]
-        y = [r["ndcg@10"] for r in rs]
-        ax.plot(x, y, marker="o" if codec == "float16" else "s", linestyle="-" if codec == "float16" else "--",
-                label=f"{method} ({codec})", alpha=0.85)
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    styles = {"float16": ("-", "o"), "int8": ("--", "s"), "binary": (":", "^")}
+    methods = sorted({r["method"] for r in rows} - {"none"})
+    palette = plt.get_cmap("tab20")
+    colors = {m: ("black" if m == "default" else palette(i % 20)) for i, m in enumerate(m for m in methods if m != "default")}
+    colors["default"] = "black"
+    for method in methods:
+        for codec, (ls, marker) in styles.items():
+            rs = sorted((r for r in rows if r["method"] == method and r["codec"] == codec), key=lambda r: r["bytes_per_page"])
+            if rs:
+                ax.plot([r["bytes_per_page"] for r in rs], [r["ndcg@10"] for r in rs], linestyle=ls, marker=marker,
+                        color=colors[method], linewidth=2.2 if method == "default" else 1.2, markersize=4, alpha=0.9)
     front = sorted((rows[i] for i in pareto_frontier(rows)), key=lambda r: r["bytes_per_page"])
-    ax.plot([r["bytes_per_page"] for r in front], [r["ndcg@10"] for r in front], color="black", linewidth=2.5,
-            alpha=0.35, label="Pareto frontier", zorder=0)
+    ax.plot([r["bytes_per_page"] for r in front], [r["ndcg@10"] for r in front], color="gray", linewidth=6,
+            alpha=0.25, zorder=0)
+    from matplotlib.lines import Line2D
+
+    method_legend = ax.legend([Line2D([], [], color=colors[m], linewidth=2) for m in methods], methods,
+                              title="method", fontsize=8, loc="lower right", ncol=2)
+    ax.add_artist(method_legend)
+    ax.legend([Line2D([], [], color="gray", linestyle=ls, marker=mk) for ls, mk in styles.values()]
+              + [Line2D([], [], color="gray", linewidth=6, alpha=0.25)], list(styles) + ["Pareto frontier"],
+              title="codec", fontsize=8, loc="lower left")
     base = next(r for r in rows if r["method"] == "none")
     ax.axhline(base["ndcg@10"], color="gray", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("stored vector bytes per page (log)")
     ax.set_ylabel("nDCG@10")
     ax.set_title(title)
-    ax.legend(fontsize=8, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
