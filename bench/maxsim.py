@@ -41,13 +41,9 @@ THREADS = _early_threads()
 
 import builtins  # noqa: E402
 import functools  # noqa: E402
-import importlib  # noqa: E402
-import importlib.machinery  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import types  # noqa: E402
 from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -55,6 +51,7 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import colprune as cp  # noqa: E402
+from colprune.encoders.colpali_engine import import_skipping_init  # noqa: E402
 from colprune.kernels import maxsim_reference, topk  # noqa: E402
 from colprune.synthetic import make_corpus  # noqa: E402
 
@@ -64,31 +61,12 @@ LIBRARY_PEERS = ("colpali-engine", "maxsim-cpu", "pylate", "transformers")
 
 # -- peers -------------------------------------------------------------------------------
 
-def _import_skipping_init(package: str, module: str):
-    """Import ``package.module`` without running ``package/__init__.py`` (which may pull
-    torchvision or a whole training stack)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.submodule_search_locations is None:
-        raise ImportError(f"{package} is not installed")
-    parts = module.split(".")
-    for i in range(len(parts)):
-        name = ".".join([package] + parts[:i])
-        if name not in sys.modules:
-            path = os.path.join(spec.submodule_search_locations[0], *parts[:i])
-            stub = types.ModuleType(name)
-            stub.__path__ = [path]
-            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            stub.__spec__.submodule_search_locations = [path]
-            sys.modules[name] = stub
-    return importlib.import_module(f"{package}.{module}")
-
-
 def load_peers(docs_t: list, docs_np: list) -> tuple[dict[str, Callable], dict[str, str]]:
     """Scorers ``f(list of (m, dim) float32 arrays) -> (n_queries, n_docs)``, and why any is missing."""
     peers: dict[str, Callable] = {}
     missing: dict[str, str] = {}
     try:
-        pu = _import_skipping_init("colpali_engine", "utils.processing_utils")
+        pu = import_skipping_init("colpali_engine", "utils.processing_utils")
         score = pu.BaseVisualRetrieverProcessor.score_multi_vector
         peers["colpali-engine"] = lambda qs: score([torch.from_numpy(q) for q in qs], docs_t, device="cpu").numpy()
     except Exception as e:  # noqa: BLE001 - any failure means "not available here"
@@ -100,8 +78,8 @@ def load_peers(docs_t: list, docs_np: list) -> tuple[dict[str, Callable], dict[s
     except Exception as e:  # noqa: BLE001
         missing["maxsim-cpu"] = f"{type(e).__name__}: {e}"
     try:
-        _import_skipping_init("pylate", "utils.tensor")  # its package __init__ needs `datasets`
-        colbert = _import_skipping_init("pylate", "scores.colbert")
+        import_skipping_init("pylate", "utils.tensor")  # its package __init__ needs `datasets`
+        colbert = import_skipping_init("pylate", "scores.colbert")
         padded = torch.nn.utils.rnn.pad_sequence(docs_t, batch_first=True)
         mask = torch.zeros(padded.shape[:2])
         for i, d in enumerate(docs_t):

@@ -388,13 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
         "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
         "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
         "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
-        "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv); corpus records with an 'image'\n"
-        "path are page images (ViDoRe exported as BEIR).\n\n" + _study.GRID_HELP,
+        "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; corpus records with an 'image'\n"
+        "path are page images), or a ViDoRe set saved with save_to_disk or as parquet (corpus/, queries/,\n"
+        "relevant_docs/ or qrels/; needs pyarrow).\n\n" + _study.GRID_HELP,
         epilog="examples:\n  colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/\n"
         "  colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/\n"
         "  colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
     )
-    p.add_argument("--dataset", required=True, help="BEIR-layout folder")
+    p.add_argument("--dataset", required=True, help="BEIR or ViDoRe dataset folder")
     p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
     p.add_argument("--grid", default=None, help="JSON grid of methods (default: the built-in grid)")
     p.add_argument("--budgets", default=None, help="comma-separated shares of vectors kept (default 0.5,0.25,0.1)")

@@ -1,46 +1,23 @@
 """The colpali-engine adapter on a tiny config-built ColQwen2.5 (colpali-engine's own class)."""
 
-import importlib
-import importlib.machinery
-import importlib.util
-import os
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_allclose
 
 from colprune.encoders import ColpaliEngineEncoder, collect_pages
-from colprune.encoders.colpali_engine import language_attention_layers
+from colprune.encoders.colpali_engine import import_skipping_init, language_attention_layers
 from colprune.errors import InvalidInputError
 
 from conftest import shared_path
 
 
-def import_skipping_init(package: str, module: str):
-    # colpali-engine's package __init__ imports torchvision, which has no CPU build for this
-    # torch; its model modules need only torch and transformers
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        pytest.skip(f"{package} is not installed (pip install --no-deps colpali-engine)")
-    parts = module.split(".")
-    for i in range(len(parts)):
-        name = ".".join([package] + parts[:i])
-        if name not in sys.modules:
-            path = os.path.join(spec.submodule_search_locations[0], *parts[:i])
-            stub = types.ModuleType(name)
-            stub.__path__ = [path]
-            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            stub.__spec__.submodule_search_locations = [path]
-            sys.modules[name] = stub
-    return importlib.import_module(f"{package}.{module}")
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    mod = import_skipping_init("colpali_engine", "models.qwen2_5.colqwen2_5.modeling_colqwen2_5")
+    try:
+        mod = import_skipping_init("colpali_engine", "models.qwen2_5.colqwen2_5.modeling_colqwen2_5")
+    except ImportError:
+        pytest.skip("colpali-engine is not installed (pip install --no-deps colpali-engine)")
     from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 

@@ -110,3 +110,24 @@ def test_loads_the_shared_beir_sets():
     assert len(ms.corpus) == 5000 and len(ms.judged_queries) == 43
     arxiv = load_beir(str(shared_path("data", "pages", "arxivqa")))
     assert len(arxiv.images) == 10 and all(os.path.exists(p) for p in arxiv.images.values())
+
+
+def test_loads_vidore_arrow_and_runs_an_image_study(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from colprune.study import load_dataset, load_vidore, run_study
+
+    folder = shared_path("data", "pages", "arxivqa")
+    arxiv = load_dataset(str(folder))  # corpus.jsonl is there: read as BEIR
+    vid = load_vidore(str(folder))  # the same set from its save_to_disk Arrow folders
+    assert set(vid.images) == set(arxiv.images) and vid.qrels == arxiv.qrels and vid.queries == arxiv.queries
+    assert vid.image(next(iter(vid.images))).size[0] > 100
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_models import save_tiny_colqwen2
+
+    model = save_tiny_colqwen2(str(tmp_path / "colqwen2"))
+    rows = run_study(str(folder), model, str(tmp_path / "out"), methods=["docpruner", "random"], budgets=[0.5],
+                     codecs=["float16"], progress=False, log=lambda m: None)
+    assert [r["method"] for r in rows] == ["none", "docpruner", "random"]
+    assert all(abs(r["keep_ratio"] - 0.5) < 0.05 for r in rows[1:])

@@ -13,7 +13,13 @@ build that matches your torch. It is imported only when this adapter loads a mod
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
+import os
 import re
+import sys
+import types
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,7 +28,38 @@ from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device
 from .visual import SIGNALS, attention_signals
 
-__all__ = ["ColpaliEngineEncoder", "language_attention_layers"]
+__all__ = ["ColpaliEngineEncoder", "language_attention_layers", "import_skipping_init"]
+
+# where each model class lives in colpali-engine, for loading without the package __init__
+_MODULES = {
+    "ColQwen2_5": "models.qwen2_5.colqwen2_5",
+    "ColQwen2": "models.qwen2.colqwen2",
+    "ColIdefics3": "models.idefics3.colidefics3",
+    "ColPali": "models.paligemma.colpali",
+}
+
+
+def import_skipping_init(package: str, module: str):
+    """Import ``package.module`` without running ``package/__init__.py`` and its parents'.
+
+    colpali-engine's package ``__init__`` imports every model and, through transformers'
+    image processors, torchvision; its model modules need only torch and transformers.
+    PyLate's ``scores`` likewise. Raises ImportError when the package is not installed.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{package} is not installed")
+    parts = module.split(".")
+    for i in range(len(parts)):
+        name = ".".join([package] + parts[:i])
+        if name not in sys.modules:
+            path = os.path.join(spec.submodule_search_locations[0], *parts[:i])
+            stub = types.ModuleType(name)
+            stub.__path__ = [path]
+            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            stub.__spec__.submodule_search_locations = [path]
+            sys.modules[name] = stub
+    return importlib.import_module(f"{package}.{module}")
 
 _VISION = re.compile(r"(^|\.)(visual|vision|vision_model|vision_tower|image_encoder)(\.|$)")
 
@@ -99,14 +136,20 @@ class ColpaliEngineEncoder(Encoder):
         """Load ``colpali_engine.models.<model_class>`` and its ``<model_class>_Processor``."""
         try:
             import colpali_engine.models as models
+
+            model_cls, proc_cls = getattr(models, model_class), getattr(models, f"{model_class}_Processor")
         except ImportError as e:
-            raise InvalidInputError(
-                f"the colpali-engine adapter needs colpali-engine and the torchvision build matching your torch "
-                f"(pip install colpali-engine): {e}"
-            ) from None
+            if model_class not in _MODULES:
+                raise InvalidInputError(
+                    f"the colpali-engine adapter needs colpali-engine and the torchvision build matching your torch "
+                    f"(pip install colpali-engine): {e}"
+                ) from None
+            # no torchvision: the model module still loads; its processor needs torchvision
+            mod = import_skipping_init("colpali_engine", _MODULES[model_class] + ".modeling_" + _MODULES[model_class].rsplit(".", 1)[1])
+            model_cls, proc_cls = getattr(mod, model_class), None
         dev, dt = pick_device(device, dtype)
-        model = getattr(models, model_class).from_pretrained(name, attn_implementation="eager", torch_dtype=dt).to(dev)
-        processor = getattr(models, f"{model_class}_Processor").from_pretrained(name)
+        model = model_cls.from_pretrained(name, attn_implementation="eager", torch_dtype=dt).to(dev)
+        processor = proc_cls.from_pretrained(name) if proc_cls is not None else None
         return cls(model, processor, name=name, **kwargs)
 
     def encode_batch(self, batch: dict) -> list[EncodedPage]:

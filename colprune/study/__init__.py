@@ -1,12 +1,14 @@
 """Storage-versus-quality studies: datasets, metrics, the sweep runner and its outputs."""
 
-from .datasets import Dataset, load_beir
+from .datasets import Dataset, load_beir, load_dataset, load_vidore
 from .metrics import bootstrap_ci, ndcg_at, recall_at
 from .runner import COLUMNS, DEFAULT_GRID, DEFAULT_METHOD, GRID_HELP, Variant, expand_grid, pareto_frontier, run_study
 
 __all__ = [
     "Dataset",
     "load_beir",
+    "load_vidore",
+    "load_dataset",
     "ndcg_at",
     "recall_at",
     "bootstrap_ci",

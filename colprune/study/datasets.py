@@ -1,19 +1,29 @@
-"""Retrieval datasets for the studies: the BEIR layout (corpus.jsonl, queries.jsonl, qrels/*.tsv).
+"""Retrieval datasets for the studies.
 
-ViDoRe sets saved as BEIR (``corpus.jsonl`` records with an ``image`` path, as in
-``shared/data/pages/arxivqa``) load the same way; their pages are images.
+- BEIR layout: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``; corpus records with
+  an ``image`` path are page images.
+- ViDoRe layout: Hugging Face ``save_to_disk`` folders (``corpus/``, ``queries/``, and
+  ``relevant_docs/`` or ``qrels/``, Arrow files) or parquet files with the same names. Column
+  names vary between ViDoRe releases; ids come from ``corpus_id``/``corpus-id``/``_id``,
+  ``query_id``/``query-id``, text from ``text``/``query``, images from an ``image`` column
+  (embedded bytes or a path) or ``image_path``. Reading Arrow and parquet needs pyarrow
+  (``pip install colprune[study]``).
+
+:func:`load_dataset` picks the layout.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
+import io
 import json
 import os
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
 
-__all__ = ["Dataset", "load_beir"]
+__all__ = ["Dataset", "load_beir", "load_vidore", "load_dataset"]
 
 
 @dataclass
@@ -23,13 +33,24 @@ class Dataset:
 
     name: str
     corpus: dict[str, str] = field(default_factory=dict)
-    images: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str | bytes] = field(default_factory=dict)  # a path, or encoded image bytes
     queries: dict[str, str] = field(default_factory=dict)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def doc_ids(self) -> list[str]:
         return list(self.images or self.corpus)
+
+    def image(self, doc_id: str):
+        """The page image of ``doc_id`` (RGB PIL image), from its path or embedded bytes."""
+        from PIL import Image
+
+        from ..encoders.sources import PageSource
+
+        src = self.images[doc_id]
+        if isinstance(src, bytes):
+            return Image.open(io.BytesIO(src)).convert("RGB")
+        return PageSource(doc_id, src, 1, "image").image()
 
     @property
     def judged_queries(self) -> list[str]:
@@ -72,3 +93,75 @@ def load_beir(path: str, split: str = "test") -> Dataset:
             q, d, g = row[0], row[1], int(float(row[2]))
             ds.qrels.setdefault(q, {})[d] = g
     return ds
+
+
+def _first(row: dict, names: tuple[str, ...], what: str, path: str):
+    for n in names:
+        if n in row and row[n] is not None:
+            return row[n]
+    raise InvalidInputError(f"{path}: no {what} column (looked for {', '.join(names)}; found {sorted(row)})")
+
+
+def _read_table(folder: str, part: str) -> list[dict] | None:
+    try:
+        import pyarrow.ipc as ipc
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidInputError("reading ViDoRe Arrow/parquet files needs pyarrow: pip install pyarrow") from None
+    arrow = sorted(glob.glob(os.path.join(folder, part, "*.arrow")))
+    parquet = sorted(glob.glob(os.path.join(folder, part, "*.parquet")) + glob.glob(os.path.join(folder, f"{part}.parquet"))
+                     + glob.glob(os.path.join(folder, "data", f"{part}-*.parquet")))
+    rows: list[dict] = []
+    for f in arrow:
+        with open(f, "rb") as fh:
+            rows += ipc.open_stream(fh).read_all().to_pylist()
+    for f in parquet:
+        rows += pq.read_table(f).to_pylist()
+    return rows if (arrow or parquet) else None
+
+
+def load_vidore(path: str) -> Dataset:
+    """Load a ViDoRe dataset saved with ``save_to_disk`` or as parquet (see the module docstring)."""
+    ds = Dataset(os.path.basename(os.path.normpath(path)))
+    corpus = _read_table(path, "corpus")
+    queries = _read_table(path, "queries")
+    if corpus is None or queries is None:
+        raise InvalidInputError(f"{path} is not a ViDoRe dataset: expected corpus/ and queries/ Arrow or parquet files")
+    for row in corpus:
+        doc_id = str(_first(row, ("corpus_id", "corpus-id", "_id", "id", "docid"), "corpus id", path))
+        img = row.get("image") or row.get("image_path")
+        if isinstance(img, dict):
+            img = img.get("bytes") or img.get("path")
+        if isinstance(img, str) and not os.path.isabs(img):
+            img = os.path.join(path, img)
+        if img is not None:
+            ds.images[doc_id] = img
+        else:
+            ds.corpus[doc_id] = str(_first(row, ("text",), "image or text", path))
+    for row in queries:
+        ds.queries[str(_first(row, ("query_id", "query-id", "_id", "id"), "query id", path))] = str(
+            _first(row, ("text", "query"), "query text", path))
+    rel = _read_table(path, "relevant_docs")
+    if rel is not None:
+        for row in rel:
+            q = str(_first(row, ("query_id", "query-id"), "query id", path))
+            for d, g in zip(row["corpus_ids"], row.get("scores") or [1] * len(row["corpus_ids"])):
+                ds.qrels.setdefault(q, {})[str(d)] = int(g)
+    else:
+        qrels = _read_table(path, "qrels")
+        if qrels is None:
+            raise InvalidInputError(f"{path}: no relevant_docs/ or qrels/ files")
+        for row in qrels:
+            q = str(_first(row, ("query_id", "query-id"), "query id", path))
+            d = str(_first(row, ("corpus_id", "corpus-id"), "corpus id", path))
+            ds.qrels.setdefault(q, {})[d] = int(_first(row, ("score",), "score", path))
+    return ds
+
+
+def load_dataset(path: str) -> Dataset:
+    """BEIR if ``corpus.jsonl`` is there, else ViDoRe (Arrow or parquet)."""
+    if not os.path.isdir(path):
+        raise InvalidInputError(f"{path}: no such dataset folder")
+    if os.path.exists(os.path.join(path, "corpus.jsonl")):
+        return load_beir(path)
+    return load_vidore(path)

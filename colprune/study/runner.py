@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..index import Index
 from ..pruning import make_pruner
-from .datasets import Dataset, load_beir
+from .datasets import Dataset, load_dataset
 from .metrics import bootstrap_ci, ndcg_at, recall_at
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "run_study", "COLUMNS"]
@@ -135,7 +135,6 @@ def expand_grid(grid: dict, *, budgets: Sequence[float] | None = None, methods: 
 
 def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batch: int = 256) -> None:
     from ..encoders import load_encoder
-    from ..encoders.sources import PageSource
 
     ids = ds.doc_ids
     done: set[str] = set()
@@ -155,7 +154,7 @@ def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batc
         for lo in tqdm(range(0, len(todo), batch), desc="encode corpus", unit="batch", disable=not progress):
             chunk = todo[lo : lo + batch]
             if ds.images:
-                contents = [PageSource(d, ds.images[d], 1, "image").image() for d in chunk]
+                contents = [ds.image(d) for d in chunk]
             else:
                 contents = [ds.corpus[d] for d in chunk]
             enc = encoder.encode_pages(contents)
@@ -310,7 +309,7 @@ def run_study(
     grid = grid or DEFAULT_GRID
     codecs = list(codecs or grid.get("codecs", ["float16"]))
     variants = expand_grid(grid, budgets=budgets, methods=methods)
-    ds = load_beir(dataset)
+    ds = load_dataset(dataset)
     qids = ds.judged_queries
     if not qids:
         raise InvalidInputError(f"{dataset}: no query has a relevant document in its qrels")
@@ -320,9 +319,15 @@ def run_study(
     queries = _queries(ds, encoder, out, qids)
     rows: list[dict[str, Any]] = []
     with Index.open(full_path) as full:
-        missing = {v.signal for v in variants if v.signal} - set(full.signal_names)
-        if missing:
-            raise InvalidInputError(f"the encoder gives no signal {sorted(missing)}; it has {full.signal_names}")
+        # the global-token signal is "cls" for text encoders and "eos" for image encoders
+        have = set(full.signal_names)
+        alias = {"cls": "eos", "eos": "cls"}
+        variants = [v if not v.signal or v.signal in have or alias.get(v.signal) not in have
+                    else Variant(v.method, v.pruner, v.params, alias[v.signal], v.budget) for v in variants]
+        skipped = sorted({v.signal for v in variants if v.signal and v.signal not in have})
+        if skipped:
+            log(f"skipping methods on signals this encoder does not give: {skipped} (it has {sorted(have)})")
+            variants = [v for v in variants if not v.signal or v.signal in have]
         dim = full.dim
         col = _Collection(full)
         base = _evaluate(full, queries, qids, ds)
