@@ -16,7 +16,7 @@ NAMES = sorted(p.stem for p in GOLDEN.glob("v*.h5"))  # v<N>.h5, v<N>-<codec>.h5
 
 def test_current_version_has_golden_files_for_every_codec():
     v = layout.FORMAT_VERSION
-    assert {f"v{v}"} | {f"v{v}-{c}" for c in layout.CODECS if c != "float16"} <= set(NAMES)
+    assert {f"v{v}", f"v{v}-merged"} | {f"v{v}-{c}" for c in layout.CODECS if c != "float16"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -36,6 +36,10 @@ def test_golden_file_reads_back_exactly(name, tmp_path):
             assert page.metadata == want["metadata"]
             assert page.patch_mask.tolist() == want["patch_mask"]
             assert_array_equal(page.importance, np.array(want["importance"], np.float32))
+            if "covers" in want:
+                assert [c.tolist() for c in page.covers] == want["covers"]
+                for k, v in want["signals"].items():
+                    assert_array_equal(page.signals[k], np.array(v, np.float32))
             if "vectors_f16_hex" in want:  # v1
                 assert page.vectors.astype("<f2").tobytes().hex() == want["vectors_f16_hex"]
             else:

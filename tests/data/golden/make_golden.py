@@ -18,7 +18,7 @@ HERE = Path(__file__).parent
 VERSION = layout.FORMAT_VERSION
 
 
-def write(codec: str, name: str) -> None:
+def write(codec: str, name: str, merged: bool = False) -> None:
     rng = np.random.default_rng(2026)
     ids = ["alpha", "beta", "gamma", "δέλτα"]
     embs = [rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 1, 7, 4)]
@@ -26,10 +26,14 @@ def write(codec: str, name: str) -> None:
     masks = [np.r_[False, np.ones(e.shape[0] - 1, bool)] for e in embs]
     masks[1] = np.ones(1, bool)
     path = HERE / f"{name}.h5"
-    with cp.Index.create(path, dim=8, dtype=codec, encoder="golden", overwrite=True, chunk_bytes=1024) as index:
-        index.add(ids[:2], embs[:2], imps[:2], pruner=cp.AdaptiveThreshold(0.0), patch_mask=masks[:2],
-                  metadata=[{"page": 1}, None], grids=[(2, 2), (1, 1)])
-        index.add(ids[2:], embs[2:], imps[2:], patch_mask=masks[2:], metadata=[{"src": "x.pdf"}, {"ü": [1, 2]}])
+    signals = [{"cls": i, "norm": np.linalg.norm(e, axis=1)} for e, i in zip(embs, imps)] if merged else None
+    pruner = cp.pruning.HierarchicalPooling(0.5) if merged else cp.AdaptiveThreshold(0.0)
+    with cp.Index.create(path, dim=8, dtype=codec, encoder="golden", overwrite=True, chunk_bytes=1024,
+                         signals=["cls", "norm"] if merged else (), merged=merged) as index:
+        index.add(ids[:2], embs[:2], imps[:2], pruner=pruner, patch_mask=masks[:2],
+                  metadata=[{"page": 1}, None], grids=[(2, 2), (1, 1)], signals=None if signals is None else signals[:2])
+        index.add(ids[2:], embs[2:], imps[2:], patch_mask=masks[2:], metadata=[{"src": "x.pdf"}, {"ü": [1, 2]}],
+                  signals=None if signals is None else signals[2:])
         pages = [index.get(i) for i in ids]
     expect = {
         "format_version": VERSION,
@@ -37,7 +41,7 @@ def write(codec: str, name: str) -> None:
         "dim": 8,
         "dtype": codec,
         "encoder": "golden",
-        "pruner": {"name": "adaptive", "params": {"k": 0.0}},
+        "pruner": pruner.config(),
         "pages": [
             {
                 "positions": p.positions.tolist(),
@@ -47,6 +51,8 @@ def write(codec: str, name: str) -> None:
                 "patch_mask": p.patch_mask.tolist(),
                 "importance": p.importance.tolist(),
                 "vectors_f32_hex": p.vectors.astype("<f4").tobytes().hex(),
+                **({"covers": [c.tolist() for c in p.covers],
+                    "signals": {k: v.tolist() for k, v in p.signals.items()}} if merged else {}),
             }
             for p in pages
         ],
@@ -59,3 +65,4 @@ if __name__ == "__main__":
     write("float16", f"v{VERSION}")
     for codec in ("float32", "int8", "binary"):
         write(codec, f"v{VERSION}-{codec}")
+    write("float16", f"v{VERSION}-merged", merged=True)  # optional signals/ and covers/
