@@ -31,7 +31,8 @@ def test_pages_have_vectors_mask_and_every_signal(minilm):
         assert page.vectors.shape == (n, 384) and page.vectors.dtype == np.float32
         assert_allclose(np.linalg.norm(page.vectors, axis=1), 1.0, rtol=1e-5)
         assert page.patch_mask.tolist() == [False] + [True] * (n - 2) + [False]  # [CLS] ... [SEP]
-        assert set(page.signals) == {"cls", "indegree", "indegree_mid", "norm"}
+        assert set(page.signals) == {"cls", "indegree", "indegree_mid", "norm", "global_sim"}
+        assert_allclose(page.signals["global_sim"], page.vectors @ page.vectors[0], rtol=1e-5, atol=1e-6)
         assert all(s.shape == (n,) and np.isfinite(s).all() for s in page.signals.values())
         assert_allclose(page.importance, page.signals["cls"])
         assert_allclose(page.signals["cls"].sum(), 1.0, rtol=1e-4)  # one attention row

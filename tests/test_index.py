@@ -277,7 +277,13 @@ def test_signals_are_stored_and_drive_derived_pruning(tmp_path, rng):
         assert full.signal_names == ["cls", "norm"]
         assert_array_equal(full.get("doc-2").signals["norm"], sigs[2]["norm"].astype(np.float32))
         by_norm = full.derive(tmp_path / "norm.h5", "ratio", ratio=0.5, signal="norm")
-        with pytest.raises(InvalidInputError, match="no signal 'nope'"):
+        blend = full.derive(tmp_path / "blend.h5", "ratio", ratio=0.5, signal={"cls": 0.5, "norm": 0.5})
+        assert blend.pruner_config["signal"] == {"cls": 0.5, "norm": 0.5}
+        s, n = sigs[4]["cls"], sigs[4]["norm"]
+        mix = 0.5 * (s - s.min()) / (s.max() - s.min()) + 0.5 * (n - n.min()) / (n.max() - n.min())
+        assert_array_equal(blend.get("doc-4").positions, cp.TopRatio(0.5).prune(embs[4], mix).positions)
+        blend.close()
+        with pytest.raises(InvalidInputError, match="no signal"):
             full.derive(tmp_path / "x.h5", "ratio", signal="nope")
         with pytest.raises(InvalidInputError, match="signals must have exactly"):
             full.add(["z"], [embs[0]], [imps[0]], signals=[{"cls": imps[0]}])

@@ -36,7 +36,8 @@ def test_real_pages_give_patches_grid_and_importance(checkpoints, page_images, k
         assert n_patch > 0 and page.importance.shape == page.patch_mask.shape == (page.vectors.shape[0],)
         assert page.grid is not None and page.grid[0] * page.grid[1] == n_patch
         assert_allclose(np.linalg.norm(page.vectors, axis=1), 1.0, rtol=1e-5)
-        assert set(page.signals) == {"eos", "indegree", "indegree_mid", "norm"}
+        assert set(page.signals) == {"eos", "indegree", "indegree_mid", "norm", "global_sim"}
+        assert_allclose(page.signals["global_sim"], page.vectors @ page.vectors[-1], rtol=1e-5, atol=1e-6)
         assert np.isfinite(page.importance).all() and (page.importance >= 0).all()
     if kind == "colpali":
         assert all(p.grid == (8, 8) for p in pages)

@@ -177,12 +177,14 @@ class ColpaliEngineEncoder(Encoder):
                 return attn[key][b].mean(dim=0)[rows][:, rows].numpy()
 
             signals = attention_signals(layer("last"), [layer(k) for k in self._watch if k != "last"], patch)
+            vectors = emb[b][rows].numpy().astype(np.float32)
+            signals["global_sim"] = (vectors @ vectors[-1]).astype(np.float32)
             grid = None
             if "image_grid_thw" in batch:
                 t, h, w = (int(x) for x in batch["image_grid_thw"][b])
                 merge = int(getattr(getattr(self.model, "visual", None), "spatial_merge_size", 2) or 2)
                 grid = (t * h // merge, w // merge) if (t * h // merge) * (w // merge) == patch.sum() else None
-            pages.append(EncodedPage(emb[b][rows].numpy().astype(np.float32), patch, signals[self.importance], grid, signals))
+            pages.append(EncodedPage(vectors, patch, signals[self.importance], grid, signals))
             self.dim = pages[-1].vectors.shape[1]
         return pages
 

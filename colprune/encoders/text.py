@@ -18,6 +18,9 @@ Importance signals (all mean over heads, rows = tokens):
     the same averaged over the middle layers (layers L/2 - 1 and L/2 of L, 1-based 3-4 of 6).
 ``norm``
     L2 norm of the token's last hidden state before normalisation.
+``global_sim``
+    cosine similarity of the token's vector to the [CLS] vector (for blends such as
+    α·attention + (1-α)·similarity, see ``Index.derive(signal={...})``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .base import EncodedPage, Encoder, pick_device
 
 __all__ = ["TextTokenEncoder", "minilm_path", "SIGNALS", "TEXT_MODEL_TYPES"]
 
-SIGNALS = ("cls", "indegree", "indegree_mid", "norm")
+SIGNALS = ("cls", "indegree", "indegree_mid", "norm", "global_sim")
 TEXT_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "mpnet", "deberta-v2", "modernbert")
 
 
@@ -117,6 +120,7 @@ class TextTokenEncoder(Encoder):
                 norms = h.norm(dim=-1)
                 vectors = (h / norms.clamp_min(1e-12).unsqueeze(-1)).numpy().astype(np.float32)
                 signals = self._signals(attn, b, keep, norms)
+                signals["global_sim"] = (vectors @ vectors[0]).astype(np.float32)
                 result.append(EncodedPage(
                     vectors=vectors,
                     patch_mask=(~special[b][keep]).numpy(),

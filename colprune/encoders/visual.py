@@ -14,6 +14,7 @@ Signals (rows = every output token; prompt rows get the same formulas):
 ``indegree``      mean attention each patch receives from the other patches, last layer
 ``indegree_mid``  the same averaged over the middle layers (arXiv 2601.20107)
 ``norm``          always 1 here (the model L2-normalises); kept for a uniform signal set
+``global_sim``    cosine similarity of each row's embedding to the global token's
 
 Implementation note: transformers' ``ColQwen2ForRetrieval`` calls its language model with
 ``inputs_embeds`` only, so positions are 1-D, where colpali-engine's ColQwen2 uses 3-D M-RoPE;
@@ -35,7 +36,7 @@ from .base import EncodedPage, Encoder, pick_device
 __all__ = ["VisualEncoder", "VISUAL_MODEL_TYPES", "attention_signals"]
 
 VISUAL_MODEL_TYPES = ("colqwen2", "colpali")
-SIGNALS = ("eos", "indegree", "indegree_mid", "norm")
+SIGNALS = ("eos", "indegree", "indegree_mid", "norm", "global_sim")
 
 
 def attention_signals(last: np.ndarray, mids: list[np.ndarray], patch: np.ndarray) -> dict[str, np.ndarray]:
@@ -161,8 +162,10 @@ class VisualEncoder(Encoder):
                 rows = real.nonzero().squeeze(-1)
                 patch = (batch["input_ids"][b][rows] == self.image_token_id).numpy()
                 signals = self._signals(attn, b, rows, patch)
+                vectors = emb[b][rows].numpy().astype(np.float32)
+                signals["global_sim"] = (vectors @ vectors[-1]).astype(np.float32)
                 result.append(EncodedPage(
-                    vectors=emb[b][rows].numpy().astype(np.float32),
+                    vectors=vectors,
                     patch_mask=patch,
                     importance=signals[self.importance],
                     grid=self._grid(batch, b, int(patch.sum())),

@@ -98,6 +98,18 @@ def _open_h5(path: str, mode: str) -> h5py.File:
         ) from None
 
 
+def blend_signals(signals: dict[str, np.ndarray], spec: str | dict[str, float]) -> np.ndarray:
+    """One stored signal by name, or a weighted sum of signals each min-max normalised over the page."""
+    if isinstance(spec, str):
+        return signals[spec]
+    out = np.zeros(len(next(iter(signals.values()))), np.float64)
+    for name, w in spec.items():
+        v = signals[name].astype(np.float64)
+        span = v.max() - v.min()
+        out += float(w) * ((v - v.min()) / span if span > 0 else np.zeros_like(v))
+    return out
+
+
 def _kept_signals(signals: dict[str, np.ndarray], page: PrunedPage) -> dict[str, np.ndarray]:
     # signals follow their rows; a merged vector gets the mean over the rows it merged
     if page.covers is None:
@@ -670,7 +682,7 @@ class Index:
         overwrite: bool = False,
         batch_size: int = 1024,
         progress: bool = False,
-        signal: str | None = None,
+        signal: str | dict[str, float] | None = None,
         rerank: bool = True,
         **pruner_params: Any,
     ) -> "Index":
@@ -682,16 +694,20 @@ class Index:
         Pages are re-pruned from their stored vectors and importance (a *full* index,
         built with ``pruner="none"``, keeps every vector, so any pruner can be derived
         from it). Positions, metadata, grids and stored signals carry over. ``signal=`` prunes
-        by one of the stored signals instead of the importance (which it then replaces).
+        by one of the stored signals instead of the importance (which it then replaces), or by
+        a blend ``{name: weight, ...}`` of them, each min-max normalised per page first (e.g.
+        ``{"cls": 0.5, "global_sim": 0.5}`` for α·attention + (1-α)·similarity to the global token).
         ``rerank=False`` makes a ``binary`` index without its float16 rerank copy.
         Returns the new index, open read-only.
         """
         pruner = make_pruner(pruner, **pruner_params)
         config = pruner.config()
         if signal is not None:
-            if signal not in self.signal_names:
-                raise InvalidInputError(f"{self.path} stores no signal {signal!r}; it has {self.signal_names}")
-            config["signal"] = signal
+            names = [signal] if isinstance(signal, str) else list(signal)
+            missing = [n for n in names if n not in self.signal_names]
+            if missing or not names:
+                raise InvalidInputError(f"{self.path} stores no signal {missing or signal!r}; it has {self.signal_names}")
+            config["signal"] = signal if isinstance(signal, str) else {k: float(v) for k, v in signal.items()}
         source = self.pruner_config
         if source is not None and source.get("name") != "none":
             config["derived_from"] = source
@@ -716,7 +732,7 @@ class Index:
     def _append_repruned(self, pages: list[Page], pruner: Pruner, config: dict[str, Any], signal: str | None) -> None:
         out, kept = [], []
         for p in pages:
-            imp = (p.importance if signal is None else p.signals[signal]).astype(np.float64)
+            imp = (p.importance if signal is None else blend_signals(p.signals, signal)).astype(np.float64)
             if np.isnan(imp).any():
                 if pruner.needs_importance:
                     raise InvalidInputError(

@@ -39,8 +39,10 @@ GRID_HELP = """Grid file (JSON): shares of vectors to keep, codecs to evaluate, 
 one variant per value (lists of several parameters: every combination). With "budget": true a
 method runs once per budget instead: ratio/random keep that share of each page, adaptive
 searches k so the collection keeps that share overall. "signal" names the importance signal
-to rank by (text encoder: cls, indegree, indegree_mid, norm; image encoders: eos, indegree,
-indegree_mid). Mergers (ward, kmeans, pool1d, pool2d) take a budget like ratio does. The
+to rank by (text encoder: cls, indegree, indegree_mid, norm, global_sim; image encoders: eos,
+indegree, indegree_mid, global_sim), or a blend {"cls": 0.5, "global_sim": 0.5}: the weighted sum
+of the signals, each min-max normalised per page (alpha*attention + (1-alpha)*similarity to the
+global token). Mergers (ward, kmeans, pool1d, pool2d) take a budget like ratio does. The
 unpruned index is always a row (method "none"); the built-in grid has DocPruner at several k
 and at each budget, every signal at each budget, random, three mergers, and "default" (the
 recommended method). Budgets are exact across the collection: the per-page share (or k) is
@@ -63,6 +65,7 @@ DEFAULT_GRID: dict[str, Any] = {
         {"name": "indegree", "pruner": "ratio", "signal": "indegree", "budget": True},
         {"name": "indegree-mid", "pruner": "ratio", "signal": "indegree_mid", "budget": True},
         {"name": "norm", "pruner": "ratio", "signal": "norm", "budget": True},
+        {"name": "attn+sim", "pruner": "ratio", "signal": {"cls": 0.5, "global_sim": 0.5}, "budget": True},
         {"name": "random", "pruner": "random", "budget": True, "params": {"seed": 0}},
         {"name": "ward", "pruner": "ward", "budget": True},
         {"name": "kmeans", "pruner": "kmeans", "budget": True},
@@ -82,7 +85,7 @@ class Variant:
     method: str
     pruner: str
     params: dict = field(default_factory=dict)
-    signal: str | None = None
+    signal: str | dict | None = None
     budget: float | None = None
 
     @property
@@ -90,16 +93,24 @@ class Variant:
         """File name of the derived index: the configuration, not the method's name, so two
         methods that prune alike share one file."""
         parts = [self.pruner] + [f"{k}{v}" for k, v in sorted(self.params.items())]
-        parts += [f"sig-{self.signal}"] if self.signal else []
+        parts += [f"sig-{_sig_text(self.signal, '+')}"] if self.signal else []
         parts += [f"budget{self.budget}"] if self.budget is not None else []
         return "_".join(str(p) for p in parts).replace("/", "-")
 
     @property
     def label(self) -> str:
         bits = [f"{k}={v}" for k, v in sorted(self.params.items())]
-        bits += [f"signal={self.signal}"] if self.signal else []
+        bits += [f"signal={_sig_text(self.signal, ' + ')}"] if self.signal else []
         bits += [f"budget={self.budget}"] if self.budget is not None else []
         return " ".join(bits)
+
+
+def _sig_text(signal: str | dict, sep: str) -> str:
+    return signal if isinstance(signal, str) else sep.join(f"{w:g}{k}" for k, w in signal.items())
+
+
+def _sig_names(signal) -> list[str]:
+    return [] if not signal else [signal] if isinstance(signal, str) else list(signal)
 
 
 def expand_grid(grid: dict, *, budgets: Sequence[float] | None = None, methods: Sequence[str] | None = None) -> list[Variant]:
@@ -241,7 +252,7 @@ def _derive(full: Index, col: _Collection, v: Variant, folder: str, codec: str) 
         if "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
             params["ratio"] = _budget_ratio(col, v.budget)
         elif v.pruner == "adaptive":
-            params["k"] = _budget_k(col, v.signal or "cls", v.budget)
+            params["k"] = _budget_k(col, v.signal or "cls", v.budget)  # a single signal
         else:
             raise InvalidInputError(f"budget mode does not apply to pruner {v.pruner!r}")
     pruner = make_pruner(v.pruner, **params)
@@ -322,12 +333,17 @@ def run_study(
         # the global-token signal is "cls" for text encoders and "eos" for image encoders
         have = set(full.signal_names)
         alias = {"cls": "eos", "eos": "cls"}
-        variants = [v if not v.signal or v.signal in have or alias.get(v.signal) not in have
-                    else Variant(v.method, v.pruner, v.params, alias[v.signal], v.budget) for v in variants]
-        skipped = sorted({v.signal for v in variants if v.signal and v.signal not in have})
+
+        def resolve(sig):
+            if isinstance(sig, dict):
+                return {resolve(k): w for k, w in sig.items()}
+            return sig if sig in have or alias.get(sig) not in have else alias[sig]
+
+        variants = [Variant(v.method, v.pruner, v.params, resolve(v.signal), v.budget) if v.signal else v for v in variants]
+        skipped = sorted({n for v in variants for n in _sig_names(v.signal) if n not in have})
         if skipped:
             log(f"skipping methods on signals this encoder does not give: {skipped} (it has {sorted(have)})")
-            variants = [v for v in variants if not v.signal or v.signal in have]
+            variants = [v for v in variants if all(n in have for n in _sig_names(v.signal))]
         dim = full.dim
         col = _Collection(full)
         base = _evaluate(full, queries, qids, ds)
