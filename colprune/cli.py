@@ -9,7 +9,6 @@ import os
 import sys
 from typing import Any, Sequence
 
-import numpy as np
 
 from . import __version__
 from .errors import ColpruneError

@@ -19,9 +19,9 @@ from ..errors import DuplicateIdError, FormatError, InvalidInputError
 from ..kernels import (
     as_query_batch,
     dequantize_int8,
-    maxsim_binary,
+    maxsim_binary_csr,
     maxsim_csr,
-    maxsim_int8,
+    maxsim_int8_csr,
     pack_binary,
     page_centroids,
     quantize_int8,
@@ -494,12 +494,16 @@ class Index:
     def scores(self, queries, *, n_threads: int | None = None) -> np.ndarray:
         """Exact MaxSim of every query against every page: ``(n_queries, n_docs)`` float32."""
         qv, qoff, _ = as_query_batch(queries, dim=self.dim)
+        return self._scores(qv, qoff, n_threads)
+
+    def _scores(self, qv: np.ndarray, qoff: np.ndarray, n_threads: int | None) -> np.ndarray:
+        # validated CSR queries against the whole store, per codec
         c = self._load()
         if self.codec == "int8":
-            return maxsim_int8(queries, c["vectors"], c["scales"], c["offsets"], n_threads=n_threads,
-                               corrections=c["corrections"])
+            return maxsim_int8_csr(qv, qoff, c["vectors"], c["scales"], c["offsets"], n_threads=n_threads,
+                                   corrections=c["corrections"])
         if self.codec == "binary":
-            return maxsim_binary(queries, c["vectors"], c["offsets"], self.dim, n_threads=n_threads)
+            return maxsim_binary_csr(qv, qoff, c["vectors"], c["offsets"], self.dim, n_threads=n_threads)
         return maxsim_csr(qv, qoff, c["vectors"], c["offsets"], n_threads=n_threads)
 
     def search(
@@ -538,20 +542,18 @@ class Index:
         Each :class:`Hit` is ``(id, score)``, best first; ties go to the earlier page.
         """
         qv, qoff, single = as_query_batch(queries, dim=self.dim)
-        if candidates is not None and self._n_docs:
+        if self._n_docs == 0:
+            hits: list[list[Hit]] = [[] for _ in range(qoff.size - 1)]
+            return hits[0] if single else hits
+        if candidates is not None:
             if self.codec not in ("float16", "float32"):
                 raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 index, not {self.codec}")
             cvec, coff = self.summary(n_centroids, n_threads=n_threads)
             coarse = maxsim_csr(qv, qoff, cvec, coff, n_threads=n_threads)
             c = self._load()
             idx, val = self._rescore(qv, qoff, coarse, max(int(candidates), k), k, c["vectors"], c["offsets"], n_threads)
-            ids = self.ids
-            hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
-            return hits[0] if single else hits
-        scores = self.scores(queries, n_threads=n_threads)
-        if self._n_docs == 0:
-            hits: list[list[Hit]] = [[] for _ in range(scores.shape[0])]
         else:
+            scores = self._scores(qv, qoff, n_threads)
             if rerank is None:
                 rerank = max(100, 10 * int(k))
             if self.codec == "binary" and self.has_rerank and rerank > 0:
@@ -559,8 +561,8 @@ class Index:
                                          self._load()["offsets"], n_threads)
             else:
                 idx, val = topk(scores, k)
-            ids = self.ids
-            hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
+        ids = self.ids
+        hits = [[Hit(ids[i], float(s)) for i, s in zip(ri, rv)] for ri, rv in zip(idx, val)]
         return hits[0] if single else hits
 
     def summary(self, n_centroids: int = 4, *, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:

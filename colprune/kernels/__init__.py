@@ -5,7 +5,15 @@ Each has a ``*_reference`` in :mod:`colprune.kernels.reference` that the tests c
 """
 
 from .maxsim import as_query_batch, balanced_bounds, maxsim_csr, maxsim_scores, threads, widen_float16
-from .quantized import dequantize_int8, maxsim_binary, maxsim_int8, pack_binary, quantize_int8
+from .quantized import (
+    dequantize_int8,
+    maxsim_binary,
+    maxsim_binary_csr,
+    maxsim_int8,
+    maxsim_int8_csr,
+    pack_binary,
+    quantize_int8,
+)
 from .reference import (
     maxsim_binary_reference,
     maxsim_int8_reference,
@@ -21,6 +29,8 @@ __all__ = [
     "maxsim_csr",
     "maxsim_int8",
     "maxsim_binary",
+    "maxsim_int8_csr",
+    "maxsim_binary_csr",
     "quantize_int8",
     "dequantize_int8",
     "pack_binary",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numba
 import numpy as np

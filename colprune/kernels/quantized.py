@@ -27,8 +27,10 @@ __all__ = [
     "quantize_int8",
     "dequantize_int8",
     "maxsim_int8",
+    "maxsim_int8_csr",
     "pack_binary",
     "maxsim_binary",
+    "maxsim_binary_csr",
 ]
 
 
@@ -155,6 +157,22 @@ def maxsim_int8(
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     if scales.shape != (codes.shape[0],) or offsets[-1] != codes.shape[0]:
         raise ValueError("scales and offsets must match codes")
+    return maxsim_int8_csr(qv, qoff, codes, scales, offsets, n_threads=n_threads, portable=portable,
+                           corrections=corrections)
+
+
+def maxsim_int8_csr(
+    qv: np.ndarray,
+    qoff: np.ndarray,
+    codes: np.ndarray,
+    scales: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    n_threads: int | None = None,
+    portable: bool = False,
+    corrections: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`maxsim_int8` on already-validated CSR queries and store (from :func:`as_query_batch`)."""
     out = np.empty((qoff.size - 1, offsets.size - 1), dtype=np.float32)
     if out.size == 0:
         return out
@@ -231,6 +249,14 @@ def maxsim_binary(
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     if offsets[-1] != codes.shape[0]:
         raise ValueError("offsets must end at len(codes)")
+    return maxsim_binary_csr(qv, qoff, codes, offsets, dim, n_threads=n_threads)
+
+
+def maxsim_binary_csr(
+    qv: np.ndarray, qoff: np.ndarray, codes: np.ndarray, offsets: np.ndarray, dim: int, *, n_threads: int | None = None
+) -> np.ndarray:
+    """:func:`maxsim_binary` on already-validated CSR queries and store (from :func:`as_query_batch`)."""
+    words = codes.shape[1]
     out = np.empty((qoff.size - 1, offsets.size - 1), dtype=np.float32)
     if out.size == 0:
         return out

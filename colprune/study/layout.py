@@ -12,7 +12,6 @@ patch's cell. It needs only the page image and the grid.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
