@@ -19,6 +19,16 @@ def test_matches_reference_on_ragged_store(rng, dtype):
     assert_allclose(maxsim_scores(qs, vectors, offsets), maxsim_reference(qs, vectors, offsets), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_matches_reference_across_block_edges(rng, dtype):
+    # pages of 1..150 vectors cross the 32-vector widening blocks; 45 query rows cross the
+    # 32-row query blocks; dim 128 is the compiled production width
+    lengths = np.r_[[1, 31, 32, 33, 64, 65, 150], rng.integers(1, 150, 30)]
+    vectors, offsets = ragged_store(rng, lengths, dim=128, dtype=dtype)
+    qs = queries(rng, [45, 1, 20], dim=128)
+    assert_allclose(maxsim_scores(qs, vectors, offsets), maxsim_reference(qs, vectors, offsets), rtol=1e-5, atol=1e-4)
+
+
 def test_one_vector_documents(rng):
     vectors, offsets = ragged_store(rng, [1] * 33)
     qs = queries(rng, [5])
@@ -98,9 +108,10 @@ def test_bad_input_is_named(rng, bad, match):
         maxsim_scores(*args)
 
 
-def test_float16_widening_is_exact_for_every_half():
+@pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
+def test_float16_widening_is_exact_for_every_half(portable):
     every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
-    got, ref = widen_float16(every), every.astype(np.float32)
+    got, ref = widen_float16(every, portable=portable), every.astype(np.float32)
     finite = np.isfinite(ref)
     assert_array_equal(got[finite], ref[finite])
     assert_array_equal(np.signbit(got[finite]), np.signbit(ref[finite]))

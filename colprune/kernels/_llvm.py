@@ -1,7 +1,8 @@
-"""LLVM intrinsics for Numba: population count and AVX-512 VNNI blocks.
+"""LLVM intrinsics for Numba: population count, half -> float, and AVX-512 VNNI blocks.
 
 Only what LLVM does not emit by itself from plain loops: ``ctpop`` has no NumPy spelling in
-nopython mode, and LLVM does not turn our int8 loops into ``vpdpbusd``.
+nopython mode, Numba has no CPU float16 type (so no ``fpext half``), and LLVM does not turn
+our int8 loops into ``vpdpbusd``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["popcount64", "has_vnni", "vnni_block"]
+__all__ = ["popcount64", "half_to_float", "has_native_half", "has_vnni", "vnni_block"]
 
 
 @intrinsic
@@ -26,6 +27,31 @@ def popcount64(typingctx, x):
         return builder.call(fn, args)
 
     return sig, codegen
+
+
+@intrinsic
+def half_to_float(typingctx, x):
+    """IEEE half bits (uint16) -> float32, exactly: ``fpext half`` on the bit pattern.
+
+    In a loop LLVM vectorises it into ``vcvtph2ps`` (16 halves per instruction with F16C /
+    AVX-512). Use only where :func:`has_native_half`: elsewhere LLVM would call a runtime
+    helper that Numba's JIT may not link.
+    """
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@functools.lru_cache(maxsize=None)
+def has_native_half() -> bool:
+    """Whether the CPU converts half to float in hardware (x86 F16C, or any AArch64)."""
+    triple = llvm.get_process_triple()
+    if triple.startswith(("aarch64", "arm64")):
+        return True
+    return bool(llvm.get_host_cpu_features().get("f16c", False))
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,6 +16,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ._llvm import half_to_float, has_native_half
+
 __all__ = ["maxsim_scores", "maxsim_csr", "as_query_batch", "widen_float16", "float_kernels", "balanced_bounds", "threads"]
 
 # 2**(e - 25) for a half's exponent field e (e = 0: subnormal scale 2**-24); e = 31 is inf/NaN.
@@ -23,17 +25,22 @@ _HALF_SCALE = np.array([2.0 ** (max(e, 1) - 25) for e in range(31)] + [np.inf], 
 
 
 @njit(cache=True, inline="always")
-def _half_to_float(h, scale) -> np.float32:
-    # IEEE half bits -> float32, exactly: (implicit bit | mantissa) * 2**(exponent - 25).
-    # Arithmetic rather than bit-casting through views: views of local buffers inside the
-    # parallel body cost the scoring loop its vectorisation (measured 1.9x slower).
+def _half_to_float_portable(h) -> np.float32:
+    # IEEE half bits -> float32, exactly: (implicit bit | mantissa) * 2**(exponent - 25),
+    # for CPUs without a hardware conversion.
+    h = np.int32(h)
     e = (h >> 10) & 31
     m = h & 1023
     if e == 31:
         v = np.float32(np.inf) if m == 0 else np.float32(np.nan)
     else:
-        v = np.float32(m | (1024 if e > 0 else 0)) * scale[e]
+        v = np.float32(m | (1024 if e > 0 else 0)) * _HALF_SCALE[e]
     return -v if h & 0x8000 else v
+
+
+# vcvtph2ps where the CPU has it: widening a page then costs a few percent of scoring it
+# (the portable arithmetic made single-query float16 search 2x slower than float32).
+_half_to_float = half_to_float if has_native_half() else _half_to_float_portable
 
 
 # Reassociation lets LLVM vectorise the dot and max reductions; no nnan/ninf, because
@@ -42,6 +49,9 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # Query rows scored against one document vector before moving on: 32 rows x dim floats
 # stay in L1 while the document streams from L2.
 QUERY_BLOCK = 32
+# float16 vectors widened at a time: 32 x dim float32 (16 KB at dim 128) stay in L1 while every query row
+# passes over them.
+DOC_BLOCK = 32
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
@@ -84,31 +94,31 @@ def float_kernels(dim: int):
                 _sum_per_query(best, qoff, out, k)
 
     @njit(parallel=True, cache=True, fastmath=FASTMATH)
-    def f16(qv, qoff, dv_bits, doff, docs, bounds, scratch, scale, out) -> None:
-        # each run of documents widens one page at a time into its own rows of `scratch`
-        # (an argument, not a local array: LLVM then vectorises the scoring loop as for f32)
+    def f16(qv, qoff, dv_bits, doff, docs, bounds, scratch, out) -> None:
+        # each run of documents widens DOC_BLOCK vectors at a time into its own rows of
+        # `scratch` (L1-sized; an argument, not a local array: LLVM then vectorises the
+        # scoring loop as for f32) and scores every query row against them
         m = qv.shape[0]
-        rows = scratch.shape[0] // (bounds.size - 1)
         for c in prange(bounds.size - 1):
             best = np.empty(m, dtype=np.float32)
-            base = c * rows
+            base = c * DOC_BLOCK
             for k in range(bounds[c], bounds[c + 1]):
                 d = docs[k]
-                a = doff[d]
-                n = doff[d + 1] - a
-                for j in range(n):
-                    for t in range(dim):
-                        scratch[base + j, t] = _half_to_float(np.int32(dv_bits[a + j, t]), scale)
                 for i in range(m):
                     best[i] = -np.inf
-                for i0 in range(0, m, QUERY_BLOCK):
-                    i1 = min(i0 + QUERY_BLOCK, m)
-                    for j in range(base, base + n):
-                        for i in range(i0, i1):
-                            acc = np.float32(0.0)
-                            for t in range(dim):
-                                acc += qv[i, t] * scratch[j, t]
-                            best[i] = max(best[i], acc)
+                for a in range(doff[d], doff[d + 1], DOC_BLOCK):
+                    n = min(DOC_BLOCK, doff[d + 1] - a)
+                    for j in range(n):
+                        for t in range(dim):
+                            scratch[base + j, t] = _half_to_float(dv_bits[a + j, t])
+                    for i0 in range(0, m, QUERY_BLOCK):
+                        i1 = min(i0 + QUERY_BLOCK, m)
+                        for j in range(base, base + n):
+                            for i in range(i0, i1):
+                                acc = np.float32(0.0)
+                                for t in range(dim):
+                                    acc += qv[i, t] * scratch[j, t]
+                                best[i] = max(best[i], acc)
                 _sum_per_query(best, qoff, out, k)
 
     return f32, f16
@@ -128,16 +138,25 @@ def balanced_bounds(offsets: np.ndarray, n_chunks: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _widen_all(bits, scale, out) -> None:
+def _widen_all(bits, out) -> None:
     for i in range(bits.size):
-        out[i] = _half_to_float(np.int32(bits[i]), scale)
+        out[i] = _half_to_float(bits[i])
 
 
-def widen_float16(a: np.ndarray) -> np.ndarray:
-    """Widen a float16 array to float32 with the kernel's own conversion (for tests)."""
+@njit(cache=True)
+def _widen_all_portable(bits, out) -> None:
+    for i in range(bits.size):
+        out[i] = _half_to_float_portable(bits[i])
+
+
+def widen_float16(a: np.ndarray, *, portable: bool = False) -> np.ndarray:
+    """Widen a float16 array to float32 with the kernel's own conversion (for tests).
+
+    ``portable=True`` uses the arithmetic conversion of CPUs without F16C.
+    """
     a = np.ascontiguousarray(a, dtype=np.float16)
     out = np.empty(a.size, dtype=np.float32)
-    _widen_all(a.view(np.uint16).reshape(-1), _HALF_SCALE, out)
+    (_widen_all_portable if portable else _widen_all)(a.view(np.uint16).reshape(-1), out)
     return out.reshape(a.shape)
 
 
@@ -295,9 +314,8 @@ def maxsim_csr(
         bounds = balanced_bounds(np.concatenate([[0], np.cumsum(lengths)]), 4 * numba.get_num_threads())
         f32, f16 = float_kernels(int(vectors.shape[1]))
         if vectors.dtype == np.float16:
-            longest = int(lengths.max()) if lengths.size else 0
-            scratch = np.empty(((bounds.size - 1) * longest, vectors.shape[1]), dtype=np.float32)
-            f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, bounds, scratch, _HALF_SCALE, out)
+            scratch = np.empty(((bounds.size - 1) * DOC_BLOCK, vectors.shape[1]), dtype=np.float32)
+            f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, bounds, scratch, out)
         else:
             f32(qv, qoff, np.ascontiguousarray(vectors, dtype=np.float32), offsets, docs, bounds, out)
     return out
