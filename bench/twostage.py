@@ -4,8 +4,9 @@
     python bench/twostage.py --json     # JSON on stdout, the table on stderr
     python bench/twostage.py --quick    # seconds; what the test suite runs
 
-The store is :func:`colprune.synthetic.make_corpus` with a shared topic pool (pages cluster,
-so every query has many near neighbours), stored as float16 in an index file. Reports
+The store is :func:`colprune.synthetic.make_corpus` with a shared topic pool drawn from an
+8-dimensional subspace (pages cluster and relevance is graded, so every query has many near
+neighbours), stored as float16 in an index file. Reports
 latency per query (median over repeats, all queries batched) and recall@10 against exact
 float16 MaxSim search, for several shortlist sizes.
 """
@@ -38,8 +39,10 @@ def main(argv=None) -> int:
     ap.add_argument("--topics", type=int, default=2000, help="shared topic pool size")
     ap.add_argument("--content-noise", type=float, default=0.25, help="content patches' scatter (cosine ~0.7 to topic)")
     ap.add_argument("--query-noise", type=float, default=0.4, help="query tokens' scatter (cosine ~0.53)")
+    ap.add_argument("--latent-dim", type=int, default=8,
+                    help="topic subspace: graded similarity between topics (0: independent topics, near-ties)")
     ap.add_argument("--queries", type=int, default=16)
-    ap.add_argument("--candidates", default="500,1000,2000,5000", help="shortlist sizes to report")
+    ap.add_argument("--candidates", default="250,500,1000,2000", help="shortlist sizes to report")
     ap.add_argument("--centroids", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     corpus = make_corpus(args.pages, min_vectors=args.min_vectors, max_vectors=args.max_vectors,
                          n_queries=args.queries, n_topics=args.topics, content_noise=args.content_noise,
-                         query_noise=args.query_noise, seed=1)
+                         query_noise=args.query_noise, latent_dim=args.latent_dim or None, seed=1)
     res = {"pages": args.pages, "queries": args.queries, "centroids_per_page": args.centroids,
            "vectors": int(sum(e.shape[0] for e in corpus.embeddings)), "generate_s": time.perf_counter() - t0}
     with tempfile.TemporaryDirectory() as tmp:

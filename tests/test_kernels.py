@@ -1,11 +1,16 @@
 import numpy as np
 import pytest
 import torch
+from conftest import ragged_store
 from numpy.testing import assert_allclose, assert_array_equal
 
-from colprune.kernels import maxsim_reference, maxsim_scores, topk, topk_reference, widen_float16
-
-from conftest import ragged_store
+from colprune.kernels import (
+    maxsim_reference,
+    maxsim_scores,
+    topk,
+    topk_reference,
+    widen_float16,
+)
 
 
 def queries(rng, sizes, dim=16):
@@ -134,3 +139,31 @@ def test_topk_matches_stable_sort_with_ties(rng, k):
 def test_topk_rejects_bad_k(rng):
     with pytest.raises(ValueError, match="k must be"):
         topk(np.zeros((1, 3)), 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_pairs_match_reference_per_query_shortlist(rng, dtype):
+    from colprune.kernels import as_query_batch, maxsim_pairs
+
+    lengths = np.r_[[0, 1, 40], rng.integers(1, 90, 57)]
+    vectors, offsets = ragged_store(rng, lengths, dim=128, dtype=dtype)
+    qs = queries(rng, [20, 1, 45, 7], dim=128)
+    qv, qoff, _ = as_query_batch(qs)
+    # overlapping shortlists in any order, one with a skipped (-1) slot, one naming the empty page
+    cand = np.stack([rng.permutation(len(lengths))[:12] for _ in qs])
+    cand[1, 3], cand[2, 0] = -1, 0
+    got = maxsim_pairs(qv, qoff, vectors, offsets, cand)
+    full = maxsim_reference(qs, vectors, offsets)
+    want = np.where(cand >= 0, np.take_along_axis(full, np.maximum(cand, 0), axis=1), -np.inf)
+    assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_pairs_reject_bad_candidates(rng):
+    from colprune.kernels import as_query_batch, maxsim_pairs
+
+    vectors, offsets = ragged_store(rng, [3, 4])
+    qv, qoff, _ = as_query_batch(queries(rng, [2, 2]))
+    with pytest.raises(ValueError, match="document indices"):
+        maxsim_pairs(qv, qoff, vectors, offsets, np.array([[0, 2], [1, 0]]))
+    with pytest.raises(ValueError, match=r"\(2, depth\)"):
+        maxsim_pairs(qv, qoff, vectors, offsets, np.array([0, 1]))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -22,6 +23,7 @@ from ..kernels import (
     maxsim_binary_csr,
     maxsim_csr,
     maxsim_int8_csr,
+    maxsim_pairs,
     pack_binary,
     page_centroids,
     quantize_int8,
@@ -30,7 +32,7 @@ from ..kernels import (
 from ..pruning import NoPruning, PrunedPage, Pruner, check_page, make_pruner
 from . import layout as L
 
-__all__ = ["Index", "Page", "Hit", "codec_bytes"]
+__all__ = ["Hit", "Index", "Page", "codec_bytes"]
 
 _CHUNK_BYTES = 256 << 10
 _NO_GRID = (-1, -1)
@@ -117,6 +119,11 @@ def _kept_signals(signals: dict[str, np.ndarray], page: PrunedPage) -> dict[str,
     return {k: np.array([v[c].mean() for c in page.covers], np.float32) for k, v in signals.items()}
 
 
+def _shortlist(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Each row's best ``depth`` documents by ``scores``, in ascending document order."""
+    return np.sort(topk(scores, depth)[0], axis=1)
+
+
 def codec_bytes(codec: str, dim: int) -> int:
     """Stored bytes per vector: float16 2·dim, float32 4·dim, int8 dim + 4 (scale), binary dim/8 (in 64-bit words)."""
     return {"float16": 2 * dim, "float32": 4 * dim, "int8": dim + 4, "binary": (dim + 63) // 64 * 8}[codec]
@@ -191,7 +198,7 @@ class Index:
         rerank: bool = True,
         signals: Sequence[str] = (),
         merged: bool = False,
-    ) -> "Index":
+    ) -> Index:
         """Create an empty index, open for appending.
 
         Parameters
@@ -261,7 +268,7 @@ class Index:
         return cls(f, path, "a")
 
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r") -> "Index":
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> Index:
         """Open an existing index: ``mode="r"`` to read and search, ``"a"`` to also append."""
         if mode not in ("r", "a"):
             raise InvalidInputError(f"mode must be 'r' or 'a', got {mode!r}")
@@ -279,7 +286,7 @@ class Index:
             self._f.close()
         self._cache = None
 
-    def __enter__(self) -> "Index":
+    def __enter__(self) -> Index:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -528,7 +535,8 @@ class Index:
         rerank : int, optional
             ``binary`` indexes with rerank vectors: shortlist this many pages per query by
             Hamming MaxSim, then rescore them exactly from float16 (default ``max(100, 10 k)``;
-            0 returns the Hamming ranking).
+            0 returns the Hamming ranking). All queries' shortlists are rescored in one
+            pass (:func:`~colprune.kernels.maxsim_pairs`).
         candidates : int, optional
             Two-stage search (float codecs): rank every page by MaxSim against its
             ``n_centroids`` centroids (:meth:`summary`), then score the best ``candidates``
@@ -551,13 +559,14 @@ class Index:
             cvec, coff = self.summary(n_centroids, n_threads=n_threads)
             coarse = maxsim_csr(qv, qoff, cvec, coff, n_threads=n_threads)
             c = self._load()
-            idx, val = self._rescore(qv, qoff, coarse, max(int(candidates), k), k, c["vectors"], c["offsets"], n_threads)
+            idx, val = self._rescore(qv, qoff, _shortlist(coarse, max(int(candidates), k)), k, c["vectors"],
+                                     c["offsets"], n_threads)
         else:
             scores = self._scores(qv, qoff, n_threads)
             if rerank is None:
                 rerank = max(100, 10 * int(k))
             if self.codec == "binary" and self.has_rerank and rerank > 0:
-                idx, val = self._rescore(qv, qoff, scores, max(int(rerank), k), k, self._rerank_vectors(),
+                idx, val = self._rescore(qv, qoff, _shortlist(scores, max(int(rerank), k)), k, self._rerank_vectors(),
                                          self._load()["offsets"], n_threads)
             else:
                 idx, val = topk(scores, k)
@@ -577,17 +586,11 @@ class Index:
             c[key] = page_centroids(c["vectors"], c["offsets"], n_centroids, n_threads=n_threads)
         return c[key]
 
-    def _rescore(self, qv, qoff, scores, depth: int, k: int, vectors, offsets, n_threads):
-        # exact MaxSim over each query's shortlist of `depth` pages by `scores`
-        cand, _ = topk(scores, depth)
-        idx, val = [], []
-        for q in range(qoff.size - 1):
-            exact = maxsim_csr(qv[qoff[q] : qoff[q + 1]], np.array([0, qoff[q + 1] - qoff[q]]), vectors, offsets,
-                               n_threads=n_threads, docs=cand[q])
-            order, best = topk(exact, k)
-            idx.append(cand[q][order[0]])
-            val.append(best[0])
-        return idx, val
+    def _rescore(self, qv, qoff, cand, k: int, vectors, offsets, n_threads):
+        # exact MaxSim over each query's candidate pages (ascending, so ties go to the earlier page)
+        exact = maxsim_pairs(qv, qoff, vectors, offsets, cand, n_threads=n_threads)
+        order, val = topk(exact, k)
+        return np.take_along_axis(cand, order, axis=1), val
 
     # -- writing -----------------------------------------------------------------------
 
@@ -687,7 +690,7 @@ class Index:
         signal: str | dict[str, float] | None = None,
         rerank: bool = True,
         **pruner_params: Any,
-    ) -> "Index":
+    ) -> Index:
         """Write a pruned copy of this index to ``path`` without re-encoding.
 
         ``dtype`` picks the new index's codec (default: this one's), so the same call turns a

@@ -4,7 +4,15 @@ float32/float16: :func:`maxsim_scores`; int8: :func:`maxsim_int8`; binary: :func
 Each has a ``*_reference`` in :mod:`colprune.kernels.reference` that the tests compare against.
 """
 
-from .maxsim import as_query_batch, balanced_bounds, maxsim_csr, maxsim_scores, threads, widen_float16
+from .maxsim import (
+    as_query_batch,
+    balanced_bounds,
+    maxsim_csr,
+    maxsim_pairs,
+    maxsim_scores,
+    threads,
+    widen_float16,
+)
 from .quantized import (
     dequantize_int8,
     maxsim_binary,
@@ -25,24 +33,25 @@ from .summary import page_centroids
 from .topk import topk
 
 __all__ = [
-    "maxsim_scores",
-    "maxsim_csr",
-    "maxsim_int8",
-    "maxsim_binary",
-    "maxsim_int8_csr",
-    "maxsim_binary_csr",
-    "quantize_int8",
-    "dequantize_int8",
-    "pack_binary",
-    "topk",
-    "page_centroids",
-    "page_centroids_reference",
-    "maxsim_reference",
-    "maxsim_int8_reference",
-    "maxsim_binary_reference",
-    "topk_reference",
     "as_query_batch",
     "balanced_bounds",
+    "dequantize_int8",
+    "maxsim_binary",
+    "maxsim_binary_csr",
+    "maxsim_binary_reference",
+    "maxsim_csr",
+    "maxsim_int8",
+    "maxsim_int8_csr",
+    "maxsim_int8_reference",
+    "maxsim_pairs",
+    "maxsim_reference",
+    "maxsim_scores",
+    "pack_binary",
+    "page_centroids",
+    "page_centroids_reference",
+    "quantize_int8",
     "threads",
+    "topk",
+    "topk_reference",
     "widen_float16",
 ]

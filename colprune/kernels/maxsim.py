@@ -9,8 +9,8 @@ are all negative keeps its negative score (zero padding would clamp every token'
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numba
 import numpy as np
@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from ._llvm import half_to_float, has_native_half
 
-__all__ = ["maxsim_scores", "maxsim_csr", "as_query_batch", "widen_float16", "float_kernels", "balanced_bounds", "threads"]
+__all__ = ["as_query_batch", "balanced_bounds", "float_kernels", "maxsim_csr", "maxsim_pairs", "pair_layout", "maxsim_scores", "threads", "widen_float16"]
 
 # 2**(e - 25) for a half's exponent field e (e = 0: subnormal scale 2**-24); e = 31 is inf/NaN.
 _HALF_SCALE = np.array([2.0 ** (max(e, 1) - 25) for e in range(31)] + [np.inf], dtype=np.float32)
@@ -63,10 +63,42 @@ def _sum_per_query(best, qoff, out, d) -> None:
         out[q, d] = s
 
 
-@functools.lru_cache(maxsize=None)
+@njit(cache=True, inline="always")
+def _next_span(qoff, plist, p, p1):
+    # the run of query rows from plist[p] on while the listed queries are adjacent:
+    # all queries listed (batch mode) make one span, blocked by QUERY_BLOCK as a whole
+    lo, hi = qoff[plist[p]], qoff[plist[p] + 1]
+    p += 1
+    while p < p1 and qoff[plist[p]] == hi:
+        hi = qoff[plist[p] + 1]
+        p += 1
+    return lo, hi, p
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _start_pairs(best, qoff, plist, p0, p1) -> None:
+    for p in range(p0, p1):
+        for i in range(qoff[plist[p]], qoff[plist[p] + 1]):
+            best[i] = -np.inf
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _sum_pairs(best, qoff, plist, p0, p1, out) -> None:
+    for p in range(p0, p1):
+        s = np.float32(0.0)
+        for i in range(qoff[plist[p]], qoff[plist[p] + 1]):
+            s += best[i]
+        out[p] = s
+
+
+@functools.cache
 def float_kernels(dim: int):
     """The float32 and float16 MaxSim kernels compiled for one ``dim``.
 
+    Both score *pairs*: document ``docs[k]`` against the queries
+    ``plist[poff[k]:poff[k + 1]]`` (ascending), into ``out[poff[k]:poff[k + 1]]``. Batch
+    mode lists every query for every document; a rerank lists each shortlisted document
+    with the queries that shortlisted it, so a page wanted by several queries is read once.
     ``dim`` is a compile-time constant of the inner loop: LLVM unrolls and vectorises it,
     which a run-time trip count prevents (about 2.5x slower measured at dim 128).
     """
@@ -74,52 +106,56 @@ def float_kernels(dim: int):
     # The block loop is written out in both kernels on purpose: moved into a helper
     # (inlined or not) it measured 1.4x slower.
     @njit(parallel=True, cache=True, fastmath=FASTMATH)
-    def f32(qv, qoff, dv, doff, docs, bounds, out) -> None:
-        # scores documents docs[k] into out[:, k]; bounds split range(len(docs)) over threads
+    def f32(qv, qoff, dv, doff, docs, poff, plist, bounds, out) -> None:
+        # bounds split range(len(docs)) over threads
         m = qv.shape[0]
         for c in prange(bounds.size - 1):
             best = np.empty(m, dtype=np.float32)
             for k in range(bounds[c], bounds[c + 1]):
-                d = docs[k]
-                for i in range(m):
-                    best[i] = -np.inf
-                for i0 in range(0, m, QUERY_BLOCK):
-                    i1 = min(i0 + QUERY_BLOCK, m)
-                    for j in range(doff[d], doff[d + 1]):
-                        for i in range(i0, i1):
-                            acc = np.float32(0.0)
-                            for t in range(dim):
-                                acc += qv[i, t] * dv[j, t]
-                            best[i] = max(best[i], acc)
-                _sum_per_query(best, qoff, out, k)
+                d, p0, p1 = docs[k], poff[k], poff[k + 1]
+                _start_pairs(best, qoff, plist, p0, p1)
+                p = p0
+                while p < p1:
+                    lo, hi, p = _next_span(qoff, plist, p, p1)
+                    for i0 in range(lo, hi, QUERY_BLOCK):
+                        i1 = min(i0 + QUERY_BLOCK, hi)
+                        for j in range(doff[d], doff[d + 1]):
+                            for i in range(i0, i1):
+                                acc = np.float32(0.0)
+                                for t in range(dim):
+                                    acc += qv[i, t] * dv[j, t]
+                                best[i] = max(best[i], acc)
+                _sum_pairs(best, qoff, plist, p0, p1, out)
 
     @njit(parallel=True, cache=True, fastmath=FASTMATH)
-    def f16(qv, qoff, dv_bits, doff, docs, bounds, scratch, out) -> None:
+    def f16(qv, qoff, dv_bits, doff, docs, poff, plist, bounds, scratch, out) -> None:
         # each run of documents widens DOC_BLOCK vectors at a time into its own rows of
         # `scratch` (L1-sized; an argument, not a local array: LLVM then vectorises the
-        # scoring loop as for f32) and scores every query row against them
+        # scoring loop as for f32) and scores every listed query row against them
         m = qv.shape[0]
         for c in prange(bounds.size - 1):
             best = np.empty(m, dtype=np.float32)
             base = c * DOC_BLOCK
             for k in range(bounds[c], bounds[c + 1]):
-                d = docs[k]
-                for i in range(m):
-                    best[i] = -np.inf
+                d, p0, p1 = docs[k], poff[k], poff[k + 1]
+                _start_pairs(best, qoff, plist, p0, p1)
                 for a in range(doff[d], doff[d + 1], DOC_BLOCK):
                     n = min(DOC_BLOCK, doff[d + 1] - a)
                     for j in range(n):
                         for t in range(dim):
                             scratch[base + j, t] = _half_to_float(dv_bits[a + j, t])
-                    for i0 in range(0, m, QUERY_BLOCK):
-                        i1 = min(i0 + QUERY_BLOCK, m)
-                        for j in range(base, base + n):
-                            for i in range(i0, i1):
-                                acc = np.float32(0.0)
-                                for t in range(dim):
-                                    acc += qv[i, t] * scratch[j, t]
-                                best[i] = max(best[i], acc)
-                _sum_per_query(best, qoff, out, k)
+                    p = p0
+                    while p < p1:
+                        lo, hi, p = _next_span(qoff, plist, p, p1)
+                        for i0 in range(lo, hi, QUERY_BLOCK):
+                            i1 = min(i0 + QUERY_BLOCK, hi)
+                            for j in range(base, base + n):
+                                for i in range(i0, i1):
+                                    acc = np.float32(0.0)
+                                    for t in range(dim):
+                                        acc += qv[i, t] * scratch[j, t]
+                                    best[i] = max(best[i], acc)
+                _sum_pairs(best, qoff, plist, p0, p1, out)
 
     return f32, f16
 
@@ -300,22 +336,84 @@ def maxsim_csr(
     """:func:`maxsim_scores` on already-validated CSR queries (from :func:`as_query_batch`).
 
     ``docs``, if given, scores only those documents: column ``k`` of the result is
-    document ``docs[k]`` (used to rerank a shortlist without copying vectors).
+    document ``docs[k]``.
     """
-    if docs is None:
-        docs = np.arange(offsets.size - 1, dtype=np.int64)
-    else:
-        docs = np.ascontiguousarray(docs, dtype=np.int64)
-    out = np.empty((qoff.size - 1, docs.size), dtype=np.float32)
+    n_q = qoff.size - 1
+    docs = np.arange(offsets.size - 1, dtype=np.int64) if docs is None else np.ascontiguousarray(docs, dtype=np.int64)
+    poff = np.arange(docs.size + 1, dtype=np.int64) * n_q
+    plist = np.tile(np.arange(n_q, dtype=np.int64), docs.size)
+    out = _score_pairs(qv, qoff, vectors, offsets, docs, poff, plist, n_threads)
+    return np.ascontiguousarray(out.reshape(docs.size, n_q).T)
+
+
+def maxsim_pairs(
+    qv: np.ndarray,
+    qoff: np.ndarray,
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Exact MaxSim of each query against its own shortlist of documents (a rerank).
+
+    Parameters
+    ----------
+    qv, qoff : CSR queries from :func:`as_query_batch` (``n_q`` queries)
+    vectors, offsets : the CSR store (float32 or float16), already validated
+    candidates : (n_q, depth) int array
+        Document indices per query (``-1`` entries are skipped and score ``-inf``).
+
+    Returns
+    -------
+    (n_q, depth) float32
+        ``out[q, r]`` is the score of document ``candidates[q, r]`` for query ``q``.
+
+    Pages are visited once each, with every query that listed them, so reranking
+    ``depth`` pages for many queries costs about what a batch search over the union does
+    per pair, not one pass per query.
+    """
+    docs, poff, plist, order, shape = pair_layout(candidates, qoff.size - 1, offsets.size - 1)
+    out = np.full(shape[0] * shape[1], -np.inf, dtype=np.float32)
+    out[order] = _score_pairs(qv, qoff, vectors, offsets, docs, poff, plist, n_threads)
+    return out.reshape(shape)
+
+
+def pair_layout(candidates, n_q: int, n_docs: int):
+    """Group (query, document) pairs by document for the pair kernels.
+
+    Returns ``docs`` (the distinct documents, ascending), ``poff``/``plist`` (document
+    ``docs[k]`` is scored for queries ``plist[poff[k]:poff[k + 1]]``, ascending), ``order``
+    (pair ``p`` of the kernel fills flat slot ``order[p]`` of the ``candidates`` shape) and
+    that shape.
+    """
+    cand = np.asarray(candidates, dtype=np.int64)
+    if cand.ndim != 2 or cand.shape[0] != n_q:
+        raise ValueError(f"candidates must be ({n_q}, depth), got shape {cand.shape}")
+    if cand.size and (cand.max() >= n_docs or cand.min() < -1):
+        raise ValueError(f"candidates must be document indices in [0, {n_docs}) or -1")
+    q_of = np.repeat(np.arange(n_q, dtype=np.int64), cand.shape[1])
+    flat = cand.reshape(-1)
+    keep = np.flatnonzero(flat >= 0)
+    order = keep[np.lexsort((q_of[keep], flat[keep]))]  # by document, then query
+    docs, starts = np.unique(flat[order], return_index=True)
+    poff = np.r_[starts, order.size].astype(np.int64)
+    return docs.astype(np.int64), poff, np.ascontiguousarray(q_of[order]), order, cand.shape
+
+
+def _score_pairs(qv, qoff, vectors, offsets, docs, poff, plist, n_threads) -> np.ndarray:
+    out = np.empty(plist.size, dtype=np.float32)
     if out.size == 0:
         return out
     with threads(n_threads):
-        lengths = offsets[docs + 1] - offsets[docs]
-        bounds = balanced_bounds(np.concatenate([[0], np.cumsum(lengths)]), 4 * numba.get_num_threads())
+        # balance threads by work: vectors x listed query rows of each document
+        rows = np.diff(qoff)[plist]
+        work = (offsets[docs + 1] - offsets[docs]) * np.add.reduceat(rows, poff[:-1]) if docs.size else rows[:0]
+        bounds = balanced_bounds(np.concatenate([[0], np.cumsum(work)]), 4 * numba.get_num_threads())
         f32, f16 = float_kernels(int(vectors.shape[1]))
         if vectors.dtype == np.float16:
             scratch = np.empty(((bounds.size - 1) * DOC_BLOCK, vectors.shape[1]), dtype=np.float32)
-            f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, bounds, scratch, out)
+            f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, poff, plist, bounds, scratch, out)
         else:
-            f32(qv, qoff, np.ascontiguousarray(vectors, dtype=np.float32), offsets, docs, bounds, out)
+            f32(qv, qoff, np.ascontiguousarray(vectors, dtype=np.float32), offsets, docs, poff, plist, bounds, out)
     return out

@@ -2,7 +2,17 @@
 
 from .datasets import Dataset, load_beir, load_dataset, load_vidore
 from .metrics import bootstrap_ci, ndcg_at, recall_at
-from .runner import COLUMNS, DEFAULT_GRID, DEFAULT_METHOD, GRID_HELP, Variant, expand_grid, pareto_frontier, run_study
+from .runner import (
+    COLUMNS,
+    DEFAULT_GRID,
+    DEFAULT_METHOD,
+    GRID_HELP,
+    Variant,
+    encode_dataset,
+    expand_grid,
+    pareto_frontier,
+    run_study,
+)
 
 __all__ = [
     "Dataset",
@@ -13,6 +23,7 @@ __all__ = [
     "recall_at",
     "bootstrap_ci",
     "run_study",
+    "encode_dataset",
     "expand_grid",
     "pareto_frontier",
     "Variant",

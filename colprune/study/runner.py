@@ -23,7 +23,7 @@ from ..pruning import make_pruner
 from .datasets import Dataset, load_dataset
 from .metrics import bootstrap_ci, ndcg_at, recall_at
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "run_study", "COLUMNS"]
+__all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "encode_dataset", "run_study", "COLUMNS"]
 
 GRID_HELP = """Grid file (JSON): shares of vectors to keep, codecs to evaluate, and methods:
 
@@ -194,6 +194,25 @@ def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str]) -> list[
     return vecs
 
 
+def encode_dataset(
+    dataset: str | Dataset, encoder: str, out: str, *, progress: bool = True
+) -> tuple[str, list[np.ndarray], list[str]]:
+    """Encode a dataset's corpus and judged queries once, cached under ``out``.
+
+    Returns ``(path of the unpruned float16 index out/full.h5, query vectors, query ids)``.
+    A second call with the same encoder reuses both caches (and finishes an interrupted
+    corpus encoding).
+    """
+    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    qids = ds.judged_queries
+    if not qids:
+        raise InvalidInputError(f"{ds.name}: no query has a relevant document in its qrels")
+    os.makedirs(out, exist_ok=True)
+    full_path = os.path.join(out, "full.h5")
+    _encode_full(ds, encoder, full_path, progress)
+    return full_path, _queries(ds, encoder, out, qids), qids
+
+
 # -- variants ----------------------------------------------------------------------------
 
 def _bisect(kept, budget: float, lo: float, hi: float, falling: bool) -> float:
@@ -321,13 +340,8 @@ def run_study(
     codecs = list(codecs or grid.get("codecs", ["float16"]))
     variants = expand_grid(grid, budgets=budgets, methods=methods)
     ds = load_dataset(dataset)
-    qids = ds.judged_queries
-    if not qids:
-        raise InvalidInputError(f"{dataset}: no query has a relevant document in its qrels")
+    full_path, queries, qids = encode_dataset(ds, encoder, out, progress=progress)
     os.makedirs(os.path.join(out, "variants"), exist_ok=True)
-    full_path = os.path.join(out, "full.h5")
-    _encode_full(ds, encoder, full_path, progress)
-    queries = _queries(ds, encoder, out, qids)
     rows: list[dict[str, Any]] = []
     with Index.open(full_path) as full:
         # the global-token signal is "cls" for text encoders and "eos" for image encoders
