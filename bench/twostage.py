@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--latent-dim", type=int, default=8,
                     help="topic subspace: graded similarity between topics (0: independent topics, near-ties)")
     ap.add_argument("--queries", type=int, default=16)
-    ap.add_argument("--candidates", default="250,500,1000,2000", help="shortlist sizes to report")
+    ap.add_argument("--candidates", default="500,1000,2000,3000", help="shortlist sizes to report")
     ap.add_argument("--centroids", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
