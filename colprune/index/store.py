@@ -20,6 +20,7 @@ from ..errors import DuplicateIdError, FormatError, InvalidInputError
 from ..kernels import (
     as_query_batch,
     dequantize_int8,
+    int8_corrections,
     maxsim_binary_csr,
     maxsim_csr,
     maxsim_int8_csr,
@@ -451,7 +452,7 @@ class Index:
             c = {"offsets": f[L.OFFSETS][: self._n_docs + 1].astype(np.int64), "vectors": f[L.VECTORS][:n]}
             if self.codec == "int8":
                 c["scales"] = f[L.SCALES][:n]
-                c["corrections"] = (128 * c["vectors"].sum(axis=1, dtype=np.int32)).astype(np.int32)
+                c["corrections"] = int8_corrections(c["vectors"])
             elif self.codec == "binary":
                 c["vectors"] = np.ascontiguousarray(c["vectors"]).view("<u8")
             self._cache = c
@@ -594,7 +595,7 @@ class Index:
         if key not in c:
             cvec, coff = self.summary(n_centroids, n_threads=n_threads)
             codes, scales = quantize_int8(cvec)
-            c[key] = (codes, scales, (128 * codes.sum(axis=1, dtype=np.int32)).astype(np.int32), coff)
+            c[key] = (codes, scales, int8_corrections(codes), coff)
         return c[key]
 
     def _rescore(self, qv, qoff, cand, k: int, vectors, offsets, n_threads):

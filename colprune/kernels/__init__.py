@@ -15,6 +15,7 @@ from .maxsim import (
 )
 from .quantized import (
     dequantize_int8,
+    int8_corrections,
     maxsim_binary,
     maxsim_binary_csr,
     maxsim_int8,
@@ -36,6 +37,7 @@ __all__ = [
     "as_query_batch",
     "balanced_bounds",
     "dequantize_int8",
+    "int8_corrections",
     "maxsim_binary",
     "maxsim_binary_csr",
     "maxsim_binary_reference",

@@ -26,6 +26,7 @@ from .maxsim import FASTMATH, _sum_per_query, as_query_batch, balanced_bounds, t
 __all__ = [
     "quantize_int8",
     "dequantize_int8",
+    "int8_corrections",
     "maxsim_int8",
     "maxsim_int8_csr",
     "pack_binary",
@@ -47,6 +48,12 @@ def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.where(scales > 0, scales, np.float32(1.0)).astype(np.float32)
     codes = np.clip(np.rint(x / scales[:, None]), -127, 127).astype(np.int8)
     return codes, scales
+
+
+def int8_corrections(codes: np.ndarray) -> np.ndarray:
+    """``128 * codes.sum(axis=1)`` as int32: what the VNNI kernel subtracts per stored vector
+    (its queries are shifted to unsigned). Cache it beside codes that are scored often."""
+    return (128 * np.asarray(codes).sum(axis=1, dtype=np.int32)).astype(np.int32)
 
 
 def dequantize_int8(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -147,7 +154,7 @@ def maxsim_int8(
     portable : bool
         Use the plain loop even where VNNI is available (for testing).
     corrections : (N,) int32, optional
-        ``128 * codes.sum(axis=1)``, if the caller caches it.
+        :func:`int8_corrections` of ``codes``, if the caller caches it.
     """
     qv, qoff, _ = as_query_batch(queries)
     codes = np.ascontiguousarray(codes)
@@ -184,7 +191,7 @@ def maxsim_int8_csr(
             plain(qc, qs, qoff, codes, scales, offsets, bounds, out)
         else:
             if corrections is None:
-                corrections = (128 * codes.sum(axis=1, dtype=np.int32)).astype(np.int32)
+                corrections = int8_corrections(codes)
             fast(_pack_vnni_queries(qc), qs, qoff, codes, scales, corrections, offsets, bounds, out)
     return out
 
