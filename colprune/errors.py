@@ -4,7 +4,7 @@ Every error a user can cause with bad input is a :class:`ValueError` subclass, s
 ``except ValueError`` keeps working; catching :class:`ColpruneError` catches only ours.
 """
 
-__all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError"]
+__all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError"]
 
 
 class ColpruneError(Exception):
@@ -21,3 +21,15 @@ class DuplicateIdError(InvalidInputError):
 
 class FormatError(ColpruneError, ValueError):
     """A file is not a colprune index, is truncated, or has an unsupported format version."""
+
+
+class CorruptionError(FormatError):
+    """Stored data does not match its checksum, or breaks the layout's invariants.
+
+    The message names the object (collection, segment, dataset) and the rows concerned;
+    nothing is returned from damaged data.
+    """
+
+
+class LockedError(ColpruneError, OSError):
+    """Another process holds the collection's writer lock (one writer at a time)."""
