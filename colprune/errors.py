@@ -2,9 +2,11 @@
 
 Every error a user can cause with bad input is a :class:`ValueError` subclass, so
 ``except ValueError`` keeps working; catching :class:`ColpruneError` catches only ours.
+The command line maps each class to its own exit status (``colprune.cli.EXIT_STATUSES``).
 """
 
-__all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError"]
+__all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError",
+           "UsageError", "NotFoundError", "SettingsMismatchError", "ModelLoadError"]
 
 
 class ColpruneError(Exception):
@@ -33,3 +35,19 @@ class CorruptionError(FormatError):
 
 class LockedError(ColpruneError, OSError):
     """Another process holds the collection's writer lock (one writer at a time)."""
+
+
+class UsageError(ColpruneError, ValueError):
+    """Options that do not go together, or a value no command can take (an empty query, ``-k 0``)."""
+
+
+class NotFoundError(ColpruneError, LookupError):
+    """Something named by the user is not there: a page id in an index, a file, a folder."""
+
+
+class SettingsMismatchError(InvalidInputError):
+    """Appending to an index with settings (codec, pruner, encoder, dim) other than the ones it holds."""
+
+
+class ModelLoadError(ColpruneError, RuntimeError):
+    """An encoder could not be loaded: a missing package, an unreachable hub, an unsupported model type."""
