@@ -1,4 +1,10 @@
-"""``colprune`` command line: build, prune, search, info, demo. A thin layer over the library."""
+"""``colprune`` command line: a thin layer over the library.
+
+Every subcommand is one :class:`Command` in :data:`COMMANDS` (name, help, examples, the function
+that adds its arguments, the function that runs it); :func:`register` adds one. Errors a user can
+cause end as one line on stderr and an exit status from :data:`EXIT_STATUSES`, never a traceback
+(``--debug`` shows it); Ctrl-C says what was committed and how to resume; a closed pipe exits quietly.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,143 @@ import inspect
 import json
 import os
 import sys
-from typing import Any, Sequence
-
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import ColpruneError
+from .errors import (
+    ColpruneError,
+    FormatError,
+    ModelLoadError,
+    NotFoundError,
+    SettingsMismatchError,
+    UsageError,
+)
 from .index import Index
 from .index.layout import CODECS
 from .pruning import PRUNERS, Pruner, make_pruner
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "Command", "COMMANDS", "register", "EXIT_STATUSES", "exit_status"]
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
+# -- exit statuses ---------------------------------------------------------------------------
+
+#: ``(status, meaning)``; the README's table is this list.
+EXIT_STATUSES: list[tuple[int, str]] = [
+    (0, "success"),
+    (1, "internal error (a bug): one line saying so; `--debug` prints the traceback"),
+    (2, "usage: an unknown option, a bad value (`-k 0`, an empty query), options that do not go together"),
+    (3, "not found: an input file or folder, the index, a page id"),
+    (4, "bad input: an unreadable file with `--strict`, queries of the wrong dim, NaN vectors, "
+        "an embeddings file without the importance its pruner needs"),
+    (5, "not a colprune index: another file or a folder given as the index, a truncated or damaged file, "
+        "a newer format"),
+    (6, "settings differ from the index's: appending with another codec, pruner, encoder or dim "
+        "(the message says what the index holds and what to run)"),
+    (7, "cannot write: OUTPUT exists (add `--overwrite`), permission denied, another process is writing "
+        "the index, disk full"),
+    (8, "the model cannot be loaded: a missing package, a hub id without network, an unsupported model type"),
+    (130, "interrupted (Ctrl-C): the message says what was committed and how to resume"),
+    (141, "standard output closed early (`colprune info x.h5 | head -1`): exits quietly"),
+]
+EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BAD_INPUT, EXIT_FORMAT = 1, 2, 3, 4, 5
+EXIT_SETTINGS, EXIT_CANNOT_WRITE, EXIT_MODEL, EXIT_INTERRUPTED, EXIT_PIPE = 6, 7, 8, 130, 141
+
+
+def exit_status(e: BaseException) -> int:
+    """The exit status for an exception (see :data:`EXIT_STATUSES`)."""
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(e, BrokenPipeError):
+        return EXIT_PIPE
+    if isinstance(e, UsageError):
+        return EXIT_USAGE
+    if isinstance(e, SettingsMismatchError):
+        return EXIT_SETTINGS
+    if isinstance(e, ModelLoadError):
+        return EXIT_MODEL
+    if isinstance(e, FormatError):
+        return EXIT_FORMAT
+    if isinstance(e, (NotFoundError, FileNotFoundError)):
+        return EXIT_NOT_FOUND
+    if isinstance(e, ColpruneError) and isinstance(e, OSError):  # LockedError
+        return EXIT_CANNOT_WRITE
+    if isinstance(e, ColpruneError):
+        return EXIT_BAD_INPUT
+    if isinstance(e, OSError):  # exists, permission, lock, disk full
+        return EXIT_CANNOT_WRITE
+    return EXIT_INTERNAL
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+# -- commands --------------------------------------------------------------------------------
+
+@dataclass
+class Command:
+    """One subcommand: ``arguments(parser)`` adds its options, ``run(args)`` returns the exit status."""
+
+    name: str
+    help: str
+    examples: Sequence[str]
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""
+    aliases: Sequence[str] = ()
+
+
+#: Subcommands in the order ``colprune --help`` lists them.
+COMMANDS: list[Command] = []
+
+
+def register(command: Command) -> Command:
+    """Add (or replace, by name) a subcommand."""
+    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name]
+    COMMANDS.append(command)
+    return command
+
+
+def _quiet(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "quiet", False))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+# -- pruner options --------------------------------------------------------------------------
 
 def _pruner_params() -> dict[str, Any]:
     """Every constructor parameter of every registered pruner, with its default's type."""
@@ -31,9 +161,9 @@ def _pruner_params() -> dict[str, Any]:
     return params
 
 
-def _add_pruner_args(p: argparse.ArgumentParser, default: str) -> None:
+def _add_pruner_args(p: argparse.ArgumentParser, default: str | None, default_help: str) -> None:
     g = p.add_argument_group("pruning")
-    g.add_argument("--pruner", default=default, choices=sorted(PRUNERS), help=f"pruning method (default: {default})")
+    g.add_argument("--pruner", default=default, choices=sorted(PRUNERS), help=f"pruning method ({default_help})")
     for name, typ in _pruner_params().items():
         owners = [n for n, c in PRUNERS.items() if name in inspect.signature(c.__init__).parameters]
         g.add_argument(f"--{name}", type=typ, default=None, help=f"parameter of {', '.join(owners)}")
@@ -42,25 +172,32 @@ def _add_pruner_args(p: argparse.ArgumentParser, default: str) -> None:
                         '"params": {"k": 0}}, "merger": {"name": "ward", "params": {"ratio": 0.5}}}\'')
 
 
-def _pruner_from_args(args: argparse.Namespace) -> Pruner:
-    accepted = inspect.signature(PRUNERS[args.pruner].__init__).parameters
+def _pruner_given(args: argparse.Namespace) -> bool:
+    return args.pruner is not None or bool(args.params) or any(getattr(args, n) is not None for n in _pruner_params())
+
+
+def _pruner_from_args(args: argparse.Namespace, name: str | None = None) -> Pruner:
+    name = name or args.pruner
+    accepted = inspect.signature(PRUNERS[name].__init__).parameters
     given = {n: getattr(args, n) for n in _pruner_params() if getattr(args, n) is not None}
     if args.params:
         try:
-            given.update(json.loads(args.params))
+            extra_params = json.loads(args.params)
         except json.JSONDecodeError as e:
-            raise ColpruneError(f"--params is not JSON: {e}") from None
+            raise UsageError(f"--params is not JSON: {e}") from None
+        if not isinstance(extra_params, dict):
+            raise UsageError("--params must be a JSON object")
+        given.update(extra_params)
     extra = sorted(set(given) - set(accepted))
     if extra:
-        raise ColpruneError(f"--{extra[0]} does not apply to --pruner {args.pruner}")
-    return make_pruner(args.pruner, **given)
+        raise UsageError(f"--{extra[0]} does not apply to --pruner {name}")
+    try:
+        return make_pruner(name, **given)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--pruner {name}: {_one_line(e)}") from None
 
 
-def _progress(iterable, total: int, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="page", disable=quiet)
-
+# -- sizes -----------------------------------------------------------------------------------
 
 def _fmt_bytes(n: float | None) -> str:
     if n is None:
@@ -72,7 +209,96 @@ def _fmt_bytes(n: float | None) -> str:
     return str(n)
 
 
-# -- build -------------------------------------------------------------------------------
+_HOLD_NAMES = {"rerank": "float16 rerank copy", "signals": "importance signals", "covers": "merge covers",
+               "metadata": "ids and metadata", "summaries": "search summaries", "positions": "positions and importance",
+               "other": "HDF5 structure and free space"}
+
+
+def _sizes(index: Index, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``info`` plus honest sizes: file bytes per page and what the file holds besides the vectors.
+
+    Uses the index's own ``info()["holds"]`` when it reports one; otherwise estimates the parts
+    from the counts (``holds_estimated``) and calls the rest of the file "other".
+    """
+    info = dict(info or index.info())
+    docs = info.get("docs") or 0
+    file_bytes = info.get("file_bytes")
+    if file_bytes is None:
+        file_bytes = _path_bytes(info.get("path") or index.path)
+        info["file_bytes"] = file_bytes
+    info.setdefault("file_bytes_per_page", (file_bytes / docs) if docs else None)
+    if "holds" not in info:
+        n_vec, dim = info.get("vectors") or 0, info.get("dim") or 0
+        holds = {
+            "vectors": int(n_vec * getattr(index, "bytes_per_vector", 0)),
+            "rerank": int(n_vec * dim * 2) if info.get("rerank_vectors") else 0,
+            "signals": int(n_vec * 4 * len(getattr(index, "signal_names", []) or [])),
+            "positions": int(n_vec * 9),  # position, importance and patch flag per vector
+        }
+        holds["other"] = max(0, int(file_bytes) - sum(holds.values()))
+        info["holds"] = holds
+        info["holds_estimated"] = True
+    return info
+
+
+def _path_bytes(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def _holds_text(info: dict[str, Any]) -> str:
+    docs = info.get("docs") or 0
+    parts = []
+    for key, n in (info.get("holds") or {}).items():
+        if key == "vectors" or not n:
+            continue
+        per = f"{_fmt_bytes(n / docs)}/page" if docs else _fmt_bytes(n)
+        parts.append(f"{_HOLD_NAMES.get(key, key)} {per}")
+    return ", ".join(parts)
+
+
+def _summary_line(index: Index) -> str:
+    """One line: pages, vectors kept, vector bytes and file bytes per page, what else the file holds."""
+    info = _sizes(index)
+    ratio = info.get("keep_ratio")
+    docs = info["docs"]
+    line = (f"{info['path']}: {docs:,} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
+            f" ({'-' if ratio is None else f'{ratio:.1%}'}); vectors {_fmt_bytes(info['vector_bytes_per_page'])}/page"
+            f" ({info['codec']}, unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])})")
+    if docs:
+        line += f"; file {_fmt_bytes(info['file_bytes_per_page'])}/page ({_fmt_bytes(info['file_bytes'])})"
+        held = _holds_text(info)
+        if held:
+            line += f", also holding {held}"
+    return line
+
+
+def _print_summary(index: Index) -> None:
+    print(_summary_line(index))
+
+
+# -- opening indexes -------------------------------------------------------------------------
+
+def _open_index(path: str, mode: str = "r") -> Index:
+    if not os.path.exists(path):
+        raise NotFoundError(f"no index at {path}")
+    return Index.open(path, mode=mode)
+
+
+def _interrupt_hint(args: argparse.Namespace, fn: Callable[[], str]) -> None:
+    args._on_interrupt = fn
+
+
+def _count_committed(path: str) -> int | None:
+    try:
+        with Index.open(path) as ix:
+            return len(ix)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
+
+
+# -- build -----------------------------------------------------------------------------------
 
 EMBEDDING_EXTS = (".pt", ".npz", ".npy")
 
@@ -81,319 +307,713 @@ def _is_embedding_file(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in EMBEDDING_EXTS
 
 
+def _settings_check(output: str, *, dtype: str | None, pruner: Pruner | None, encoder: str | None,
+                    dim: int | None, rerank: bool | None) -> dict[str, Any]:
+    """What an existing index holds; :class:`SettingsMismatchError` when the build's settings differ."""
+    with _open_index(output) as ix:
+        held = {"codec": ix.codec, "dim": ix.dim, "encoder": ix.encoder, "pruner": ix.pruner_config,
+                "merged": getattr(ix, "merged", False), "rerank": getattr(ix, "has_rerank", False)}
+    problems, fixes = [], []
+    if dtype is not None and dtype != held["codec"]:
+        problems.append(f"{held['codec']} vectors (you asked for --dtype {dtype})")
+        fixes.append(f"leave out --dtype to append {held['codec']} vectors, or convert a copy later with "
+                     f"`colprune prune {output} NEW.h5 --pruner none --dtype {dtype}`")
+    if encoder is not None and held["encoder"] and encoder != held["encoder"]:
+        problems.append(f"pages encoded with {held['encoder']!r} (you asked for {encoder!r})")
+        fixes.append("leave out --model (or --encoder) to use the index's")
+    if dim is not None and dim != held["dim"]:
+        problems.append(f"dim {held['dim']} (your vectors have dim {dim})")
+    stored = held["pruner"]
+    if pruner is not None and stored is not None:
+        base = {k: stored[k] for k in ("name", "params") if k in stored}
+        if base != pruner.config():
+            problems.append(f"pages pruned with {json.dumps(base)} (you asked for {json.dumps(pruner.config())})")
+            fixes.append("leave out the pruning options to use the index's pruner")
+    if pruner is not None and pruner.merges and not held["merged"]:
+        problems.append(f"no merged vectors (--pruner {pruner.name} merges)")
+    if rerank is False and held["rerank"]:
+        problems.append("a float16 rerank copy (you asked for --no-rerank)")
+        fixes.append(f"drop the copy afterwards with `colprune repack {output} --no-rerank`")
+    if problems:
+        fixes.append(f"or write a new index (another -o, or --overwrite to replace {output})")
+        raise SettingsMismatchError(f"{output} holds " + "; ".join(problems) + ". To add to it: " + "; ".join(fixes))
+    return held
+
+
+def _check_inputs(inputs: Sequence[str]) -> None:
+    for item in inputs:
+        if not os.path.exists(item):
+            raise NotFoundError(f"{item}: no such file or folder")
+
+
+def _check_output(args: argparse.Namespace) -> bool:
+    """Whether the build appends; refuses an OUTPUT that cannot be an index before any work."""
+    out = args.output
+    if os.path.isdir(out) and not _looks_like_collection(out):
+        raise FormatError(f"{out} is a folder, not a colprune index: give an index path such as {os.path.join(out, 'pages.h5')}")
+    if args.overwrite:
+        return False
+    return os.path.exists(out)
+
+
+def _looks_like_collection(path: str) -> bool:
+    # a format v3 collection is a directory; anything Index.open accepts counts
+    try:
+        Index.open(path).close()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _check_model(name: str) -> None:
+    """Load nothing, but fail now (exit 8) when the model cannot be loaded: a missing package, a
+    path without a config, a hub id without network, an unsupported model type."""
+    from .encoders import minilm_path
+    from .encoders.text import TEXT_MODEL_TYPES
+    from .encoders.visual import VISUAL_MODEL_TYPES, model_type_of
+
+    try:
+        if name == "minilm":
+            minilm_path()
+            return
+        model_type = model_type_of(name)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load model {name!r}: {_one_line(e)}") from None
+    if model_type not in (*VISUAL_MODEL_TYPES, *TEXT_MODEL_TYPES):
+        raise ModelLoadError(f"{name}: unsupported model type {model_type!r}; colprune encodes with "
+                             f"{', '.join(VISUAL_MODEL_TYPES)} or BERT-style text models ({', '.join(TEXT_MODEL_TYPES)})")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     kinds = {_is_embedding_file(p) for p in args.inputs}
     if len(kinds) > 1:
-        raise ColpruneError("give either embedding files (.pt/.npz/.npy) or pages (PDFs, images, text, folders), not both")
+        raise UsageError("give either embedding files (.pt/.npz/.npy) or pages (PDFs, images, text, folders), not both")
+    _check_inputs(args.inputs)
+    if args.no_rerank and (args.dtype or "binary") != "binary":
+        raise UsageError("--no-rerank applies to --dtype binary only")
     if kinds == {False}:
         return _build_from_pages(args)
+    return _build_from_embeddings(args)
+
+
+def _build_from_embeddings(args: argparse.Namespace) -> int:
     from .io import load_embeddings
 
-    pruner = _pruner_from_args(args)
+    if args.model is not None:
+        raise UsageError("--model encodes pages; embedding files are already encoded (name their model with --encoder)")
+    appending = _check_output(args)
     sets = [load_embeddings(p) for p in args.inputs]
-    dim = args.dim or next((s.embeddings[0].shape[1] for s in sets if len(s)), None)
+    dims = {s.embeddings[0].shape[1] for s in sets if len(s)}
+    if len(dims) > 1:
+        raise UsageError(f"the input files hold vectors of different dims {sorted(dims)}")
+    dim = args.dim or next(iter(dims), None)
     if dim is None:
-        raise ColpruneError("the input files hold no pages")
-    if os.path.exists(args.output) and not args.overwrite:
-        index = Index.open(args.output, mode="a")
+        raise UsageError("the input files hold no pages")
+    if args.dim and dims and dims != {args.dim}:
+        raise UsageError(f"--dim {args.dim}, but the files hold dim {dims.pop()}")
+    pruner: Pruner | None = _pruner_from_args(args, args.pruner or "adaptive") if (
+        _pruner_given(args) or not appending) else None
+    if appending:
+        held = _settings_check(args.output, dtype=args.dtype, pruner=pruner, encoder=args.encoder, dim=dim,
+                               rerank=False if args.no_rerank else None)
+        if pruner is None:
+            pruner = make_pruner({k: held["pruner"][k] for k in ("name", "params")}) if held["pruner"] else make_pruner("none")
+        index = _open_index(args.output, mode="a")
     else:
-        index = Index.create(args.output, dim, args.dtype, encoder=args.encoder, overwrite=args.overwrite)
+        index = Index.create(args.output, dim, args.dtype or "float16", encoder=args.encoder, overwrite=args.overwrite,
+                             merged=pruner.merges, rerank=not args.no_rerank)
+    added = present = 0
+    before = len(index)
+
+    def hint() -> str:
+        n = _count_committed(args.output)
+        return (f"{args.output} holds {'?' if n is None else n} committed pages "
+                f"({'?' if n is None else n - before} added by this run); "
+                f"run the same command again to resume: pages already in the index are skipped")
+
+    _interrupt_hint(args, hint)
     with index:
         done = set(index.ids)
         total = sum(len(s) for s in sets)
-        skipped = 0
-        with _progress(None, total, "build", args.quiet) as bar:
-            for s in sets:
-                todo = [i for i, doc_id in enumerate(s.ids) if doc_id not in done]
-                skipped += len(s) - len(todo)
-                bar.update(len(s) - len(todo))
-                for lo in range(0, len(todo), args.batch):
-                    rows = todo[lo : lo + args.batch]
+        with _progress(total, "build", _quiet(args)) as bar:
+            pending: list[tuple[Any, int]] = []
+            last = time.monotonic()
+
+            def commit() -> None:
+                nonlocal pending, last, added
+                for s in {id(s): s for s, _ in pending}.values():
+                    rows = [i for t, i in pending if t is s]
                     pick = lambda seq: None if seq is None else [seq[i] for i in rows]  # noqa: E731
                     index.add(
                         pick(s.ids), pick(s.embeddings), pick(s.importance), pruner=pruner,
-                        metadata=pick(s.metadata) or [{"source": s.source, "page": i} for i in rows],
-                        patch_mask=pick(s.patch_mask), grids=pick(s.grids),
+                        metadata=pick(s.metadata) or [{"source": s.source, "page": i + 1} for i in rows],
+                        patch_mask=pick(s.patch_mask), grids=pick(s.grids), commit_every=len(rows),
                     )
+                    added += len(rows)
                     bar.update(len(rows))
-        info = index.info()
-    if skipped:
-        print(f"skipped {skipped} pages already in {args.output}")
-    _summary(info)
+                pending, last = [], time.monotonic()
+
+            for s in sets:
+                for i, doc_id in enumerate(s.ids):
+                    if doc_id in done:
+                        present += 1
+                        bar.update(1)
+                        continue
+                    done.add(doc_id)
+                    pending.append((s, i))
+                    if len(pending) >= args.commit_every or time.monotonic() - last >= args.commit_seconds:
+                        commit()
+            commit()
+        if present:
+            print(f"{present} pages already in {args.output}: kept, not added again")
+        _print_summary(index)
     return 0
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="page", disable=quiet)
 
 
 def _build_from_pages(args: argparse.Namespace) -> int:
-    from .encoders import PageError, collect_pages, load_encoder
+    from . import pipeline
 
-    pruner = _pruner_from_args(args)
-
-    def skipped(e: Exception) -> None:
-        print(f"colprune build: skipped: {e}", file=sys.stderr)
-
-    pages = collect_pages(args.inputs, skip_bad=args.skip_bad, on_skip=skipped)
-    appending = os.path.exists(args.output) and not args.overwrite
+    if args.encoder is not None:
+        raise UsageError("--encoder names the model of embedding files; to encode pages choose it with --model")
+    if args.dim is not None:
+        raise UsageError("--dim is for embedding files; a page encoder gives its own dim")
+    appending = _check_output(args)
+    pruner: Pruner | None = _pruner_from_args(args, args.pruner or "adaptive") if (
+        _pruner_given(args) or not appending) else None
+    model = args.model
     if appending:
-        with Index.open(args.output) as existing:
-            if existing.encoder and existing.encoder != args.model:
-                raise ColpruneError(f"{args.output} was built with --model {existing.encoder}, not {args.model}")
-    encoder = load_encoder(args.model, importance=args.importance, device=args.device)
-    if appending:
-        index = Index.open(args.output, mode="a")
+        held = _settings_check(args.output, dtype=args.dtype, pruner=pruner, encoder=model, dim=None,
+                               rerank=False if args.no_rerank else None)
+        model = model or held["encoder"] or "minilm"
+        if held["encoder"] is None:
+            raise SettingsMismatchError(f"{args.output} records no encoder (built from embedding files): "
+                                        "add pages to it as embedding files, or build a new index from pages")
+        dtype = held["codec"]
     else:
-        index = Index.create(args.output, encoder.dim, args.dtype, encoder=args.model, overwrite=args.overwrite)
-    with index:
-        done = set(index.ids)
-        todo = [p for p in pages if p.id not in done]
-        with _progress(None, len(pages), "build", args.quiet) as bar:
-            bar.update(len(pages) - len(todo))
-            for lo in range(0, len(todo), args.batch):
-                batch, contents = [], []
-                for p in todo[lo : lo + args.batch]:
-                    try:
-                        content = p.text() if encoder.input_kind == "text" else p.image(dpi=args.dpi)
-                        if encoder.input_kind == "text" and not content.strip():
-                            raise PageError(f"{p.id}: no text (a scanned page or an image?); the text encoder "
-                                            f"{args.model!r} reads text layers only")
-                    except PageError as e:
-                        if not args.skip_bad:
-                            raise
-                        skipped(e)
-                        continue
-                    batch.append(p)
-                    contents.append(content)
-                if batch:
-                    encoded = encoder.encode_pages(contents)
-                    index.add(
-                        [p.id for p in batch], [e.vectors for e in encoded], [e.importance for e in encoded],
-                        pruner=pruner, metadata=[p.metadata for p in batch],
-                        patch_mask=[e.patch_mask for e in encoded], grids=[e.grid for e in encoded],
-                    )
-                bar.update(len(todo[lo : lo + args.batch]))
-        info = index.info()
-    if len(todo) < len(pages):
-        print(f"skipped {len(pages) - len(todo)} pages already in {args.output}")
-    _summary(info)
+        model = model or "minilm"
+        dtype = args.dtype or "float16"
+    _check_model(model)
+    if _quiet(args):
+        from .serve import quiet_libraries
+
+        quiet_libraries()
+    if args.no_rerank and "rerank" not in inspect.signature(pipeline.build).parameters:
+        raise UsageError("--no-rerank: this version builds binary indexes with their rerank copy; drop it afterwards "
+                         f"with `colprune repack {args.output} --no-rerank`")
+
+    state: dict[str, Any] = {"report": None}
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "skipped" and not _quiet(args):
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"colprune build: skipped {info['id']}: {info['reason']}", file=sys.stderr)
+        elif kind in ("interrupted", "done"):
+            state["report"] = info
+
+    before = (_count_committed(args.output) or 0) if appending else 0
+
+    def hint() -> str:
+        n = _count_committed(args.output)
+        return (f"{args.output} holds {0 if n is None else n} committed pages "
+                f"({0 if n is None else n - before} added by this run); run the same command again to resume: "
+                f"pages already in the index are not encoded again")
+
+    _interrupt_hint(args, hint)
+    kwargs: dict[str, Any] = dict(
+        model=model, pruner=pruner, dtype=dtype, id_root=args.id_root, upsert=args.upsert, strict=args.strict,
+        retry_skipped=args.retry_skipped, commit_pages=args.commit_every, commit_seconds=args.commit_seconds,
+        dpi=args.dpi, batch_size=args.batch, progress=not _quiet(args), overwrite=args.overwrite, on_event=on_event,
+        importance=args.importance, device=args.device, signals=args.signals,
+    )
+    if args.no_rerank:
+        kwargs["rerank"] = False
+    accepted = inspect.signature(pipeline.build).parameters
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    report = pipeline.build(args.inputs, args.output, **kwargs)
+    warning = report.warning_line() if hasattr(report, "warning_line") else None
+    if warning:
+        print(f"colprune build: {warning}", file=sys.stderr)
+    print(report.summary() if hasattr(report, "summary") else f"{args.output}: indexed {report.indexed} pages")
+    if report.changed_not_replaced:
+        shown = ", ".join(report.changed_not_replaced[:3]) + (", ..." if len(report.changed_not_replaced) > 3 else "")
+        print(f"colprune build: {len(report.changed_not_replaced)} pages changed on disk since they were indexed "
+              f"({shown}); add --upsert to re-index them", file=sys.stderr)
+    if os.path.exists(args.output):
+        with _open_index(args.output) as index:
+            _print_summary(index)
+    else:
+        print(f"{args.output}: not written (no page could be indexed)")
+    if report.interrupted:
+        raise KeyboardInterrupt
     return 0
 
 
-def _summary(info: dict[str, Any]) -> None:
-    ratio = info["keep_ratio"]
-    print(
-        f"{info['path']}: {info['docs']} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
-        f" ({'-' if ratio is None else f'{ratio:.1%}'}), {_fmt_bytes(info['vector_bytes_per_page'])} per page"
-        f" ({info['dtype']}, unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])})"
-    )
+def _build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="PDFs, images, .txt/.md files or folders of them; or embedding files (.pt, .npz, .npy)")
+    p.add_argument("-o", "--output", required=True, help="index to create, or to extend if it exists")
+    p.add_argument("--dtype", default=None, choices=sorted(CODECS),
+                   help="vector codec of a new index (default float16); appending keeps the index's")
+    p.add_argument("--no-rerank", action="store_true",
+                   help="--dtype binary: keep no float16 rerank copy (8x smaller file, Hamming-only search)")
+    g = p.add_argument_group("pages (PDFs, images, text)")
+    g.add_argument("--model", default=None,
+                   help="page encoder: 'minilm' (offline text-token fallback; the default for a new index), "
+                        "a local path or a hub id; appending uses the index's")
+    g.add_argument("--id-root", default=None, metavar="DIR",
+                   help="page ids are file paths relative to DIR (default: each input folder itself, or the folder "
+                        "holding an input file), so ./docs, docs/ and /abs/docs give the same ids")
+    g.add_argument("--upsert", action="store_true",
+                   help="re-index pages whose file changed (sha256) since they were indexed; without it they are reported")
+    g.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable file or page (default: skip it, report it, go on)")
+    g.add_argument("--retry-skipped", action="store_true", help="try again the pages an earlier build skipped")
+    g.add_argument("--importance", default=None, help="importance signal: cls (default), indegree, indegree_mid, norm")
+    g.add_argument("--signals", action="store_true",
+                   help="also store every importance signal (a full index that `prune --signal` can use)")
+    g.add_argument("--device", default=None, help="torch device: cpu (default), cuda, or auto")
+    g.add_argument("--dpi", type=_positive_int, default=144, help="PDF render resolution for image encoders (default 144)")
+    g.add_argument("--batch", type=_positive_int, default=None, help="pages per encoder call (default: --commit-every)")
+    g.add_argument("--skip-bad", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    g = p.add_argument_group("embedding files (.pt, .npz, .npy)")
+    g.add_argument("--dim", type=_positive_int, default=None, help="embedding dim (default: from the first page)")
+    g.add_argument("--encoder", default=None, help="name of the model that made the embeddings, stored in the index")
+    g = p.add_argument_group("commits and resuming")
+    g.add_argument("--commit-every", type=_positive_int, default=32, metavar="N",
+                   help="commit at least every N pages (default 32)")
+    g.add_argument("--commit-seconds", type=_positive_float, default=30.0, metavar="T",
+                   help="and at least every T seconds (default 30): Ctrl-C keeps everything committed; "
+                        "the same command resumes")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of extending it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (also transformers' loading bars)")
+    _add_pruner_args(p, None, "default: adaptive for a new index, the index's own when appending")
 
 
-# -- prune -------------------------------------------------------------------------------
+register(Command(
+    "build", "encode and index PDFs, images, text files or folders (or precomputed embeddings)",
+    [
+        "colprune build docs/ -o pages.h5                          # PDFs, offline MiniLM, adaptive pruning",
+        "colprune build docs/ -o full.h5 --pruner none             # keep every vector: derive pruned ones later",
+        "colprune build docs/ more/ -o pages.h5                    # appends; pages already there are skipped",
+        "colprune build docs/ -o pages.h5 --upsert                 # re-index pages whose file changed",
+        "colprune build scans/ -o scans.h5 --model vidore/colqwen2-v1.0-hf --pruner adaptive --k -0.25",
+        "colprune build pages.pt -o full.h5 --pruner none          # precomputed embeddings",
+    ],
+    _build_arguments, cmd_build,
+    description="Encode pages with --model, prune them and append them to OUTPUT, committing every --commit-every\n"
+    "pages or --commit-seconds seconds. Re-running the same command resumes: pages already in the index are\n"
+    "not encoded again, pages whose file changed are reported (or re-indexed with --upsert).\n\n"
+    "Pages: PDFs (one page per PDF page, id FILE#N), images, .txt/.md files, and folders of them (recursively).\n"
+    "A page id is the file's path relative to the input folder (or --id-root), so the same file is the same\n"
+    "page however you name the folder. Unreadable files and pages without text are skipped and reported.\n\n"
+    "Embedding files (see colprune.io): .pt (torch.save of a list of (n_i, dim) tensors, or a dict with\n"
+    "'embeddings' and optional 'importance', 'patch_mask', 'ids', 'metadata', 'grids'), .npz (CSR 'vectors' +\n"
+    "'offsets' [+ 'importance', 'patch_mask', 'ids'], or 'embeddings' (n, m, dim)), .npy ((n, m, dim) or (m, dim)).\n\n"
+    "Appending checks the codec, pruner, encoder and dim against what OUTPUT holds before anything is encoded.",
+))
+
+
+# -- prune -----------------------------------------------------------------------------------
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    pruner = _pruner_from_args(args)
-    with Index.open(args.source) as src:
-        dst = src.derive(args.output, pruner, dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet)
+    pruner = _pruner_from_args(args, args.pruner or "adaptive")
+    if os.path.abspath(args.source) == os.path.abspath(args.output):
+        raise UsageError("SOURCE and OUTPUT are the same: write the pruned index to another path")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists: add --overwrite to replace it")
+    with _open_index(args.source) as src:
+        codec = args.dtype or src.codec
+        if args.no_rerank and codec != "binary":
+            raise UsageError("--no-rerank applies to --dtype binary only")
+        if args.signal and args.signal not in getattr(src, "signal_names", []):
+            raise UsageError(f"{args.source} stores no signal {args.signal!r}; it has {getattr(src, 'signal_names', [])} "
+                             "(build with --signals to store them)")
+        total = len(src)
+        _interrupt_hint(args, lambda: f"{args.output} is incomplete ({_count_committed(args.output) or 0} of {total} pages); "
+                                      f"run the same command with --overwrite to redo it")
+        kw: dict[str, Any] = {"dtype": args.dtype, "overwrite": args.overwrite, "progress": not _quiet(args),
+                              "rerank": not args.no_rerank}
+        if args.signal:
+            kw["signal"] = args.signal
+        dst = src.derive(args.output, pruner, **kw)
     with dst:
-        _summary(dst.info())
+        _print_summary(dst)
     return 0
 
 
-# -- search ------------------------------------------------------------------------------
+def _prune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="index to read (ideally a full one, built with --pruner none)")
+    p.add_argument("output", help="index to write")
+    p.add_argument("--dtype", default=None, choices=sorted(CODECS), help="vector codec of OUTPUT (default: the source's)")
+    p.add_argument("--no-rerank", action="store_true",
+                   help="--dtype binary: keep no float16 rerank copy (the file shrinks to the binary codes)")
+    p.add_argument("--signal", default=None, help="prune by this stored signal instead of the importance")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_pruner_args(p, None, "default adaptive")
 
-def cmd_search(args: argparse.Namespace) -> int:
+
+register(Command(
+    "prune", "derive a pruned (or re-encoded) index from a full one, without re-encoding pages",
+    [
+        "colprune prune full.h5 adaptive.h5 --pruner adaptive --k -0.25",
+        "colprune prune full.h5 ward.h5 --pruner ward --ratio 0.25",
+        "colprune prune full.h5 small.h5 --pruner adaptive --k 0 --dtype int8      # prune and re-encode",
+        "colprune prune full.h5 tiny.h5 --pruner none --dtype binary --no-rerank   # 32x smaller, Hamming only",
+    ],
+    _prune_arguments, cmd_prune,
+    description="Re-prune every page of SOURCE from its stored vectors and importance into OUTPUT; --dtype re-encodes.",
+))
+
+
+# -- search ----------------------------------------------------------------------------------
+
+def _read_queries(args: argparse.Namespace) -> tuple[list[str], list[Any], list[str]]:
+    """``(texts, vector queries, their labels)`` from arguments, --queries-file and stdin."""
     from .io import load_embeddings
 
-    with Index.open(args.index) as index:
-        qids, qvecs = [], []
-        texts = [q for q in args.queries if not (_is_embedding_file(q) and os.path.exists(q))]
-        for q in args.queries:
-            if q not in texts:
-                qs = load_embeddings(q)
-                qids += qs.ids
-                qvecs += qs.embeddings
-        if texts:
-            if not index.encoder:
-                raise ColpruneError(f"{args.index} records no encoder: pass query embeddings files instead of text")
-            from .encoders import load_encoder
+    texts: list[str] = []
+    vectors: list[Any] = []
+    labels: list[str] = []
 
-            qids += texts
-            qvecs += load_encoder(index.encoder).encode_queries(texts)
-        hits = index.search(qvecs, k=args.k, n_threads=args.threads)
+    def add_embedding_file(path: str) -> None:
+        qs = load_embeddings(path)
+        vectors.extend(qs.embeddings)
+        labels.extend(qs.ids)
+
+    for i, q in enumerate(args.queries, 1):
+        if _is_embedding_file(q) and os.path.exists(q):
+            add_embedding_file(q)
+        elif not q.strip():
+            raise UsageError(f"query {i} is empty: give some text to search for")
+        else:
+            texts.append(q)
+    lines: list[str] | None = None
+    source = None
+    if args.queries_file:
+        source = args.queries_file
+        if source != "-" and _is_embedding_file(source):
+            if not os.path.exists(source):
+                raise NotFoundError(f"{source}: no such file")
+            add_embedding_file(source)
+        elif source == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            if not os.path.exists(source):
+                raise NotFoundError(f"{source}: no such file")
+            with open(source, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+    elif not args.queries and not sys.stdin.isatty():
+        source = "stdin"
+        lines = sys.stdin.read().splitlines()
+    if lines is not None:
+        got = [line.strip() for line in lines if line.strip()]
+        if not got:
+            raise UsageError(f"{source}: no queries (one per line)")
+        texts.extend(got)
+    if not texts and not vectors:
+        raise UsageError("no queries: give query text, --queries-file FILE, or one query per line on stdin")
+    return texts, vectors, labels
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .serve import Searcher, parse_where
+
+    where = parse_where(args.where) if args.where else None
+    texts, vectors, labels = _read_queries(args)
+    with _open_index(args.index) as index:
+        searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads)
+        # everything checked before the model loads
+        searcher.check_texts(texts)
+        searcher.check_options(args.k, args.candidates, args.rerank)
+        searcher.check_vectors(vectors, labels)
+        if texts:
+            _check_model(index.encoder)
+        results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
+                                  rerank=args.rerank, n_centroids=args.centroids)
     if args.json:
-        print(json.dumps([{"query": qid, "hits": [{"id": h.id, "score": h.score} for h in hs]} for qid, hs in zip(qids, hits)]))
+        print(json.dumps(results))
         return 0
-    for qid, hs in zip(qids, hits):
-        print(f"query {qid}")
-        for rank, h in enumerate(hs, 1):
-            print(f"  {rank:>3}. {h.score:10.4f}  {h.id}")
+    for n, r in enumerate(results, 1):
+        print(f"query {n}: {r['query']}")
+        if not r["hits"]:
+            print("     (no hits)")
+        for h in r["hits"]:
+            meta = h["metadata"] or {}
+            where_text = ""
+            if "source" in meta:
+                where_text = f"  {meta['source']}" + (f" p.{meta['page']}" if "page" in meta else "")
+            print(f"  {h['rank']:>3}. {h['score']:9.4f}  {h['id']}{where_text}")
     return 0
 
 
-# -- info --------------------------------------------------------------------------------
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("queries", nargs="*", metavar="QUERY",
+                   help="query text (encoded with the index's model), or a query embeddings file (.pt, .npz, .npy); "
+                        "none: one query per line from --queries-file or stdin")
+    p.add_argument("--queries-file", "-f", default=None, metavar="FILE",
+                   help="one query per line (blank lines ignored), '-' for stdin, or an embeddings file")
+    p.add_argument("-k", type=_positive_int, default=10, help="hits per query (default 10)")
+    p.add_argument("--where", action="append", default=None, metavar="FILTER",
+                   help="only pages whose metadata matches: source=a.pdf, page>=3, page<10, or JSON "
+                        "'{\"kind\": {\"in\": [\"pdf\"]}}' (repeat to combine)")
+    p.add_argument("--candidates", type=_positive_int, default=None, metavar="N",
+                   help="two-stage search: shortlist N pages per query by their centroids, score those exactly "
+                        "(float16/float32 indexes; faster on large indexes, recall may drop)")
+    p.add_argument("--centroids", type=_positive_int, default=None, metavar="C",
+                   help="--candidates: centroids per page (default 4)")
+    p.add_argument("--rerank", type=_nonneg_int, default=None, metavar="N",
+                   help="binary indexes: rescore the best N Hamming hits exactly from the float16 copy "
+                        "(default max(100, 10k); 0: Hamming order only)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print JSON: [{query, hits: [{rank, id, score, metadata}]}]")
+    p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
+
+
+register(Command(
+    "search", "search an index with one or many queries (one model load)",
+    [
+        "colprune search pages.h5 \"who invented the thermometer\"",
+        "colprune search pages.h5 \"first question\" \"second question\" -k 3",
+        "colprune search pages.h5 --queries-file questions.txt --json",
+        "printf 'rivers of Europe\\nthe cell membrane\\n' | colprune search pages.h5",
+        "colprune search pages.h5 \"delta\" --where source=rivers.pdf --where 'page>=2'",
+        "colprune search binary.h5 \"delta\" --rerank 200          # binary: rescore 200 exactly",
+        "colprune search big.h5 \"delta\" --candidates 2000        # two-stage search",
+        "colprune search pages.h5 queries.pt                      # precomputed query embeddings",
+    ],
+    _search_arguments, cmd_search,
+    description="Exact MaxSim search. Queries are text, encoded once with the model the index was built with\n"
+    "(arguments, --queries-file, or stdin one per line), or embeddings files in any layout `build` reads.\n"
+    "Each hit prints its page id, score and where the page comes from (source file and page number).",
+))
+
+
+# -- info ------------------------------------------------------------------------------------
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with Index.open(args.index) as index:
-        info = index.info()
+    with _open_index(args.index) as index:
+        info = _sizes(index)
+        skipped = getattr(index, "skipped", None)
+    if skipped is not None:
+        info.setdefault("skipped", dict(skipped))
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, default=str))
         return 0
+    docs = info["docs"]
+    held = _holds_text(info)
     rows = [
-        ("file", f"{info['path']} ({_fmt_bytes(info['file_bytes'])})"),
+        ("index", f"{info['path']}"),
         ("format", f"{info['format']} v{info['format_version']} (written by colprune {info['library_version']})"),
-        ("pages", f"{info['docs']:,}"),
-        ("vectors", f"{info['vectors']:,} kept of {info['original_vectors']:,}"),
-        ("keep ratio", "-" if info["keep_ratio"] is None else f"{info['keep_ratio']:.1%}"),
-        ("codec", f"{info['codec']}, dim {info['dim']}" + (", float16 rerank copy" if info["rerank_vectors"] else "")),
-        ("bytes/page", f"{_fmt_bytes(info['vector_bytes_per_page'])} of vectors "
-                       f"({_fmt_bytes(info['stored_bytes_per_page'])} with positions and importance); "
-                       f"unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])}"),
+        ("pages", f"{docs:,}"),
+        ("vectors", f"{info['vectors']:,} kept of {info['original_vectors']:,}"
+                    + ("" if info["keep_ratio"] is None else f" ({info['keep_ratio']:.1%})")),
+        ("codec", f"{info['codec']}, dim {info['dim']}" + (", with a float16 rerank copy" if info.get("rerank_vectors") else "")),
+        ("vectors/page", f"{_fmt_bytes(info['vector_bytes_per_page'])} (unpruned "
+                         f"{_fmt_bytes(info['unpruned_vector_bytes_per_page'])})"),
+        ("file", f"{_fmt_bytes(info['file_bytes'])}, {_fmt_bytes(info['file_bytes_per_page'])}/page"),
+        ("also holds", (held or "-") + (" (estimated)" if info.get("holds_estimated") else "")),
         ("pruner", json.dumps(info["pruner"]) if info["pruner"] else "-"),
         ("encoder", info["encoder"] or "-"),
     ]
+    if skipped:
+        rows.append(("skipped", f"{len(skipped)} pages (their reasons: colprune info {args.index} --json)"))
     for k, v in rows:
-        print(f"{k:>11}  {v}")
+        print(f"{k:>12}  {v}")
     return 0
 
 
-# -- show --------------------------------------------------------------------------------
+def _info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+register(Command(
+    "info", "pages, vectors kept, bytes per page (vectors and file), what the file holds, pruner, encoder",
+    ["colprune info pages.h5", "colprune info pages.h5 --json"],
+    _info_arguments, cmd_info,
+    description="What an index holds and what it costs: vector bytes and file bytes per page, and what the\n"
+    "file holds besides the vectors (a rerank copy, signals, covers, metadata).",
+))
+
+
+# -- repack ----------------------------------------------------------------------------------
+
+def cmd_repack(args: argparse.Namespace) -> int:
+    with _open_index(args.index) as index:
+        before = _path_bytes(args.index)
+        has_rerank = getattr(index, "has_rerank", False)
+        if args.no_rerank and not has_rerank:
+            raise UsageError(f"{args.index} has no rerank copy to drop")
+        compact = getattr(index, "compact", None)
+    if compact is not None and not args.no_rerank:
+        with _open_index(args.index, mode="a") as index:
+            index.compact()
+    else:
+        _repack_by_copy(args.index, rerank=has_rerank and not args.no_rerank, quiet=_quiet(args), args=args)
+    after = _path_bytes(args.index)
+    print(f"{args.index}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
+    with _open_index(args.index) as index:
+        _print_summary(index)
+    return 0
+
+
+def _repack_by_copy(path: str, *, rerank: bool, quiet: bool, args: argparse.Namespace) -> None:
+    """Rewrite the index into a temporary file beside it (every page, as stored), then rename it over."""
+    tmp = f"{path}.repack-tmp"
+    _interrupt_hint(args, lambda: f"{path} is unchanged; the partial copy {tmp} can be deleted")
+    try:
+        with _open_index(path) as src:
+            config = src.pruner_config
+            dst = src.derive(tmp, "none", overwrite=True, progress=not quiet, rerank=rerank)
+            dst.close()
+        if config is not None and hasattr(Index, "_set_pruner"):
+            with Index.open(tmp, mode="a") as ix:  # keep the original pruner: appends must still match it
+                ix._set_pruner(config)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _repack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("--no-rerank", action="store_true", help="also drop a binary index's float16 rerank copy")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+register(Command(
+    "repack", "rewrite an index to give back the space of deleted or replaced pages",
+    ["colprune repack pages.h5", "colprune repack binary.h5 --no-rerank      # and drop the float16 rerank copy"],
+    _repack_arguments, cmd_repack,
+    description="Rewrite INDEX in place (through a temporary copy beside it) so the file holds only its pages.",
+))
+
+
+# -- show ------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> int:
     from .show import render_page
 
-    with Index.open(args.index) as index:
+    with _open_index(args.index) as index:
         if args.page not in index:
-            raise ColpruneError(f"no page {args.page!r} in {args.index}")
+            raise NotFoundError(f"no page {args.page!r} in {args.index} (page ids: colprune search, or Index.ids)")
         print(render_page(index, args.page, args.output, dpi=args.dpi))
     return 0
 
 
-# -- study -------------------------------------------------------------------------------
+def _show_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("page", help="page id, as search prints it")
+    p.add_argument("-o", "--output", default="page.png", help="PNG to write (default page.png)")
+    p.add_argument("--dpi", type=_positive_int, default=110)
+
+
+register(Command(
+    "show", "draw a page with its kept patches and importance heat map (image encoders)",
+    ["colprune show scans.h5 'report.pdf#3' -o page.png", "colprune show scans.h5 p1.png -o p1.png --dpi 150"],
+    _show_arguments, cmd_show,
+    description="Re-read the page image from its source (the path and page number in its metadata), dim the\n"
+    "pruned patches, outline the kept ones, and draw the importance of the kept patches on the grid.\n"
+    "Pages from text encoders (minilm) have no patch grid to draw.",
+))
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import Searcher, make_server
+
+    with _open_index(args.index) as index:
+        searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads)
+        if index.encoder and not args.lazy:
+            _check_model(index.encoder)
+            searcher.encoder  # noqa: B018 - load the model now, not on the first request
+        server = make_server(searcher, args.host, args.port, default_k=args.k,
+                             log=None if _quiet(args) else (lambda m: print(m, file=sys.stderr)))
+        host, port = server.server_address[:2]
+        print(f"serving {args.index} on http://{host}:{port} (GET /search?q=TEXT&k=10, POST /search, GET /info; "
+              f"Ctrl-C to stop)", flush=True)
+        _interrupt_hint(args, lambda: "stopped")
+        try:
+            if args.max_requests:
+                for _ in range(args.max_requests):
+                    server.handle_request()
+            else:
+                server.serve_forever()
+        finally:
+            server.server_close()
+    return 0
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_nonneg_int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("-k", type=_positive_int, default=10, help="hits per query when a request gives no k (default 10)")
+    p.add_argument("--max-requests", type=_positive_int, default=None, metavar="N", help="stop after N requests")
+    p.add_argument("--lazy", action="store_true", help="load the model on the first text query instead of at start")
+    p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no request log, no model loading bars")
+
+
+register(Command(
+    "serve", "answer searches over HTTP as JSON on localhost, the model loaded once",
+    [
+        "colprune serve pages.h5                                   # http://127.0.0.1:8765",
+        "curl 'http://127.0.0.1:8765/search?q=who+invented+the+thermometer&k=3'",
+        "curl -d '{\"queries\": [\"delta\"], \"k\": 3, \"where\": {\"page\": {\"gte\": 2}}}' http://127.0.0.1:8765/search",
+    ],
+    _serve_arguments, cmd_serve,
+    description="A small JSON endpoint (Python's http.server, one request at a time) over one index:\n"
+    "GET /search?q=TEXT[&q=TEXT...][&k=N], POST /search {\"queries\": [...], \"k\", \"where\", \"candidates\",\n"
+    "\"rerank\"}, GET /info. Answers are what `colprune search --json` prints, under \"results\".\n"
+    "It listens on 127.0.0.1 unless --host says otherwise; it has no authentication.",
+))
+
+
+# -- study -----------------------------------------------------------------------------------
 
 def cmd_study(args: argparse.Namespace) -> int:
     from .study import DEFAULT_GRID, run_study
 
+    if not os.path.isdir(args.dataset):
+        raise NotFoundError(f"{args.dataset}: no such dataset folder")
     grid = DEFAULT_GRID
     if args.grid:
+        if not os.path.exists(args.grid):
+            raise NotFoundError(f"{args.grid}: no such file")
         with open(args.grid) as f:
             try:
                 grid = json.load(f)
             except json.JSONDecodeError as e:
-                raise ColpruneError(f"{args.grid}: not JSON ({e})") from None
-    budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
+                raise UsageError(f"{args.grid}: not JSON ({e})") from None
+    try:
+        budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
+    except ValueError:
+        raise UsageError(f"--budgets {args.budgets!r}: comma-separated numbers, e.g. 0.5,0.25,0.1") from None
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     codecs = args.codecs.split(",") if args.codecs else None
+    if codecs and set(codecs) - set(CODECS):
+        raise UsageError(f"--codecs: unknown {sorted(set(codecs) - set(CODECS))}; choose from {sorted(CODECS)}")
+    if _quiet(args):
+        from .serve import quiet_libraries
+
+        quiet_libraries()
     run_study(args.dataset, args.encoder, args.out, grid=grid, budgets=budgets, methods=methods, codecs=codecs,
-              progress=not args.quiet)
+              progress=not _quiet(args))
     return 0
 
 
-# -- demo --------------------------------------------------------------------------------
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(args.out, n_pages=args.pages, quiet=args.quiet, synthetic=args.synthetic)
-    return 0
-
-
-# -- parser ------------------------------------------------------------------------------
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="colprune",
-        formatter_class=_FMT,
-        description="Multi-vector index with adaptive patch pruning for visual document retrieval.",
-        epilog="examples:\n  colprune demo\n  colprune build pages.pt -o full.h5 --pruner none\n"
-        "  colprune prune full.h5 pruned.h5 --pruner adaptive --k -0.25\n  colprune search pruned.h5 queries.pt -k 5\n"
-        "  colprune info pruned.h5",
-    )
-    parser.add_argument("--version", action="version", version=f"colprune {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "build", formatter_class=_FMT, help="index precomputed page embeddings",
-        description="Prune and index precomputed page embeddings. Re-running appends and skips pages already present.\n\n"
-        "Pages: PDFs, images and .txt/.md files, or folders of them. Each PDF page is one page (id PATH#N);\n"
-        "they are encoded with --model, pruned and appended --batch at a time.\n\n"
-        "Embedding files (see colprune.io): .pt (torch.save of a list of (n_i, dim) tensors, or a dict with\n"
-        "'embeddings' and optional 'importance', 'patch_mask', 'ids', 'metadata', 'grids'), .npz (CSR 'vectors' +\n"
-        "'offsets' [+ 'importance', 'patch_mask', 'ids'], or 'embeddings' (n, m, dim)), .npy ((n, m, dim) or (m, dim)).",
-        epilog="examples:\n  colprune build papers/ -o pages.h5 --pruner adaptive --k -0.25   # PDFs, offline MiniLM text encoder\n"
-        "  colprune build pages.pt -o full.h5 --pruner none          # full index, any pruner derivable later\n"
-        "  colprune build a.npz b.npz -o pages.h5 --pruner adaptive --k -0.25\n"
-        "  colprune build pages.pt -o pages.h5 --pruner ratio --ratio 0.3 --dtype float32",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="pages (PDFs, images, .txt/.md files, folders of them) or embedding files (.pt, .npz, .npy)")
-    p.add_argument("-o", "--output", required=True, help="index file to create or extend")
-    p.add_argument("--dtype", default="float16", choices=sorted(CODECS), help="vector codec (default float16)")
-    p.add_argument("--dim", type=int, default=None, help="embedding dim (default: from the first page)")
-    p.add_argument("--encoder", default=None, help="embedding files: name of the model that made them, stored in the file")
-    g = p.add_argument_group("encoding pages")
-    g.add_argument("--model", default="minilm",
-                   help="page encoder: 'minilm' (offline text-token fallback, the default), a local path or a hub id")
-    g.add_argument("--importance", default="cls", help="importance signal: cls, indegree, indegree_mid or norm (text encoder)")
-    g.add_argument("--device", default=None, help="torch device: cpu (default), cuda, or auto")
-    g.add_argument("--dpi", type=int, default=144, help="PDF render resolution for image encoders (default 144)")
-    g.add_argument("--skip-bad", action="store_true", help="report unreadable files and pages and go on")
-    p.add_argument("--batch", type=int, default=256, help="pages per commit (default 256; pages: encoded per batch)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of appending to it")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_pruner_args(p, "adaptive")
-    p.set_defaults(func=cmd_build)
-
-    p = sub.add_parser(
-        "prune", formatter_class=_FMT, help="derive a pruned index from a full one, without re-encoding",
-        description="Re-prune every page of SOURCE from its stored vectors and importance into DEST.",
-        epilog="examples:\n  colprune prune full.h5 adaptive.h5 --pruner adaptive --k -0.25\n"
-        "  colprune prune full.h5 top30.h5 --pruner ratio --ratio 0.3\n  colprune prune full.h5 rnd.h5 --pruner random --ratio 0.3 --seed 1\n"
-        "  colprune prune full.h5 small.h5 --pruner adaptive --k 0 --dtype int8      # prune and re-encode",
-    )
-    p.add_argument("source", help="index to read (ideally a full one, built with --pruner none)")
-    p.add_argument("output", help="index to write")
-    p.add_argument("--dtype", default=None, choices=sorted(CODECS), help="vector codec of OUTPUT (default: the source's)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_pruner_args(p, "adaptive")
-    p.set_defaults(func=cmd_prune)
-
-    p = sub.add_parser(
-        "search", formatter_class=_FMT, help="search an index with query embeddings",
-        description="Exact MaxSim search. Each QUERY is text, encoded with the model the index was built with,\n"
-        "or an embeddings file in any layout `build` reads (each entry one query's (n_tokens, dim) vectors).",
-        epilog="examples:\n  colprune search pages.h5 \"who invented the thermometer\"\n"
-        "  colprune search pages.h5 queries.pt\n  colprune search pages.h5 queries.npz -k 3 --json",
-    )
-    p.add_argument("index")
-    p.add_argument("queries", nargs="+", metavar="QUERY",
-                   help="query text (encoded with the index's model) or a query embeddings file (.pt, .npz, .npy)")
-    p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
-    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_search)
-
-    p = sub.add_parser(
-        "info", formatter_class=_FMT, help="counts, bytes per page, keep ratio, format version, pruner",
-        epilog="examples:\n  colprune info pages.h5\n  colprune info pages.h5 --json",
-    )
-    p.add_argument("index")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_info)
-
-    from .study import runner as _study
-
-    p = sub.add_parser(
-        "study", formatter_class=_FMT, help="storage versus quality: sweep pruning methods on a dataset",
-        description="Encode a dataset once into a full index (every vector, every importance signal), derive each\n"
-        "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
-        "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
-        "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
-        "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; corpus records with an 'image'\n"
-        "path are page images), or a ViDoRe set saved with save_to_disk or as parquet (corpus/, queries/,\n"
-        "relevant_docs/ or qrels/; needs pyarrow).\n\n" + _study.GRID_HELP,
-        epilog="examples:\n  colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/\n"
-        "  colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/\n"
-        "  colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
-    )
+def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="BEIR or ViDoRe dataset folder")
     p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
     p.add_argument("--grid", default=None, help="JSON grid of methods (default: the built-in grid)")
@@ -402,44 +1022,168 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codecs", default=None, help="comma-separated codecs to evaluate (default float16,int8)")
     p.add_argument("--out", required=True, help="output folder (also the cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser(
-        "show", formatter_class=_FMT, help="draw a page with its kept patches and importance heat map",
-        description="Re-read the page image from its source (the path and page number in its metadata), dim the\n"
-        "pruned patches, outline the kept ones, and draw the importance of the kept patches on the grid.",
-        epilog="examples:\n  colprune show pages.h5 'papers/a.pdf#3' -o page.png\n  colprune show pages.h5 scans/p1.png -o p1.png --dpi 150",
-    )
-    p.add_argument("index")
-    p.add_argument("page", help="page id")
-    p.add_argument("-o", "--output", default="page.png", help="PNG to write (default page.png)")
-    p.add_argument("--dpi", type=int, default=110)
-    p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser(
-        "demo", formatter_class=_FMT, help="the whole pipeline offline: PDFs in, pruned index, answers out",
-        description="Write a few PDFs, encode their pages with the offline MiniLM text-token encoder, build a full\n"
-        "index, derive a DocPruner-pruned one, answer questions from both, and print the bytes saved and the hits.\n"
-        "--synthetic does the same on generated ColPali-like embeddings (no model).",
-        epilog="examples:\n  colprune demo\n  colprune demo --out demo-index\n  colprune demo --synthetic --pages 500",
-    )
+def _study_description() -> str:
+    try:
+        from .study import runner as _study
+
+        grid_help = _study.GRID_HELP
+    except Exception:  # noqa: BLE001 - help text only
+        grid_help = ""
+    return ("Encode a dataset once into a full index (every vector, every importance signal), derive each\n"
+            "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
+            "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
+            "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
+            "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; corpus records with an 'image'\n"
+            "path are page images), or a ViDoRe set saved with save_to_disk or as parquet (corpus/, queries/,\n"
+            "relevant_docs/ or qrels/; needs pyarrow).\n\n" + grid_help)
+
+
+register(Command(
+    "study", "storage versus quality: sweep pruning methods on a dataset",
+    [
+        "colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/",
+        "colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/",
+        "colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
+    ],
+    _study_arguments, cmd_study, description="",
+))
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo, write_demo_pdfs
+
+    if args.docs:
+        paths = write_demo_pdfs(args.docs)
+        print(f"wrote {len(paths)} PDFs to {args.docs}: {', '.join(os.path.basename(p) for p in paths)}")
+        return 0
+    if _quiet(args):
+        from .serve import quiet_libraries
+
+        quiet_libraries()
+    run_demo(args.out, n_pages=args.pages, quiet=_quiet(args), synthetic=args.synthetic)
+    return 0
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for the index files (default: a temporary folder)")
+    p.add_argument("--docs", default=None, metavar="DIR",
+                   help="only write the demo's PDFs into DIR (16 pages of text), to try `colprune build` on")
     p.add_argument("--synthetic", action="store_true", help="generated embeddings instead of PDFs and a model")
-    p.add_argument("--pages", type=int, default=300, help="--synthetic: pages to generate (default 300)")
+    p.add_argument("--pages", type=_positive_int, default=300, help="--synthetic: pages to generate (default 300)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_demo)
+
+
+register(Command(
+    "demo", "the whole pipeline offline: PDFs in, pruned index, answers out",
+    ["colprune demo", "colprune demo --out demo-index", "colprune demo --docs docs     # just the sample PDFs",
+     "colprune demo --synthetic --pages 500"],
+    _demo_arguments, cmd_demo,
+    description="Write a few PDFs, encode their pages with the offline MiniLM text-token encoder, build a full\n"
+    "index, derive a DocPruner-pruned one, answer questions from both, and print the bytes saved and the hits.\n"
+    "--synthetic does the same on generated ColPali-like embeddings (no model).",
+))
+
+
+# -- parser and main -------------------------------------------------------------------------
+
+def _status_epilog() -> str:
+    return "exit statuses:\n" + "\n".join(f"  {code:>3}  {text.replace('`', '')}" for code, text in EXIT_STATUSES)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the Python traceback too")
+    parser = argparse.ArgumentParser(
+        prog="colprune", formatter_class=_FMT,
+        description="Multi-vector index with adaptive patch pruning for visual document retrieval.",
+        epilog="first steps:\n  colprune demo --docs docs\n  colprune build docs -o pages.h5\n"
+        "  colprune search pages.h5 \"who invented the thermometer\"\n  colprune info pages.h5\n\n"
+        "Every command has --help with examples.\n\n" + _status_epilog(),
+    )
+    parser.add_argument("--version", action="version", version=f"colprune {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help="on an error, print the Python traceback too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for c in COMMANDS:
+        p = sub.add_parser(
+            c.name, help=c.help, aliases=list(c.aliases), formatter_class=_FMT, parents=[common],
+            description=c.description or (c.help[:1].upper() + c.help[1:] + "."),
+            epilog="examples:\n" + "\n".join(f"  {e}" for e in c.examples),
+        )
+        c.arguments(p)
+        p.set_defaults(func=c.run)
     return parser
+
+
+def _quiet_stdout() -> None:
+    # stdout's reader is gone: point it at /dev/null so the interpreter's final flush stays silent
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("COLPRUNE_DEBUG", "") not in ("", "0")
+    name = args.command
     try:
-        return args.func(args)
-    except (ColpruneError, FileNotFoundError, FileExistsError, PermissionError) as e:
-        print(f"colprune {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        hint = getattr(args, "_on_interrupt", None)
+        detail = ""
+        if hint is not None:
+            try:
+                detail = ": " + hint()
+            except Exception:  # noqa: BLE001 - the message only
+                detail = ""
+        _safe_stderr(f"colprune {name}: interrupted{detail}")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
+    except Exception as e:  # noqa: BLE001 - every error ends as one line and a status
+        if isinstance(e, OSError) and getattr(e, "errno", None) == 32:  # EPIPE wrapped elsewhere
+            _quiet_stdout()
+            return EXIT_PIPE
+        status = exit_status(e)
+        if debug:
+            traceback.print_exc()
+        if status == EXIT_INTERNAL:
+            _safe_stderr(f"colprune {name}: internal error: {type(e).__name__}: {_one_line(e)} "
+                         "(a bug: run again with --debug for the traceback, and please report it)")
+        else:
+            _safe_stderr(f"colprune {name}: error: {_one_line(e)}")
+        return status
+
+
+def _safe_stderr(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def run() -> None:
+    """Console-script entry point: ``sys.exit(main())``, quiet on a closed pipe."""
+    status = main()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        _quiet_stdout()
+        status = status or EXIT_PIPE
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
