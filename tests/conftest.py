@@ -38,3 +38,20 @@ def pages(rng: np.random.Generator, n: int, dim: int = 16, lo: int = 1, hi: int 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (kill -9 rounds, fuzzing)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long fault-injection rounds; run with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow") or os.environ.get("COLPRUNE_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (or COLPRUNE_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

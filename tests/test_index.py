@@ -7,7 +7,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
 import colprune as cp
-from colprune.errors import DuplicateIdError, FormatError, InvalidInputError
+from colprune.errors import CorruptionError, DuplicateIdError, FormatError, InvalidInputError
 from colprune.index import layout
 from colprune.kernels import maxsim_reference, topk_reference
 
@@ -191,6 +191,8 @@ def test_create_refuses_existing_file(built):
 
 
 def test_missing_foreign_truncated_and_newer_files(tmp_path, built):
+    from conftest import GOLDEN
+
     with pytest.raises(FileNotFoundError):
         cp.Index.open(tmp_path / "absent.h5")
     text = tmp_path / "notes.h5"
@@ -202,40 +204,37 @@ def test_missing_foreign_truncated_and_newer_files(tmp_path, built):
         f["x"] = np.arange(3)
     with pytest.raises(FormatError, match="not a colprune index"):
         cp.Index.open(foreign)
-    data = built[0].read_bytes()
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(FormatError, match="not a colprune collection"):
+        cp.Index.open(tmp_path / "folder")
+    data = (GOLDEN / "v2.h5").read_bytes()
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(FormatError, match="truncated"):
         cp.Index.open(truncated)
-    newer = tmp_path / "newer.h5"
-    newer.write_bytes(data)
-    with h5py.File(newer, "r+") as f:
-        f.attrs["format_version"] = layout.FORMAT_VERSION + 1
+    marker = built[0] / layout.MARKER
+    marker.write_text(json.dumps({"format": layout.COLLECTION_FORMAT, "format_version": layout.FORMAT_VERSION + 1}))
     with pytest.raises(FormatError, match="newer.*pip install -U colprune"):
-        cp.Index.open(newer)
+        cp.Index.open(built[0])
 
 
-def test_uncommitted_tail_is_ignored_then_dropped(built, rng):
+def test_leftovers_of_an_interrupted_write_are_ignored_then_removed(built, rng):
     path, ids, _, _ = built
-    with h5py.File(path, "r+") as f:  # what a killed writer leaves: data past the commit record
-        n = f["vectors"].shape[0]
-        f["vectors"].resize(n + 10, axis=0)
-        f["offsets"].resize(f["offsets"].shape[0] + 1, axis=0)
-        f["offsets"][-1] = n + 10
-        end = f["docs/id_offsets"][-1]
-        f["docs/id_bytes"].resize(end + 5, axis=0)
-        f["docs/id_bytes"][end:] = np.frombuffer(b"ghost", np.uint8)
-        f["docs/id_offsets"].resize(42, axis=0)
-        f["docs/id_offsets"][41] = end + 5
+    # what a killed writer leaves: a half-written segment in tmp/, a sealed segment and a
+    # deletion file no manifest names, and a manifest that never got its rename
+    (path / layout.TMP / "seg-half.h5").write_bytes(b"\x89HDF partial")
+    (path / layout.TMP / "w-manifest").write_bytes(b"{")
+    orphan = next((path / layout.SEGMENTS).iterdir())
+    (path / layout.SEGMENTS / "seg-orphan.h5").write_bytes(orphan.read_bytes())
     index = cp.Index.open(path)
-    assert len(index) == 40 and "ghost" not in index and index.ids == ids
+    assert len(index) == 40 and index.ids == ids and index.version == 1
     index.close()
     with cp.Index.open(path, mode="a") as index:
+        assert not list((path / layout.TMP).iterdir())  # the writer clears tmp/ under its lock
         _, embs, imps = pages(rng, 1)
         index.add(["ghost"], embs, imps)
-        assert index.get("ghost").n_original == embs[0].shape[0]
-    with h5py.File(path) as f:
-        assert f["docs/id_offsets"].shape[0] == 42 and f["commit"][0] == 41 and f["vectors"].shape[0] < n + 10 + 40
+        assert index.get("ghost").n_original == embs[0].shape[0] and len(index) == 41
+    assert not (path / layout.SEGMENTS / "seg-orphan.h5").exists()  # garbage-collected after the commit
 
 
 def test_old_versions_open_read_only(tmp_path):
@@ -243,30 +242,36 @@ def test_old_versions_open_read_only(tmp_path):
 
     old = tmp_path / "v1.h5"
     old.write_bytes((GOLDEN / "v1.h5").read_bytes())
-    with pytest.raises(FormatError, match="appends only to version .*--pruner none"):
+    with pytest.raises(FormatError, match="colprune upgrade"):
         cp.Index.open(old, mode="a")
     with cp.Index.open(old) as index:
         index.derive(tmp_path / "new.h5", "none")
-    with cp.Index.open(tmp_path / "new.h5", mode="a") as index:
-        assert index.format_version == layout.FORMAT_VERSION and len(index) == 4
+    cp.Index.upgrade(old, tmp_path / "up").close()
+    for p in ("new.h5", "up"):
+        with cp.Index.open(tmp_path / p, mode="a") as index:
+            assert index.format_version == layout.FORMAT_VERSION and len(index) == 4
+            assert index.ids == cp.Index.open(old).ids
 
 
-def test_damaged_commit_record_is_reported(built):
+def test_damaged_manifest_is_reported(built):
     path = built[0]
-    with h5py.File(path, "r+") as f:
-        f["commit"][0] = 10_000
-    with pytest.raises(FormatError, match="damaged"):
+    manifest = next((path / layout.MANIFESTS).iterdir())
+    raw = manifest.read_bytes()
+    manifest.write_bytes(raw.replace(b'"n_docs": 40', b'"n_docs": 41'))
+    with pytest.raises(CorruptionError, match="checksum"):
         cp.Index.open(path)
 
 
 def test_every_object_carries_encoding_attributes(built):
-    with h5py.File(built[0]) as f:
-        names = ["/"]
-        f.visit(names.append)
-        for name in names:
-            assert f[name].attrs["encoding-type"], name
-            assert f[name].attrs["encoding-version"] == str(layout.FORMAT_VERSION), name
-        assert json.loads(f.attrs["pruner"]) == {"name": "adaptive", "params": {"k": -0.25}}
+    for seg in (built[0] / layout.SEGMENTS).iterdir():
+        with h5py.File(seg) as f:
+            names = ["/"]
+            f.visit(names.append)
+            for name in names:
+                assert f[name].attrs["encoding-type"], name
+                assert f[name].attrs["encoding-version"] == str(layout.FORMAT_VERSION), name
+    with cp.Index.open(built[0]) as index:
+        assert index.pruner_config == {"name": "adaptive", "params": {"k": -0.25}}
 
 
 def test_signals_are_stored_and_drive_derived_pruning(tmp_path, rng):

@@ -36,7 +36,7 @@ def test_centroids_of_float16_and_identical_vectors(rng):
 def test_two_stage_search_finds_the_exact_top_hits(tmp_path):
     corpus = make_corpus(300, min_vectors=40, max_vectors=80, n_queries=12, n_topics=30,
                          content_noise=0.25, query_noise=0.4, seed=3)
-    with cp.Index.create(tmp_path / "s.h5", dim=128) as index:
+    with cp.Index.create(tmp_path / "s.h5", dim=128, summary_centroids=8) as index:
         index.add(corpus.ids, corpus.embeddings, corpus.importance)
         exact = index.search(corpus.queries, k=10)
         every = index.search(corpus.queries, k=10, candidates=300)  # shortlist = all pages: exact
@@ -44,7 +44,7 @@ def test_two_stage_search_finds_the_exact_top_hits(tmp_path):
         assert_allclose([h.score for hs in every for h in hs], [h.score for hs in exact for h in hs], rtol=1e-6)
         recalls = []
         for c in (30, 100, 200):
-            two = index.search(corpus.queries, k=10, candidates=c, n_centroids=8)
+            two = index.search(corpus.queries, k=10, candidates=c)
             # the page each query was drawn from stands clearly first: a shortlist keeps it
             assert [hs[0].id for hs in two] == corpus.relevant == [hs[0].id for hs in exact]
             recalls.append(np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(two, exact)]))

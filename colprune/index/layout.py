@@ -46,8 +46,10 @@ __all__ = [
 ]
 
 FORMAT_NAME = "colprune-index"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+FORMAT_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
+#: versions stored as one HDF5 file (read only since version 3)
+FILE_VERSIONS = frozenset({1, 2})
 
 # attribute keys
 ENCODING_TYPE = "encoding-type"
@@ -197,3 +199,89 @@ def read_pruner(f: h5py.File) -> dict[str, Any] | None:
 
 def text_attr(f: h5py.File, key: str) -> str:
     return _text(f.attrs.get(key, ""))
+
+
+# -- format version 3: a collection directory ---------------------------------------------
+# COLLECTION/COLPRUNE            marker: JSON {"format": ..., "format_version": 3}
+# COLLECTION/LOCK                the writer lock (flock); its content means nothing
+# COLLECTION/manifests/<v>.json  one immutable commit record per version (20-digit v)
+# COLLECTION/segments/<name>.h5  immutable HDF5 segment files
+# COLLECTION/deletes/<name>      deletion bitmaps, immutable, one per (segment, version)
+# COLLECTION/tmp/                writes in progress; anything left there is garbage
+COLLECTION_FORMAT = FORMAT_NAME  # a collection is a colprune index, format 3
+SEGMENT_FORMAT = "colprune-segment"
+MARKER = "COLPRUNE"
+LOCK = "LOCK"
+MANIFESTS = "manifests"
+SEGMENTS = "segments"
+DELETES = "deletes"
+TMP = "tmp"
+HASH_ALGO = "xxh3_64"
+
+# segment datasets besides the v2 names reused (VECTORS, SCALES, RERANK, POSITIONS, IMPORTANCE,
+# PATCH_MASK, SIGNALS/*, COVERS_*, OFFSETS, DOC_*)
+SUMMARY_CODES = "summary/codes"  # (C, dim) int8: per-page centroids, quantised
+SUMMARY_SCALES = "summary/scales"  # (C,) float32
+SUMMARY_OFFSETS = "summary/offsets"  # (n_docs + 1,) int64
+FILTERS = "filters"  # group: one subgroup per filterable metadata field
+FILTER_NUM = "num"  # (n_docs,) float64, NaN = missing or not a number
+FILTER_CODES = "codes"  # (n_docs,) int32 into the field's string dictionary, -1 = missing
+FILTER_DICT_BYTES = "dict_bytes"
+FILTER_DICT_OFFSETS = "dict_offsets"
+CHECKS = "checks"  # group: per-document hashes, one (n_docs,) uint64 dataset per hash group
+A_CHECKS = "checksums"  # segment attribute: JSON {dataset: hex xxh3_64} of every whole-dataset hash
+A_N_DOCS = "n_docs"
+A_N_VECTORS = "n_vectors"
+A_SUMMARY_CENTROIDS = "summary_centroids"
+A_FIELD = "field"
+
+# per-document hash groups: each document's rows of these datasets, hashed together
+DOC_HASH_GROUPS = {
+    "vectors": (VECTORS, SCALES),
+    "rerank": (RERANK,),
+    "aux": (POSITIONS, IMPORTANCE, PATCH_MASK, SIGNALS, COVERS_ROWS),
+    "meta": (DOC_META_BYTES,),
+}
+
+_SEGMENT_ENCODINGS = {
+    "/": SEGMENT_FORMAT,
+    SUMMARY_CODES: "per-page-centroids",
+    SUMMARY_SCALES: "per-page-centroids",
+    SUMMARY_OFFSETS: "csr-offsets",
+    FILTERS: "metadata-columns",
+    CHECKS: "per-document-hashes",
+    "summary": "first-stage-summary",
+}
+
+
+def set_segment_encoding(f: h5py.File) -> None:
+    """Stamp every object of a new segment file with ``encoding-type`` and ``encoding-version``."""
+
+    def stamp(name: str, obj) -> None:
+        etype = _SEGMENT_ENCODINGS.get(name) or _ENCODINGS.get(name)
+        if etype is None:
+            parent = name.split("/")[0]
+            etype = {SIGNALS: "per-vector", CHECKS: "per-document-hash", FILTERS: "metadata-column"}.get(parent, "data")
+        obj.attrs[ENCODING_TYPE] = etype
+        obj.attrs[ENCODING_VERSION] = str(FORMAT_VERSION)
+
+    stamp("/", f)
+    f.visititems(stamp)
+
+
+def segment_attrs(dim: int, codec: str, n_docs: int, n_vectors: int, summary_centroids: int) -> dict[str, Any]:
+    return {
+        A_FORMAT: SEGMENT_FORMAT,
+        A_FORMAT_VERSION: FORMAT_VERSION,
+        A_DIM: int(dim),
+        A_CODEC: codec,
+        A_DTYPE: np.dtype(CODECS[codec]).name,
+        A_N_DOCS: int(n_docs),
+        A_N_VECTORS: int(n_vectors),
+        A_SUMMARY_CENTROIDS: int(summary_centroids),
+        A_LIBRARY_VERSION: __version__,
+    }
+
+
+def manifest_name(version: int) -> str:
+    return f"{int(version):020d}.json"

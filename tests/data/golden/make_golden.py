@@ -25,15 +25,21 @@ def write(codec: str, name: str, merged: bool = False) -> None:
     imps = [rng.random(e.shape[0]) for e in embs]
     masks = [np.r_[False, np.ones(e.shape[0] - 1, bool)] for e in embs]
     masks[1] = np.ones(1, bool)
-    path = HERE / f"{name}.h5"
+    path = HERE / (name if VERSION >= 3 else f"{name}.h5")  # version 3: a collection directory
     signals = [{"cls": i, "norm": np.linalg.norm(e, axis=1)} for e, i in zip(embs, imps)] if merged else None
     pruner = cp.pruning.HierarchicalPooling(0.5) if merged else cp.AdaptiveThreshold(0.0)
-    with cp.Index.create(path, dim=8, dtype=codec, encoder="golden", overwrite=True, chunk_bytes=1024,
+    with cp.Index.create(path, dim=8, dtype=codec, encoder="golden", overwrite=True,
                          signals=["cls", "norm"] if merged else (), merged=merged) as index:
         index.add(ids[:2], embs[:2], imps[:2], pruner=pruner, patch_mask=masks[:2],
                   metadata=[{"page": 1}, None], grids=[(2, 2), (1, 1)], signals=None if signals is None else signals[:2])
         index.add(ids[2:], embs[2:], imps[2:], patch_mask=masks[2:], metadata=[{"src": "x.pdf"}, {"ü": [1, 2]}],
                   signals=None if signals is None else signals[2:])
+        # version 3: a deletion file, and a skipped-source record, are part of the contract too
+        gone = rng.standard_normal((3, 8)).astype(np.float32)
+        index.add(["gone"], [gone], [rng.random(3)], signals=None if signals is None else
+                  [{"cls": np.ones(3), "norm": np.ones(3)}])
+        index.delete(["gone"])
+        index.record_skipped({"scan.pdf#2": "no text layer"})
         pages = [index.get(i) for i in ids]
     expect = {
         "format_version": VERSION,
@@ -58,7 +64,7 @@ def write(codec: str, name: str, merged: bool = False) -> None:
         ],
     }
     (HERE / f"{name}.json").write_text(json.dumps(expect, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

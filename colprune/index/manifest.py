@@ -1,0 +1,258 @@
+"""The commit record of a format-3 collection: manifests, deletion files, the writer lock.
+
+A manifest is one small JSON file per committed version (``manifests/<version>.json``),
+naming the live segments, each with its checksum and its deletion file. It is written to
+``tmp/``, ``fsync``ed and renamed into place: a commit is that rename. The newest manifest is
+the collection's state; older ones are kept a while for readers that opened them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import re
+import shutil
+import uuid
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from .._version import __version__
+from ..errors import CorruptionError, FormatError, LockedError
+from . import layout as L
+
+__all__ = ["is_collection", "read_marker", "latest_version", "read_manifest", "write_manifest", "new_manifest",
+           "write_deletes", "read_deletes", "WriterLock", "fsync_dir", "atomic_write", "collect_garbage", "unique_name"]
+
+_MANIFEST_RE = re.compile(r"^(\d{20})\.json$")
+KEEP_MANIFESTS = 8
+
+
+def unique_name(prefix: str, suffix: str = "") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}{suffix}"
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(root: str, rel: str, data: bytes) -> None:
+    """Write ``root/rel`` through ``tmp/``: fsync the file, rename it into place, fsync the folder."""
+    tmp = os.path.join(root, L.TMP, unique_name("w"))
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    dest = os.path.join(root, rel)
+    os.replace(tmp, dest)
+    fsync_dir(os.path.dirname(dest))
+
+
+def is_collection(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, L.MARKER))
+
+
+def read_marker(path: str) -> int:
+    marker = os.path.join(path, L.MARKER)
+    try:
+        with open(marker, "rb") as fh:
+            raw = fh.read(4096)
+        info = json.loads(raw)
+        if info.get("format") != L.COLLECTION_FORMAT:
+            raise ValueError
+        version = int(info["format_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FormatError(f"{path} is not a colprune collection (its {L.MARKER} file is unreadable)") from None
+    if version not in L.READABLE_VERSIONS:
+        if version > L.FORMAT_VERSION:
+            raise FormatError(f"{path} uses colprune format version {version}, newer than this colprune {__version__} reads "
+                              f"(up to {L.FORMAT_VERSION}); upgrade: pip install -U colprune")
+        raise FormatError(f"{path} has unknown colprune format version {version}")
+    return version
+
+
+def latest_version(root: str) -> int:
+    try:
+        names = os.listdir(os.path.join(root, L.MANIFESTS))
+    except OSError:
+        raise FormatError(f"{root} is damaged: no {L.MANIFESTS}/ folder") from None
+    versions = [int(m.group(1)) for m in map(_MANIFEST_RE.match, names) if m]
+    if not versions:
+        raise FormatError(f"{root} is damaged: no manifest in {L.MANIFESTS}/")
+    return max(versions)
+
+
+def _body_hash(body: dict[str, Any]) -> str:
+    return f"{xxhash.xxh3_64_intdigest(json.dumps(body, sort_keys=True).encode()):016x}"
+
+
+def read_manifest(root: str, version: int | None = None) -> dict[str, Any]:
+    """The manifest of ``version`` (default: the newest), its checksum verified."""
+    if version is None:
+        version = latest_version(root)
+    path = os.path.join(root, L.MANIFESTS, L.manifest_name(version))
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(256 << 20)
+    except FileNotFoundError:
+        raise FormatError(f"{root} has no manifest version {version}") from None
+    try:
+        doc = json.loads(raw)
+        body, checksum = doc["body"], doc["checksum"]
+    except (ValueError, KeyError, TypeError):
+        raise CorruptionError(f"{path}: the manifest is not valid JSON (damaged); run `colprune verify {root}`") from None
+    if _body_hash(body) != checksum:
+        raise CorruptionError(f"{path}: the manifest does not match its checksum (damaged); older versions may be "
+                              f"intact: Index.open({root!r}, version=N)")
+    _check_manifest(body, path, version)
+    return body
+
+
+def _check_manifest(m: dict[str, Any], path: str, version: int) -> None:
+    try:
+        assert m["format"] == L.COLLECTION_FORMAT and int(m["format_version"]) == L.FORMAT_VERSION
+        assert int(m["version"]) == version
+        assert int(m["dim"]) >= 1 and m["codec"] in L.CODECS
+        for s in m["segments"]:
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+\.h5", s["name"]) and int(s["n_docs"]) >= 0 and int(s["n_vectors"]) >= 0
+            d = s.get("deletes")
+            if d is not None:
+                assert re.fullmatch(r"[A-Za-z0-9_.-]+", d["name"]) and 0 <= int(d["count"]) <= int(s["n_docs"])
+        assert isinstance(m.get("skipped", {}), dict)
+    except (AssertionError, KeyError, TypeError, ValueError):
+        raise CorruptionError(f"{path}: the manifest breaks the format's rules (damaged or foreign)") from None
+
+
+def new_manifest(dim: int, codec: str, *, encoder: str | None, rerank: bool, signals, merged: bool,
+                 summary_centroids: int) -> dict[str, Any]:
+    return {
+        "format": L.COLLECTION_FORMAT,
+        "format_version": L.FORMAT_VERSION,
+        "version": 0,
+        "dim": int(dim),
+        "codec": codec,
+        "rerank": bool(rerank and codec == "binary"),
+        "signals": sorted(signals),
+        "merged": bool(merged),
+        "summary_centroids": int(summary_centroids),
+        "pruner": None,
+        "encoder": encoder or "",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "library_version": __version__,
+        "segments": [],
+        "skipped": {},
+    }
+
+
+def write_manifest(root: str, body: dict[str, Any]) -> None:
+    """Commit ``body`` as its version: the one atomic step of every change."""
+    doc = {"body": body, "checksum": _body_hash(body)}
+    atomic_write(root, os.path.join(L.MANIFESTS, L.manifest_name(body["version"])),
+                 json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+
+
+def write_deletes(root: str, segment: str, version: int, deleted: np.ndarray) -> dict[str, Any]:
+    """Write a segment's deletion bitmap (bit ``i`` = row ``i`` deleted); returns its manifest entry."""
+    name = f"{segment[:-3]}-{version:020d}.del"
+    raw = np.packbits(deleted.astype(bool), bitorder="little").tobytes()
+    atomic_write(root, os.path.join(L.DELETES, name), raw)
+    return {"name": name, "count": int(deleted.sum()), "checksum": f"{xxhash.xxh3_64_intdigest(raw):016x}"}
+
+
+def read_deletes(root: str, entry: dict[str, Any], n_docs: int) -> np.ndarray:
+    path = os.path.join(root, L.DELETES, entry["name"])
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read((n_docs + 7) // 8 + 1)
+    except FileNotFoundError:
+        raise CorruptionError(f"{path}: deletion file named by the manifest is missing") from None
+    if f"{xxhash.xxh3_64_intdigest(raw):016x}" != entry["checksum"] or len(raw) != (n_docs + 7) // 8:
+        raise CorruptionError(f"{path}: deletion bitmap does not match its checksum (damaged)")
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[:n_docs].astype(bool)
+    if int(bits.sum()) != int(entry["count"]):
+        raise CorruptionError(f"{path}: deletion bitmap counts {int(bits.sum())} rows, the manifest {entry['count']}")
+    return bits
+
+
+class WriterLock:
+    """The collection's single-writer lock: ``flock`` on ``LOCK``, taken without waiting."""
+
+    def __init__(self, root: str) -> None:
+        self.path = os.path.join(root, L.LOCK)
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no flock (Windows): one writer is the user's promise
+            pass
+        except OSError as e:
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise LockedError(f"{root} is open for writing by another process (one writer at a time); "
+                                  "close it there, or open this one read-only") from None
+            raise
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def collect_garbage(root: str, current: int) -> None:
+    """Remove manifests older than the last ``KEEP_MANIFESTS``, files none of those name, and ``tmp/``.
+
+    Called by the writer (holding the lock) after a commit. Readers that opened an older
+    version keep their open files (POSIX keeps unlinked files readable).
+    """
+    mdir = os.path.join(root, L.MANIFESTS)
+    versions = sorted(int(m.group(1)) for m in map(_MANIFEST_RE.match, os.listdir(mdir)) if m)
+    keep = [v for v in versions if v > current - KEEP_MANIFESTS]
+    referenced: set[str] = set()
+    for v in keep:
+        try:
+            body = read_manifest(root, v)
+        except (FormatError, OSError):
+            continue
+        for s in body["segments"]:
+            referenced.add(s["name"])
+            if s.get("deletes"):
+                referenced.add(s["deletes"]["name"])
+    for v in versions:
+        if v not in keep:
+            _unlink(os.path.join(mdir, L.manifest_name(v)))
+    for sub in (L.SEGMENTS, L.DELETES):
+        folder = os.path.join(root, sub)
+        for name in os.listdir(folder):
+            if name not in referenced:
+                _unlink(os.path.join(folder, name))
+
+
+def clear_tmp(root: str) -> None:
+    folder = os.path.join(root, L.TMP)
+    for name in os.listdir(folder):
+        p = os.path.join(folder, name)
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            _unlink(p)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
