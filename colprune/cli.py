@@ -53,7 +53,7 @@ EXIT_STATUSES: list[tuple[int, str]] = [
         "the index, disk full"),
     (8, "the model cannot be loaded: a missing package, a hub id without network, an unsupported model type"),
     (130, "interrupted (Ctrl-C): the message says what was committed and how to resume"),
-    (141, "standard output closed early (`colprune info x.h5 | head -1`): exits quietly"),
+    (141, "standard output closed early (piped into `head`, say): exits quietly, nothing on stderr"),
 ]
 EXIT_INTERNAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BAD_INPUT, EXIT_FORMAT = 1, 2, 3, 4, 5
 EXIT_SETTINGS, EXIT_CANNOT_WRITE, EXIT_MODEL, EXIT_INTERRUPTED, EXIT_PIPE = 6, 7, 8, 130, 141
@@ -211,7 +211,7 @@ def _fmt_bytes(n: float | None) -> str:
 
 _HOLD_NAMES = {"rerank": "float16 rerank copy", "signals": "importance signals", "covers": "merge covers",
                "metadata": "ids and metadata", "summaries": "search summaries", "positions": "positions and importance",
-               "other": "HDF5 structure and free space"}
+               "other": "other (file structure, free space)"}
 
 
 def _sizes(index: Index, info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -507,15 +507,17 @@ def _build_from_pages(args: argparse.Namespace) -> int:
         raise UsageError("--no-rerank: this version builds binary indexes with their rerank copy; drop it afterwards "
                          f"with `colprune repack {args.output} --no-rerank`")
 
-    state: dict[str, Any] = {"report": None}
+    state: dict[str, Any] = {"skips": 0}
 
     def on_event(kind: str, info: dict) -> None:
         if kind == "skipped" and not _quiet(args):
             from tqdm.auto import tqdm
 
-            tqdm.write(f"colprune build: skipped {info['id']}: {info['reason']}", file=sys.stderr)
-        elif kind in ("interrupted", "done"):
-            state["report"] = info
+            state["skips"] += 1
+            if state["skips"] <= 10:
+                tqdm.write(f"colprune build: skipped {info['id']}: {info['reason']}", file=sys.stderr)
+            elif state["skips"] == 11:
+                tqdm.write("colprune build: skipping more pages; the summary counts them all", file=sys.stderr)
 
     before = (_count_committed(args.output) or 0) if appending else 0
 
@@ -803,8 +805,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     with _open_index(args.index) as index:
         info = _sizes(index)
         skipped = getattr(index, "skipped", None)
-    if skipped is not None:
-        info.setdefault("skipped", dict(skipped))
+    if skipped:
+        info["skipped_pages"] = dict(skipped)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -868,9 +870,19 @@ def cmd_repack(args: argparse.Namespace) -> int:
 
 def _repack_by_copy(path: str, *, rerank: bool, quiet: bool, args: argparse.Namespace) -> None:
     """Rewrite the index into a temporary file beside it (every page, as stored), then rename it over."""
-    tmp = f"{path}.repack-tmp"
+    import shutil
+
+    tmp, old = f"{path}.repack-tmp", f"{path}.repack-old"
     _interrupt_hint(args, lambda: f"{path} is unchanged; the partial copy {tmp} can be deleted")
+
+    def remove(p: str) -> None:
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        elif os.path.exists(p):
+            os.remove(p)
+
     try:
+        remove(tmp)
         with _open_index(path) as src:
             config = src.pruner_config
             dst = src.derive(tmp, "none", overwrite=True, progress=not quiet, rerank=rerank)
@@ -878,10 +890,14 @@ def _repack_by_copy(path: str, *, rerank: bool, quiet: bool, args: argparse.Name
         if config is not None and hasattr(Index, "_set_pruner"):
             with Index.open(tmp, mode="a") as ix:  # keep the original pruner: appends must still match it
                 ix._set_pruner(config)
-        os.replace(tmp, path)
+        if os.path.isdir(path):  # a collection directory: swap, then drop the old one
+            os.rename(path, old)
+            os.rename(tmp, path)
+            remove(old)
+        else:
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        remove(tmp)
 
 
 def _repack_arguments(p: argparse.ArgumentParser) -> None:
@@ -1047,7 +1063,7 @@ register(Command(
         "colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/",
         "colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
     ],
-    _study_arguments, cmd_study, description="",
+    _study_arguments, cmd_study, description=_study_description(),
 ))
 
 
@@ -1079,7 +1095,7 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 
 register(Command(
     "demo", "the whole pipeline offline: PDFs in, pruned index, answers out",
-    ["colprune demo", "colprune demo --out demo-index", "colprune demo --docs docs     # just the sample PDFs",
+    ["colprune demo", "colprune demo --out demo-index", "colprune demo --docs pdfs     # just the sample PDFs",
      "colprune demo --synthetic --pages 500"],
     _demo_arguments, cmd_demo,
     description="Write a few PDFs, encode their pages with the offline MiniLM text-token encoder, build a full\n"
@@ -1101,7 +1117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="colprune", formatter_class=_FMT,
         description="Multi-vector index with adaptive patch pruning for visual document retrieval.",
-        epilog="first steps:\n  colprune demo --docs docs\n  colprune build docs -o pages.h5\n"
+        epilog="first steps:\n  colprune demo --docs pdfs\n  colprune build pdfs -o pages.h5\n"
         "  colprune search pages.h5 \"who invented the thermometer\"\n  colprune info pages.h5\n\n"
         "Every command has --help with examples.\n\n" + _status_epilog(),
     )

@@ -27,8 +27,8 @@ from .errors import ColpruneError, InvalidInputError, ModelLoadError, UsageError
 
 __all__ = ["Searcher", "parse_where", "matches_where", "make_server", "load_query_encoder"]
 
-_RANGE_OPS = {">=": "gte", ">": "gt", "<=": "lte", "<": "lt"}
-_WHERE_KEYS = {"in", "gte", "gt", "lte", "lt"}
+_RANGE_OPS = {">=": "gte", ">": "gt", "<=": "lte", "<": "lt", "!=": "ne"}
+_WHERE_KEYS = {"eq", "ne", "in", "gte", "gt", "lte", "lt"}
 
 
 def _scalar(raw: str) -> Any:
@@ -43,7 +43,7 @@ def parse_where(exprs: Sequence[str] | dict | None) -> dict[str, Any] | None:
     """``["source=a.pdf", "page>=3", '{"kind": {"in": ["pdf"]}}']`` -> one ``where`` dict.
 
     Each expression is JSON (an object) or ``FIELD=VALUE``, ``FIELD>=X``, ``FIELD>X``,
-    ``FIELD<=X``, ``FIELD<X``; values are read as JSON when they parse (numbers, true), else as
+    ``FIELD<=X``, ``FIELD<X``, ``FIELD!=X``; values are read as JSON when they parse (numbers, true), else as
     text. Conditions on the same field combine (``page>=2`` and ``page<5``).
     """
     if exprs is None:
@@ -66,7 +66,7 @@ def parse_where(exprs: Sequence[str] | dict | None) -> dict[str, Any] | None:
             continue
         if not isinstance(e, str):
             raise UsageError(f"where: expected an expression or an object, got {e!r}")
-        m = re.match(r"^\s*([^<>=!\s]+)\s*(>=|<=|==|=|>|<)(.*)$", e)
+        m = re.match(r"^\s*([^<>=!\s]+)\s*(>=|<=|==|!=|=|>|<)(.*)$", e)
         if not m:
             raise UsageError(f"--where {e!r}: write FIELD=VALUE, FIELD>=X, FIELD<X (or a JSON object)")
         field, op, raw = m.group(1), m.group(2), m.group(3)
@@ -106,7 +106,12 @@ def matches_where(meta: dict, where: dict | None) -> bool:
             continue
         for op, x in cond.items():
             try:
-                ok = (v in x) if op == "in" else {"gte": v >= x, "gt": v > x, "lte": v <= x, "lt": v < x}[op]
+                if op == "in":
+                    ok = v in x
+                elif op in ("eq", "ne"):
+                    ok = (v == x) == (op == "eq")
+                else:
+                    ok = {"gte": v >= x, "gt": v > x, "lte": v <= x, "lt": v < x}[op]
             except TypeError:
                 ok = False
             if not ok:
