@@ -43,6 +43,7 @@ Events passed to ``on_event(kind, info)``: ``"pages"`` (``total``, ``todo``), ``
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import queue
 import threading
@@ -513,6 +514,11 @@ def build(
     if appending:
         _check_existing(output, model_name, pr, dtype, encoder.dim, True)
 
+    # compute only the attention the stored signals need (all of them for a study's full index)
+    enc_kw: dict = {}
+    if "signals" in inspect.signature(encoder.encode_pages).parameters:
+        enc_kw["signals"] = None if signals else [getattr(encoder, "importance", "cls")]
+
     from tqdm.auto import tqdm
 
     index = None
@@ -579,7 +585,7 @@ def build(
             nonlocal chunk
             if not chunk:
                 return
-            encoded = encoder.encode_pages([c for _, c in chunk], batch_size=min(len(chunk), 64))
+            encoded = encoder.encode_pages([c for _, c in chunk], batch_size=min(len(chunk), 64), **enc_kw)
             for (job, _), enc in zip(chunk, encoded):
                 if enc.vectors.shape[0] == 0:
                     skip(job, "the encoder produced no vectors")

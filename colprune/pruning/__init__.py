@@ -13,6 +13,9 @@ from ..errors import InvalidInputError
 from .base import PrunedPage, Pruner, check_page
 from .merging import GridPooling, HierarchicalPooling, KMeansPooling, Merger, PruneThenMerge, SequentialPooling
 from .selectors import AdaptiveThreshold, GlobalThreshold, NoPruning, PivotDedup, Random, TopRatio
+from .adaptive_ward import AdaptiveWard
+from .entropy_ward import EntropyWard
+from .entropy_top import EntropyTop
 
 __all__ = [
     "PRUNERS",
@@ -30,6 +33,9 @@ __all__ = [
     "GridPooling",
     "KMeansPooling",
     "PruneThenMerge",
+    "AdaptiveWard",
+    "EntropyWard",
+    "EntropyTop",
     "make_pruner",
     "check_page",
 ]
@@ -46,6 +52,9 @@ PRUNERS: dict[str, type[Pruner]] = {
     "pool2d": GridPooling,
     "kmeans": KMeansPooling,
     "prune-merge": PruneThenMerge,
+    "adaptive-ward": AdaptiveWard,
+    "entropy-ward": EntropyWard,
+    "entropy-top": EntropyTop,
 }
 
 

@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from .base import PrunedPage, Pruner, check_ratio, n_from_ratio
 
-__all__ = ["Merger", "HierarchicalPooling", "SequentialPooling", "GridPooling", "KMeansPooling", "PruneThenMerge"]
+__all__ = ["Merger", "HierarchicalPooling", "SequentialPooling", "GridPooling", "KMeansPooling", "PruneThenMerge",
+           "ward_linkage", "ward_groups"]
 
 
 def _merge(vectors: np.ndarray, imp: np.ndarray | None, groups: list[np.ndarray]):
@@ -83,14 +84,44 @@ class HierarchicalPooling(Merger):
     name = "ward"
 
     def _groups(self, importance, vectors, grid):
-        n = vectors.shape[0]
-        k = n_from_ratio(self.ratio, n)
-        if k >= n:
-            return [np.array([i]) for i in range(n)]
-        from scipy.cluster.hierarchy import fcluster, linkage
+        return ward_groups(vectors, n_from_ratio(self.ratio, vectors.shape[0]))
 
-        labels = fcluster(linkage(vectors.astype(np.float64), method="ward"), t=k, criterion="maxclust")
-        return [np.flatnonzero(labels == c) for c in np.unique(labels)]
+
+_LINKAGE_CACHE: dict[bytes, np.ndarray] = {}
+_LINKAGE_CACHE_BYTES = [0]
+#: Bytes of Ward trees kept for re-cutting (the study cuts one page's tree at several budgets).
+LINKAGE_CACHE_LIMIT = 256 << 20
+
+
+def ward_linkage(vectors: np.ndarray) -> np.ndarray:
+    """SciPy's Ward linkage of the rows, memoised by content: the tree does not depend on how
+    many clusters are cut from it, so pruners cutting the same page at other counts reuse it."""
+    import hashlib
+
+    from scipy.cluster.hierarchy import linkage
+
+    x = np.ascontiguousarray(vectors)
+    key = hashlib.blake2b(x.tobytes(), digest_size=16, person=str(x.shape).encode()[:16]).digest()
+    z = _LINKAGE_CACHE.get(key)
+    if z is None:
+        z = linkage(x.astype(np.float64), method="ward")
+        if _LINKAGE_CACHE_BYTES[0] + z.nbytes > LINKAGE_CACHE_LIMIT:
+            _LINKAGE_CACHE.clear()
+            _LINKAGE_CACHE_BYTES[0] = 0
+        _LINKAGE_CACHE[key] = z
+        _LINKAGE_CACHE_BYTES[0] += z.nbytes
+    return z
+
+
+def ward_groups(vectors: np.ndarray, k: int) -> list[np.ndarray]:
+    """The rows partitioned into (at most) ``k`` Ward clusters; ``k >= n`` keeps every row alone."""
+    n = vectors.shape[0]
+    if k >= n:
+        return [np.array([i]) for i in range(n)]
+    from scipy.cluster.hierarchy import fcluster
+
+    labels = fcluster(ward_linkage(vectors), t=max(1, k), criterion="maxclust")
+    return [np.flatnonzero(labels == c) for c in np.unique(labels)]
 
 
 class SequentialPooling(Merger):

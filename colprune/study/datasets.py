@@ -2,6 +2,11 @@
 
 - BEIR layout: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``; corpus records with
   an ``image`` path are page images.
+- PDF folders: ``queries.jsonl`` and ``qrels/<split>.tsv`` beside a folder of PDFs or page
+  images (``pdfs/``, ``pages/``, ``images/`` or ``corpus/``, else the dataset folder itself), whose
+  corpus ids are page ids as :func:`colprune.pipeline.build` gives them (``FILE.pdf#N``, N
+  1-based, paths relative to that folder), as in ``../shared/data/financebench-dev``. The
+  pages are built with the same pipeline as ``colprune build``.
 - ViDoRe layout: Hugging Face ``save_to_disk`` folders (``corpus/``, ``queries/``, and
   ``relevant_docs/`` or ``qrels/``, Arrow files) or parquet files with the same names. Column
   names vary between ViDoRe releases; ids come from ``corpus_id``/``corpus-id``/``_id``,
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
 
-__all__ = ["Dataset", "load_beir", "load_vidore", "load_dataset"]
+__all__ = ["Dataset", "load_beir", "load_vidore", "load_pdf_folder", "load_dataset"]
 
 
 @dataclass
@@ -36,10 +41,28 @@ class Dataset:
     images: dict[str, str | bytes] = field(default_factory=dict)  # a path, or encoded image bytes
     queries: dict[str, str] = field(default_factory=dict)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: For PDF-folder datasets: the folder of PDFs/images the pages come from.
+    pages_dir: str | None = None
+    _page_ids: list[str] | None = None
 
     @property
     def doc_ids(self) -> list[str]:
+        if self.pages_dir is not None:
+            if self._page_ids is None:
+                from ..pipeline import list_pages
+
+                self._page_ids = [j.id for j in list_pages([self.pages_dir])]
+            return list(self._page_ids)
         return list(self.images or self.corpus)
+
+    def page_texts(self) -> dict[str, str]:
+        """Page id -> text layer (PDF folders; "" for pages without one), or the text corpus."""
+        if self.pages_dir is None:
+            return dict(self.corpus)
+        from ..pipeline import _read_pages, list_pages
+
+        jobs = list_pages([self.pages_dir])
+        return {job.id: (content or "") for job, content, _ in _read_pages(jobs, "text", 72)}
 
     def image(self, doc_id: str):
         """The page image of ``doc_id`` (RGB PIL image), from its path or embedded bytes."""
@@ -158,10 +181,56 @@ def load_vidore(path: str) -> Dataset:
     return ds
 
 
+PAGE_DIRS = ("pdfs", "pages", "images", "corpus")
+_PAGE_EXTS = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _pages_dir(path: str) -> str | None:
+    for name in PAGE_DIRS:
+        d = os.path.join(path, name)
+        if os.path.isdir(d) and any(n.lower().endswith(_PAGE_EXTS) for _, _, ns in os.walk(d) for n in ns):
+            return d
+    if any(n.lower().endswith(_PAGE_EXTS) for n in os.listdir(path)):
+        return path
+    return None
+
+
+def load_pdf_folder(path: str, split: str = "test") -> Dataset:
+    """A folder of PDFs (or page images) with ``queries.jsonl`` and ``qrels/<split>.tsv`` whose
+    corpus ids are page ids (``FILE.pdf#N``); see the module docstring."""
+    pages = _pages_dir(path)
+    need = [os.path.join(path, "queries.jsonl"), os.path.join(path, "qrels", f"{split}.tsv")]
+    missing = [p for p in need if not os.path.exists(p)]
+    if pages is None or missing:
+        raise InvalidInputError(f"{path} is not a PDF-folder dataset: missing "
+                                + ", ".join(missing + ([] if pages else ["a folder of PDFs or page images"])))
+    ds = Dataset(os.path.basename(os.path.normpath(path)), pages_dir=pages)
+    for rec in _jsonl(need[0]):
+        ds.queries[str(rec["_id"])] = rec["text"]
+    _read_qrels(need[1], ds)
+    known = set(ds.doc_ids)
+    unknown = sorted({d for q in ds.qrels.values() for d in q} - known)
+    if unknown:
+        raise InvalidInputError(f"{path}: qrels name pages that are not in {pages}: {unknown[:5]} "
+                                f"(page ids are paths relative to {pages}, plus #N for PDF pages)")
+    return ds
+
+
+def _read_qrels(path: str, ds: Dataset) -> None:
+    with open(path, encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t"):
+            if not row or row[0] in ("query-id", "query_id"):
+                continue
+            ds.qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
+
+
 def load_dataset(path: str) -> Dataset:
-    """BEIR if ``corpus.jsonl`` is there, else ViDoRe (Arrow or parquet)."""
+    """BEIR if ``corpus.jsonl`` is there, a PDF folder if PDFs or page images and
+    ``queries.jsonl`` are, else ViDoRe (Arrow or parquet)."""
     if not os.path.isdir(path):
         raise InvalidInputError(f"{path}: no such dataset folder")
     if os.path.exists(os.path.join(path, "corpus.jsonl")):
         return load_beir(path)
+    if os.path.exists(os.path.join(path, "queries.jsonl")) and _pages_dir(path) is not None:
+        return load_pdf_folder(path)
     return load_vidore(path)

@@ -19,9 +19,9 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..index import Index
-from ..pruning import make_pruner
+from ..pruning import PRUNERS, make_pruner
 from .datasets import Dataset, load_dataset
-from .metrics import bootstrap_ci, ndcg_at, recall_at
+from .metrics import bm25_rank, bootstrap_ci, hit_at, ndcg_at, recall_at
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "encode_dataset", "run_study", "COLUMNS"]
 
@@ -70,12 +70,18 @@ DEFAULT_GRID: dict[str, Any] = {
         {"name": "ward", "pruner": "ward", "budget": True},
         {"name": "kmeans", "pruner": "kmeans", "budget": True},
         {"name": "pool1d", "pruner": "pool1d", "budget": True},
+        {"name": "adaptive-ward", "pruner": "adaptive-ward", "signal": "cls", "budget": True},
+        {"name": "entropy-ward", "pruner": "entropy-ward", "signal": "cls", "budget": True},
+        {"name": "entropy-top", "pruner": "entropy-top", "signal": "cls", "budget": True},
         DEFAULT_METHOD,
     ],
 }
 
-COLUMNS = ["method", "params", "keep_ratio", "codec", "bytes_per_page", "ndcg@5", "ndcg@10", "recall@10",
-           "recall@100", "retention", "ndcg@10_lo", "ndcg@10_hi", "queries"]
+COLUMNS = ["method", "params", "keep_ratio", "codec", "bytes_per_page", "hit@1", "hit@5", "hit@10", "ndcg@5",
+           "ndcg@10", "recall@10", "recall@100", "retention", "ndcg@10_lo", "ndcg@10_hi", "delta_ndcg@10", "delta_lo",
+           "delta_hi", "queries"]
+#: Reference rows (not pruned variants of the index): kept out of the Pareto frontier and plot.
+REFERENCES = ("meanpool", "bm25")
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,14 @@ def expand_grid(grid: dict, *, budgets: Sequence[float] | None = None, methods: 
 def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batch: int = 256) -> None:
     from ..encoders import load_encoder
 
+    if ds.pages_dir is not None:  # a folder of PDFs/images: the build pipeline, every signal kept
+        from ..pipeline import build
+
+        report = build([ds.pages_dir], path, model=encoder_name, signals=True, progress=progress,
+                       commit_pages=64, commit_seconds=60.0)
+        if report.skipped:
+            print(report.warning_line())
+        return
     ids = ds.doc_ids
     done: set[str] = set()
     if os.path.exists(path):
@@ -265,10 +279,34 @@ def _budget_k(col: _Collection, signal: str, budget: float) -> float:
     return round(_bisect(kept, budget, -10.0, 10.0, falling=True), 4)
 
 
+def _budget_count(col: _Collection, v: Variant, budget: float) -> float:
+    """For pruners whose per-page count comes from the page's attention (``budget_param``,
+    ``n_keep``): the parameter at which the collection keeps ``budget`` of its vectors."""
+    cls = PRUNERS[v.pruner]
+    signal = v.signal or "cls"
+    if not isinstance(signal, str):
+        raise InvalidInputError(f"{v.pruner}: budget mode takes one signal, not a blend ({signal})")
+    sigs = col.signals[signal]
+    fixed = sum(col.special)
+
+    def kept(x: float) -> float:
+        pr = make_pruner(v.pruner, **{**v.params, cls.budget_param: x})
+        return (fixed + sum(pr.n_keep(s) for s in sigs if s.size)) / col.total
+
+    if cls.budget_rising:
+        lo, hi = 1e-6, 1.0
+        while kept(hi) < budget and hi < 1e6:
+            lo, hi = hi, hi * 2
+        return round(_bisect(kept, budget, lo, hi, falling=False), 6)
+    return round(_bisect(kept, budget, -10.0, 10.0, falling=True), 4)
+
+
 def _derive(full: Index, col: _Collection, v: Variant, folder: str, codec: str) -> Index:
     params = dict(v.params)
     if v.budget is not None:
-        if "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
+        if hasattr(PRUNERS[v.pruner], "budget_param"):  # the page's attention sets its count
+            params[PRUNERS[v.pruner].budget_param] = _budget_count(col, v, v.budget)
+        elif "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
             params["ratio"] = _budget_ratio(col, v.budget)
         elif v.pruner == "adaptive":
             params["k"] = _budget_k(col, v.signal or "cls", v.budget)  # a single signal
@@ -309,16 +347,56 @@ def _cached(path: str, want: dict, n_docs: int, codec: str) -> Index | None:
 
 def _evaluate(index: Index, queries: list[np.ndarray], qids: list[str], ds: Dataset) -> dict[str, Any]:
     hits = index.search(queries, k=100)
-    per = {"ndcg@5": [], "ndcg@10": [], "recall@10": [], "recall@100": []}
-    for q, hs in zip(qids, hits):
-        ranked = [h.id for h in hs]
+    info = index.info()
+    return {"per_query": _per_query([[h.id for h in hs] for hs in hits], qids, ds),
+            "keep_ratio": info["keep_ratio"], "bytes_per_page": info["vector_bytes_per_page"]}
+
+
+def _per_query(rankings: list[list[str]], qids: list[str], ds: Dataset) -> dict[str, list[float]]:
+    per: dict[str, list[float]] = {m: [] for m in ("hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10", "recall@10", "recall@100")}
+    for q, ranked in zip(qids, rankings):
         judged = ds.qrels.get(q, {})
+        for k in (1, 5, 10):
+            per[f"hit@{k}"].append(hit_at(ranked, judged, k))
         per["ndcg@5"].append(ndcg_at(ranked, judged, 5))
         per["ndcg@10"].append(ndcg_at(ranked, judged, 10))
         per["recall@10"].append(recall_at(ranked, judged, 10))
         per["recall@100"].append(recall_at(ranked, judged, 100))
-    info = index.info()
-    return {"per_query": per, "keep_ratio": info["keep_ratio"], "bytes_per_page": info["vector_bytes_per_page"]}
+    return per
+
+
+# -- reference rows: one vector per page, and BM25 over the page text ----------------------
+
+def _meanpool(full: Index, queries: list[np.ndarray], qids: list[str], ds: Dataset) -> dict[str, Any]:
+    """One vector per page: the mean of its token vectors before normalisation (the ``norm``
+    signal restores each token's length when the index has it), L2-normalised: what a
+    single-vector index of the same encoder stores. MaxSim against one vector ranks a query
+    by the dot product of its summed token vectors with it."""
+    ids, vecs, n_vectors = [], [], 0
+    for p in full.iter_pages():
+        v = p.vectors.astype(np.float32)
+        if "norm" in full.signal_names:
+            v = v * p.signals["norm"][:, None].astype(np.float32)
+        m = v.mean(axis=0)
+        vecs.append(m / max(float(np.linalg.norm(m)), 1e-12))
+        ids.append(p.id)
+        n_vectors += p.vectors.shape[0]
+    d = np.stack(vecs).astype(np.float16).astype(np.float32)
+    q = np.stack([qv.sum(axis=0) for qv in queries])
+    order = np.argsort(-(q @ d.T), axis=1, kind="stable")[:, :100]
+    rankings = [[ids[i] for i in row] for row in order]
+    return {"per_query": _per_query(rankings, qids, ds), "keep_ratio": len(ids) / n_vectors,
+            "bytes_per_page": 2.0 * full.dim}
+
+
+def _bm25(ds: Dataset, qids: list[str]) -> dict[str, Any] | None:
+    texts = ds.page_texts()
+    if not any(t.strip() for t in texts.values()):
+        return None
+    ids = list(texts)
+    rankings = bm25_rank([texts[i] for i in ids], [ds.queries[q] for q in qids], k=100)
+    return {"per_query": _per_query([[ids[i] for i in r] for r in rankings], qids, ds),
+            "keep_ratio": float("nan"), "bytes_per_page": float("nan")}
 
 
 def run_study(
@@ -332,8 +410,17 @@ def run_study(
     codecs: Sequence[str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    references: bool = True,
+    log_rows: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run a study and write ``out/results.csv``, ``results.md`` and ``pareto.png``; returns the rows."""
+    """Run a study and write ``out/results.csv``, ``results.md``, ``per_query.csv`` and
+    ``pareto.png``; returns the rows.
+
+    Every row has hit@1/5/10, nDCG@5/10 (with a 95% bootstrap interval over queries), recall,
+    and the paired difference of nDCG@10 to the unpruned index per query (mean and 95%
+    bootstrap interval of the differences). ``references`` adds two rows a user would weigh:
+    ``meanpool`` (one vector per page) and ``bm25`` over the page text.
+    """
     from tqdm.auto import tqdm
 
     grid = grid or DEFAULT_GRID
@@ -361,12 +448,21 @@ def run_study(
         dim = full.dim
         col = _Collection(full)
         base = _evaluate(full, queries, qids, ds)
-        base_ndcg = float(np.mean(base["per_query"]["ndcg@10"]))
-        rows.append(_row("none", "", base, "float16", base_ndcg, dim))
+        base_per = base["per_query"]["ndcg@10"]
+        rows.append(_row("none", "", base, "float16", base_per, dim))
+        if references:
+            rows.append(_row("meanpool", "one vector per page", _meanpool(full, queries, qids, ds), "float16", base_per, dim))
+            bm = _bm25(ds, qids)
+            if bm is not None:
+                rows.append(_row("bm25", "page text, k1=1.2 b=0.75", bm, "-", base_per, dim))
         for v in tqdm(variants, desc="variants", unit="variant", disable=not progress):
             for codec in codecs:
                 with _derive(full, col, v, os.path.join(out, "variants"), codec) as ix:
-                    rows.append(_row(v.method, v.label, _evaluate(ix, queries, qids, ds), codec, base_ndcg, dim))
+                    rows.append(_row(v.method, v.label, _evaluate(ix, queries, qids, ds), codec, base_per, dim))
+                if log_rows:
+                    r = rows[-1]
+                    log(f"{r['method']:>16} {r['params']:<40} {codec:<8} keep {r['keep_ratio']:.3f} nDCG@10 {r['ndcg@10']:.3f} "
+                        f"hit@10 {r['hit@10']:.3f} delta {r['delta_ndcg@10']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]")
     _write(rows, out, ds.name, encoder, len(qids))
     with open(os.path.join(out, "per_query.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -377,17 +473,24 @@ def run_study(
     return rows
 
 
-def _row(method: str, params: str, ev: dict, codec: str, base_ndcg: float, dim: int) -> dict[str, Any]:
+def _row(method: str, params: str, ev: dict, codec: str, base_per: list[float], dim: int) -> dict[str, Any]:
     per = ev["per_query"]
     lo, hi = bootstrap_ci(per["ndcg@10"])
     n10 = float(np.mean(per["ndcg@10"]))
+    base_ndcg = float(np.mean(base_per))
+    diff = np.asarray(per["ndcg@10"]) - np.asarray(base_per)
+    dlo, dhi = bootstrap_ci(diff)
+    mean = lambda k: round(float(np.mean(per[k])), 4)  # noqa: E731
     return {
         "method": method, "params": params, "keep_ratio": round(float(ev["keep_ratio"]), 4), "codec": codec,
         "bytes_per_page": round(float(ev["bytes_per_page"]), 1),
-        "ndcg@5": round(float(np.mean(per["ndcg@5"])), 4), "ndcg@10": round(n10, 4),
-        "recall@10": round(float(np.mean(per["recall@10"])), 4), "recall@100": round(float(np.mean(per["recall@100"])), 4),
+        "hit@1": mean("hit@1"), "hit@5": mean("hit@5"), "hit@10": mean("hit@10"),
+        "ndcg@5": mean("ndcg@5"), "ndcg@10": round(n10, 4),
+        "recall@10": mean("recall@10"), "recall@100": mean("recall@100"),
         "retention": round(n10 / base_ndcg, 4) if base_ndcg else float("nan"),
-        "ndcg@10_lo": round(lo, 4), "ndcg@10_hi": round(hi, 4), "queries": len(per["ndcg@10"]),
+        "ndcg@10_lo": round(lo, 4), "ndcg@10_hi": round(hi, 4),
+        "delta_ndcg@10": round(float(diff.mean()), 4), "delta_lo": round(dlo, 4), "delta_hi": round(dhi, 4),
+        "queries": len(per["ndcg@10"]),
         "_per_query": per["ndcg@10"],
     }
 
@@ -402,22 +505,31 @@ def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_q
     frontier = pareto_frontier(rows)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(f"# Study: {dataset}, encoder {encoder}, {n_queries} judged queries\n\n")
-        f.write("nDCG@10 interval: 95% bootstrap over queries. Retention: nDCG@10 / unpruned. "
-                "Bytes: stored vector bytes per page. * = on the Pareto frontier (no row is both smaller and better).\n\n")
-        f.write("| method | params | codec | keep | bytes/page | nDCG@5 | nDCG@10 [95% CI] | recall@10 | retention |\n")
-        f.write("|---|---|---|---|---|---|---|---|---|\n")
+        f.write("nDCG@10 interval: 95% bootstrap over queries. Δ: the paired difference of nDCG@10 to the unpruned "
+                "index, per query, mean and 95% bootstrap interval. Retention: nDCG@10 / unpruned. "
+                "Bytes: stored vector bytes per page. * = on the Pareto frontier (no row is both smaller and better). "
+                "meanpool: one vector per page; bm25: over the page text (no vectors).\n\n")
+        f.write("| method | params | codec | keep | bytes/page | hit@1 | hit@5 | hit@10 | nDCG@10 [95% CI] | Δ nDCG@10 [95% CI] | retention |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
         for i, r in enumerate(rows):
             star = " *" if i in frontier else ""
-            f.write(f"| {r['method']}{star} | {r['params']} | {r['codec']} | {r['keep_ratio']:.1%} | {r['bytes_per_page']:,.0f} | "
-                    f"{r['ndcg@5']:.3f} | {r['ndcg@10']:.3f} [{r['ndcg@10_lo']:.3f}, {r['ndcg@10_hi']:.3f}] | "
-                    f"{r['recall@10']:.3f} | {r['retention']:.1%} |\n")
+            keep = "-" if r["keep_ratio"] != r["keep_ratio"] else f"{r['keep_ratio']:.1%}"
+            size = "-" if r["bytes_per_page"] != r["bytes_per_page"] else f"{r['bytes_per_page']:,.0f}"
+            f.write(f"| {r['method']}{star} | {r['params']} | {r['codec']} | {keep} | {size} | "
+                    f"{r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['hit@10']:.3f} | "
+                    f"{r['ndcg@10']:.3f} [{r['ndcg@10_lo']:.3f}, {r['ndcg@10_hi']:.3f}] | "
+                    f"{r['delta_ndcg@10']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}] | {r['retention']:.1%} |\n")
     pareto_plot(rows, os.path.join(out, "pareto.png"), f"{dataset} ({encoder}, {n_queries} queries)")
 
 
 def pareto_frontier(rows: list[dict[str, Any]]) -> set[int]:
     """Indices of rows no other row beats on both bytes (fewer) and nDCG@10 (higher)."""
     keep = set()
+    rows = [r if r["method"] not in REFERENCES else {**r, "bytes_per_page": float("inf"), "ndcg@10": float("-inf")}
+            for r in rows]
     for i, r in enumerate(rows):
+        if rows[i]["bytes_per_page"] == float("inf"):
+            continue
         if not any((o["bytes_per_page"] <= r["bytes_per_page"] and o["ndcg@10"] > r["ndcg@10"])
                    or (o["bytes_per_page"] < r["bytes_per_page"] and o["ndcg@10"] >= r["ndcg@10"]) for o in rows):
             keep.add(i)
@@ -433,6 +545,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 6.5))
     styles = {"float16": ("-", "o"), "int8": ("--", "s"), "binary": (":", "^")}
+    rows = [r for r in rows if r["method"] not in REFERENCES]
     methods = sorted({r["method"] for r in rows} - {"none"})
     palette = plt.get_cmap("tab20")
     colors = {m: ("black" if m == "default" else palette(i % 20)) for i, m in enumerate(m for m in methods if m != "default")}

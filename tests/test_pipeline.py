@@ -1,0 +1,155 @@
+"""colprune.pipeline.build: builds that finish, ids that do not depend on the working directory,
+resuming, changed files, settings checked before the model loads, Ctrl-C."""
+
+import os
+
+import matplotlib
+import pytest
+
+import colprune as cp
+from colprune.demo import write_demo_pdfs
+from colprune.encoders import PageError, load_encoder
+from colprune.pipeline import NO_TEXT, BuildReport, build, list_pages
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_encoder("minilm")
+
+
+def _pdf(path, pages):
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(path) as pdf:
+        for text in pages:
+            fig = plt.figure(figsize=(8, 11))
+            if text:
+                fig.text(0.1, 0.9, text)
+            pdf.savefig(fig)
+            plt.close(fig)
+
+
+@pytest.fixture
+def docs(tmp_path):
+    folder = tmp_path / "docs"
+    write_demo_pdfs(str(folder))  # 4 PDFs x 4 pages
+    _pdf(folder / "gaps.pdf", ["whales sing in the deep ocean", "", "owls hunt at night"])  # a blank page
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a PDF")
+    (folder / "notes.txt").write_text("a note about glaciers and ice ages")
+    return folder
+
+
+def test_build_finishes_skipping_what_it_cannot_embed(docs, tmp_path, minilm):
+    events = []
+    report = build([str(docs)], str(tmp_path / "a.h5"), encoder=minilm, progress=False,
+                   on_event=lambda kind, info: events.append((kind, info)))
+    assert isinstance(report, BuildReport)
+    assert report.indexed == 16 + 2 + 1 and not report.interrupted
+    assert report.skipped["gaps.pdf#2"] == NO_TEXT
+    assert "not a readable PDF" in report.skipped["broken.pdf"]
+    assert report.warning_line().startswith("warning: skipped 2 pages or files")
+    assert "indexed 19 pages" in report.summary() and "skipped 2" in report.summary()
+    assert [k for k, _ in events if k == "skipped"] == ["skipped"] * 2 and events[-1][0] == "done"
+    with cp.Index.open(tmp_path / "a.h5") as ix:
+        assert "gaps.pdf#3" in ix and "notes.txt" in ix and "thermometry.pdf#1" in ix
+        meta = ix.get("cells.pdf#2").metadata
+        assert meta["source"].endswith("cells.pdf") and meta["page"] == 2 and len(meta["sha256"]) == 64
+        assert ix.encoder == "minilm"
+
+
+def test_page_ids_do_not_depend_on_how_the_folder_is_named(docs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    forms = [["docs"], ["./docs/"], [str(docs.resolve())]]
+    ids = [[j.id for j in list_pages(f)] for f in forms]
+    assert ids[0] == ids[1] == ids[2] and "rivers.pdf#3" in ids[0]
+    assert [j.id for j in list_pages(["docs/cells.pdf"])][:1] == ["cells.pdf#1"]
+    assert [j.id for j in list_pages(["docs"], id_root=".")][0].startswith("docs/")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("same name, other folder")
+    with pytest.raises(cp.InvalidInputError, match="both give the page id 'notes.txt'.*id_root"):
+        list_pages(["docs", "other"])
+
+
+def test_strict_stops_at_the_first_bad_file(docs, tmp_path, minilm):
+    with pytest.raises(PageError, match="broken.pdf.*not a readable PDF"):
+        build([str(docs)], str(tmp_path / "s.h5"), encoder=minilm, progress=False, strict=True)
+    (docs / "broken.pdf").unlink()
+    with pytest.raises(PageError, match="gaps.pdf#2"):
+        build([str(docs)], str(tmp_path / "s.h5"), encoder=minilm, progress=False, strict=True)
+
+
+def test_resume_skips_present_pages_and_reports_changed_files(docs, tmp_path, minilm):
+    out = str(tmp_path / "r.h5")
+    first = build([str(docs)], out, encoder=minilm, progress=False)
+    again = build([str(docs)], out, encoder=minilm, progress=False)
+    assert again.indexed == 0 and again.already_present == first.indexed
+    (docs / "notes.txt").write_text("the note now speaks of volcanoes")
+    changed = build([str(docs)], out, encoder=minilm, progress=False)
+    assert changed.changed_not_replaced == ["notes.txt"] and changed.indexed == 0
+
+
+def test_settings_are_checked_before_the_model_loads(docs, tmp_path, minilm, monkeypatch):
+    out = str(tmp_path / "c.h5")
+    build([str(docs / "cells.pdf")], out, encoder=minilm, progress=False, pruner="none")
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not load when the settings do not fit")
+
+    monkeypatch.setattr("colprune.encoders.load_encoder", no_model)
+    with pytest.raises(cp.InvalidInputError, match=r"holds an index with pruner .*none.*--pruner none"):
+        build([str(docs)], out, progress=False, pruner="ward")
+    with pytest.raises(cp.InvalidInputError, match="codec float16.*--dtype float16"):
+        build([str(docs)], out, progress=False, dtype="int8")
+    with pytest.raises(cp.InvalidInputError, match="encoder 'minilm'"):
+        build([str(docs)], out, progress=False, model=str(tmp_path))
+
+
+def test_ctrl_c_keeps_what_was_committed(docs, tmp_path, minilm):
+    out = str(tmp_path / "i.h5")
+    seen = {}
+
+    def on_event(kind, info):
+        if kind == "committed":
+            raise KeyboardInterrupt
+        if kind == "interrupted":
+            seen.update(info)
+
+    with pytest.raises(KeyboardInterrupt):
+        build([str(docs)], out, encoder=minilm, progress=False, commit_pages=3, batch_size=3, on_event=on_event)
+    assert seen["interrupted"] and seen["indexed"] == 3
+    with cp.Index.open(out) as ix:
+        assert len(ix) == 3
+    rest = build([str(docs)], out, encoder=minilm, progress=False)
+    assert rest.already_present == 3 and rest.indexed == 16
+
+
+def test_encrypted_pdf_is_skipped_with_its_reason(tmp_path, minilm):
+    pypdf = pytest.importorskip("pypdf")
+    _pdf(tmp_path / "plain.pdf", ["secret numbers"])
+    w = pypdf.PdfWriter(clone_from=str(tmp_path / "plain.pdf"))
+    w.encrypt(user_password="pw", owner_password="pw")
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    with open(folder / "locked.pdf", "wb") as f:
+        w.write(f)
+    _pdf(folder / "open.pdf", ["open text"])
+    report = build([str(folder)], str(tmp_path / "e.h5"), encoder=minilm, progress=False)
+    assert report.indexed == 1 and "encrypted" in report.skipped["locked.pdf"]
+
+
+def test_pages_are_recorded_in_the_index_when_it_can(docs, tmp_path, minilm):
+    out = str(tmp_path / "k.h5")
+    build([str(docs)], out, encoder=minilm, progress=False)
+    with cp.Index.open(out) as ix:
+        if not hasattr(ix, "skipped"):
+            pytest.skip("this index format has no record of skipped pages yet (Index.record_skipped)")
+        assert ix.skipped["gaps.pdf#2"] == NO_TEXT
+    # skipped pages are retried only when asked
+    assert build([str(docs)], out, encoder=minilm, progress=False).skipped["gaps.pdf#2"] == NO_TEXT
+    retry = build([str(docs)], out, encoder=minilm, progress=False, retry_skipped=True)
+    assert retry.skipped["gaps.pdf#2"] == NO_TEXT and retry.indexed == 0
+    assert os.path.exists(out)
