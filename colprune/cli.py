@@ -739,7 +739,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if texts:
             _check_model(index.encoder)
         results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
-                                  rerank=args.rerank, n_centroids=args.centroids)
+                                  rerank=args.rerank)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -770,8 +770,6 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=_positive_int, default=None, metavar="N",
                    help="two-stage search: shortlist N pages per query by their centroids, score those exactly "
                         "(float16/float32 indexes; faster on large indexes, recall may drop)")
-    p.add_argument("--centroids", type=_positive_int, default=None, metavar="C",
-                   help="--candidates: centroids per page (default 4)")
     p.add_argument("--rerank", type=_nonneg_int, default=None, metavar="N",
                    help="binary indexes: rescore the best N Hamming hits exactly from the float16 copy "
                         "(default max(100, 10k); 0: Hamming order only)")
@@ -881,13 +879,19 @@ def _repack_by_copy(path: str, *, rerank: bool, quiet: bool, args: argparse.Name
         elif os.path.exists(p):
             os.remove(p)
 
+    keeps_record = hasattr(Index, "_set_pruner")
     try:
         remove(tmp)
         with _open_index(path) as src:
             config = src.pruner_config
+            if config is not None and config.get("name") != "none" and not keeps_record:
+                raise UsageError(
+                    f"{path} holds pages pruned with {config.get('name')}, and a copy would record them as unpruned; "
+                    f"write the smaller index from the full one instead: colprune prune FULL NEW --pruner "
+                    f"{config.get('name')} ... --dtype {src.codec} --no-rerank")
             dst = src.derive(tmp, "none", overwrite=True, progress=not quiet, rerank=rerank)
             dst.close()
-        if config is not None and hasattr(Index, "_set_pruner"):
+        if config is not None and keeps_record:
             with Index.open(tmp, mode="a") as ix:  # keep the original pruner: appends must still match it
                 ix._set_pruner(config)
         if os.path.isdir(path):  # a collection directory: swap, then drop the old one

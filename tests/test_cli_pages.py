@@ -113,6 +113,7 @@ def test_changed_files_are_reported_or_reindexed(tmp_path, loads, capsys):
     if not hasattr(cp.Index, "upsert"):
         pytest.skip("Index.upsert arrives with the index format v3; --upsert is refused until then")
     assert status == 0
+    assert "replaced 1 changed" in capsys.readouterr().out
     assert main(["search", out, "who made the mercury thermometer", "-k", "1", "--json"]) == 0
     hit = json.loads(capsys.readouterr().out)[0]["hits"][0]
     assert hit["id"] == "a.txt"
