@@ -104,3 +104,41 @@ def test_merged_indexes_store_covers_and_derive_again(tmp_path, rng):
         assert p2.covers is not None and all(any(c2.tolist() == c1.tolist() for c1 in p1.covers) for c2 in p2.covers)
         assert len(list(again.iter_pages())) == 10
         again.close()
+
+
+def test_attention_counts():
+    from colprune.pruning.counts import docpruner_count, effective_number, entropy_count
+
+    assert effective_number(np.ones(50)) == pytest.approx(50)
+    assert effective_number(np.r_[1.0, np.zeros(9)]) == pytest.approx(1)
+    assert effective_number(np.r_[np.ones(5), np.zeros(5)]) == pytest.approx(5)
+    assert effective_number(np.zeros(7)) == 7  # no attention at all: uniform
+    assert entropy_count(np.ones(50), 0.1) == 5 and entropy_count(np.ones(50), 0.001) == 1
+    assert entropy_count(np.ones(50), 10) == 50
+    imp = np.arange(10.0)
+    assert docpruner_count(imp, 0.0) == 5 and docpruner_count(np.ones(4), 0.0) == 1
+
+
+@pytest.mark.parametrize("name", ["adaptive-ward", "entropy-ward"])
+def test_adaptive_mergers_keep_their_count_as_ward_groups(name, rng):
+    n = 1 + 60
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    mask = np.r_[False, np.ones(60, bool)]
+    imp = rng.random(n) ** 4
+    pr = make_pruner(name)
+    r = pr.prune(x, imp, patch_mask=mask)
+    check_partition(r, n, set(range(1, n)))
+    assert r.n_kept - 1 == pr.n_keep(imp[1:])
+    want = HierarchicalPooling(ratio=pr.n_keep(imp[1:]) / 60).prune(x, imp, patch_mask=mask)
+    assert_allclose(r.vectors, want.vectors, rtol=1e-6)  # the same Ward tree, cut at the page's count
+    assert make_pruner(pr.config()) == pr and pr.needs_importance
+
+
+def test_entropy_count_follows_the_spread_of_attention(rng):
+    x = rng.standard_normal((100, 8)).astype(np.float32)
+    spread, peaked = np.ones(100), np.r_[np.full(10, 10.0), np.full(90, 0.01)]
+    for name in ("entropy-ward", "entropy-top"):
+        pr = make_pruner(name, scale=0.5)
+        assert pr.prune(x, spread).n_kept == 50 and pr.prune(x, peaked).n_kept < 10
+    top = make_pruner("entropy-top", scale=0.5).prune(x, peaked)
+    assert set(top.positions) <= set(range(10))  # the most attended patches

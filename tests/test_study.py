@@ -54,6 +54,58 @@ def test_grid_expansion_and_filters():
     assert len({v.slug for v in same}) == 1  # identical configs share one cached index
 
 
+def test_hit_and_bm25_by_hand():
+    from colprune.study import bm25_rank, hit_at
+
+    assert hit_at(["x", "a"], {"a": 1}, 1) == 0.0 and hit_at(["x", "a"], {"a": 1}, 2) == 1.0
+    assert hit_at(["a"], {"a": 0}, 5) == 0.0
+    docs = ["the cat sat on the mat", "dogs chase cats", "a cat and a cat and a cat", "nothing here"]
+    ranked = bm25_rank(docs, ["cat", "dogs", "zebra"], k=4)
+    assert ranked[0][:2] == [2, 0] and ranked[1][0] == 1 and ranked[2] == [0, 1, 2, 3]  # no match: file order
+    # one term, by hand: idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg))
+    import math
+
+    n, df, k1, b = 4, 2, 1.2, 0.75
+    lens = [6, 3, 9, 2]
+    avg = sum(lens) / 4
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    s0 = idf * 1 * (k1 + 1) / (1 + k1 * (1 - b + b * 6 / avg))
+    s2 = idf * 3 * (k1 + 1) / (3 + k1 * (1 - b + b * 9 / avg))
+    assert s2 > s0
+
+
+def test_adaptive_methods_solve_the_budget_and_pdf_folders_run(tmp_path):
+    """A PDF-folder dataset (page ids FILE.pdf#N) through the build pipeline, with the
+    attention-adaptive pruners at a collection budget."""
+    from colprune.demo import write_demo_pdfs
+    from colprune.demo_docs import QUERIES
+    from colprune.study import load_dataset, run_study
+
+    ds = tmp_path / "ds"
+    write_demo_pdfs(str(ds / "pdfs"))
+    with open(ds / "queries.jsonl", "w") as f:
+        for i, (q, _) in enumerate(QUERIES):
+            f.write(json.dumps({"_id": f"q{i}", "text": q}) + "\n")
+    os.makedirs(ds / "qrels")
+    with open(ds / "qrels" / "test.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for i, (_, want) in enumerate(QUERIES):
+            f.write(f"q{i}\t{want.split('/')[-1]}\t1\n")
+    loaded = load_dataset(str(ds))
+    assert loaded.pages_dir.endswith("pdfs") and len(loaded.doc_ids) == 16 and "cells.pdf#1" in loaded.doc_ids
+    grid = {"methods": [{"name": n, "pruner": n, "signal": "cls", "budget": True}
+                        for n in ("adaptive-ward", "entropy-ward", "entropy-top")]}
+    rows = run_study(str(ds), "minilm", str(tmp_path / "out"), grid=grid, budgets=[0.5, 0.25], codecs=["float16"],
+                     progress=False, log=lambda m: None)
+    assert [r["method"] for r in rows[:3]] == ["none", "meanpool", "bm25"]
+    assert rows[0]["hit@1"] == 1.0 and rows[2]["hit@10"] == 1.0
+    for r in rows[3:]:
+        budget = float(r["params"].split("budget=")[1])
+        assert abs(r["keep_ratio"] - budget) < 0.03, r  # the collection keeps the budget
+        assert r["delta_lo"] <= r["delta_ndcg@10"] <= r["delta_hi"]
+    assert rows[1]["bytes_per_page"] == 768 and rows[1]["keep_ratio"] < 0.1
+
+
 def test_pareto_frontier():
     rows = [{"bytes_per_page": 10, "ndcg@10": 0.5}, {"bytes_per_page": 5, "ndcg@10": 0.5},
             {"bytes_per_page": 20, "ndcg@10": 0.7}, {"bytes_per_page": 4, "ndcg@10": 0.1}]
@@ -89,9 +141,11 @@ def test_study_end_to_end_with_cache(tmp_path):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == COLUMNS
     assert rows[0]["method"] == "none" and float(rows[0]["keep_ratio"]) == 1.0 and float(rows[0]["retention"]) == 1.0
-    assert len(rows) == 1 + 2 * 2 * 2 and {r["codec"] for r in rows} == {"float16", "int8"}
+    assert [r["method"] for r in rows[1:3]] == ["meanpool", "bm25"]  # reference rows
+    assert len(rows) == 3 + 2 * 2 * 2 and {r["codec"] for r in rows[3:]} == {"float16", "int8"}
     assert float(rows[0]["ndcg@10"]) > 0.9  # the demo questions are easy
-    for r in rows[1:]:
+    assert float(rows[0]["delta_ndcg@10"]) == 0.0 and float(rows[0]["hit@10"]) == 1.0
+    for r in rows[3:]:
         b = float(r["params"].split("budget=")[1])
         assert abs(float(r["keep_ratio"]) - b) < 0.15 and float(r["ndcg@10_lo"]) <= float(r["ndcg@10"]) <= float(r["ndcg@10_hi"])
     assert (out / "results.md").read_text().count("\n|") >= len(rows) and (out / "pareto.png").stat().st_size > 10_000
@@ -129,5 +183,5 @@ def test_loads_vidore_arrow_and_runs_an_image_study(tmp_path):
     model = save_tiny_colqwen2(str(tmp_path / "colqwen2"))
     rows = run_study(str(folder), model, str(tmp_path / "out"), methods=["docpruner", "random"], budgets=[0.5],
                      codecs=["float16"], progress=False, log=lambda m: None)
-    assert [r["method"] for r in rows] == ["none", "docpruner", "random"]
-    assert all(abs(r["keep_ratio"] - 0.5) < 0.05 for r in rows[1:])
+    assert [r["method"] for r in rows] == ["none", "meanpool", "docpruner", "random"]  # images: no text for BM25
+    assert all(abs(r["keep_ratio"] - 0.5) < 0.05 for r in rows[2:])

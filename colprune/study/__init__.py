@@ -1,7 +1,7 @@
 """Storage-versus-quality studies: datasets, metrics, the sweep runner and its outputs."""
 
-from .datasets import Dataset, load_beir, load_dataset, load_vidore
-from .metrics import bootstrap_ci, ndcg_at, recall_at
+from .datasets import Dataset, load_beir, load_dataset, load_pdf_folder, load_vidore
+from .metrics import bm25_rank, bootstrap_ci, hit_at, ndcg_at, recall_at
 from .runner import (
     COLUMNS,
     DEFAULT_GRID,
@@ -21,6 +21,9 @@ __all__ = [
     "load_dataset",
     "ndcg_at",
     "recall_at",
+    "hit_at",
+    "bm25_rank",
+    "load_pdf_folder",
     "bootstrap_ci",
     "run_study",
     "encode_dataset",

@@ -325,9 +325,7 @@ def _derive(full: Index, col: _Collection, v: Variant, folder: str, codec: str) 
 def _reencode(base: Index, path: str, want: dict, codec: str) -> Index:
     # binary is judged as stored: Hamming MaxSim, no float16 rerank copy
     out = base.derive(path, "none", dtype=codec, overwrite=True, rerank=False)
-    out.close()
-    with Index.open(path, mode="a") as ix:
-        ix._set_pruner(want)  # record what the vectors went through, not the no-op copy
+    out.close()  # its pruner record is "none", derived_from what the vectors went through
     return Index.open(path)
 
 
@@ -335,7 +333,8 @@ def _cached(path: str, want: dict, n_docs: int, codec: str) -> Index | None:
     if os.path.exists(path):
         try:
             ix = Index.open(path)
-            if ix.pruner_config == want and len(ix) == n_docs and ix.codec == codec:
+            cfg = ix.pruner_config or {}
+            if want in (cfg, cfg.get("derived_from")) and len(ix) == n_docs and ix.codec == codec:
                 return ix
             ix.close()
         except (InvalidInputError, OSError):
@@ -525,7 +524,7 @@ def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_q
 def pareto_frontier(rows: list[dict[str, Any]]) -> set[int]:
     """Indices of rows no other row beats on both bytes (fewer) and nDCG@10 (higher)."""
     keep = set()
-    rows = [r if r["method"] not in REFERENCES else {**r, "bytes_per_page": float("inf"), "ndcg@10": float("-inf")}
+    rows = [r if r.get("method") not in REFERENCES else {**r, "bytes_per_page": float("inf"), "ndcg@10": float("-inf")}
             for r in rows]
     for i, r in enumerate(rows):
         if rows[i]["bytes_per_page"] == float("inf"):
