@@ -540,6 +540,13 @@ def _build_from_pages(args: argparse.Namespace) -> int:
     kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     report = pipeline.build(args.inputs, args.output, **kwargs)
     warning = report.warning_line() if hasattr(report, "warning_line") else None
+    if (report.skipped and not report.interrupted and not report.indexed and not report.already_present
+            and not getattr(report, "replaced", 0)):
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(f"no page could be indexed: {warning or 'every page was skipped'}"
+                                + (" (the text encoder reads text layers only: for scans and images use an image "
+                                   "encoder, --model vidore/colqwen2-v1.0-hf)" if model == "minilm" else ""))
     if warning:
         print(f"colprune build: {warning}", file=sys.stderr)
     print(report.summary() if hasattr(report, "summary") else f"{args.output}: indexed {report.indexed} pages")

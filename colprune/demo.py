@@ -61,40 +61,40 @@ def run_demo(out: str | None = None, *, quiet: bool = False, synthetic: bool = F
 
 def _documents(out: str, quiet: bool, n_pages: int) -> dict:
     from .demo_docs import QUERIES
-    from .encoders import collect_pages, load_encoder
+    from .encoders import load_encoder
+    from .pipeline import build
 
-    cwd = os.getcwd()
-    os.chdir(out)  # page ids are paths as given: keep them short (docs/x.pdf#1)
-    try:
-        write_demo_pdfs("docs")
-        pages = collect_pages(["docs"])
-        print(f"wrote {len({p.path for p in pages})} PDFs with {len(pages)} pages to {os.path.join(out, 'docs')}")
-        encoder = load_encoder("minilm")
-        encoded = encoder.encode_pages([p.text() for p in pages], progress=not quiet)
-        with Index.create("full.h5", dim=encoder.dim, dtype="float16", encoder="minilm", overwrite=True) as full:
-            full.add([p.id for p in pages], [e.vectors for e in encoded], [e.importance for e in encoded],
-                     pruner="none", metadata=[p.metadata for p in pages], patch_mask=[e.patch_mask for e in encoded])
-            pruned = full.derive("pruned.h5", AdaptiveThreshold(k=-0.25), overwrite=True)
-            queries = encoder.encode_queries([q for q, _ in QUERIES])
-            results = {name: ix.search(queries, k=3) for name, ix in (("full", full), ("pruned", pruned))}
-            fi, pi = full.info(), pruned.info()
-            pruned.close()
-        print(f"full index   {os.path.join(out, 'full.h5')}: {fi['vectors']:,} token vectors, "
-              f"{fi['vector_bytes_per_page'] / 1024:.1f} KB/page (float16, dim {fi['dim']})")
-        print(f"pruned index {os.path.join(out, 'pruned.h5')}: DocPruner k=-0.25 kept {pi['keep_ratio']:.1%} of vectors, "
-              f"{pi['vector_bytes_per_page'] / 1024:.1f} KB/page, saved {1 - pi['vectors'] / fi['vectors']:.1%} of the bytes")
-        top1 = {}
-        for name, hits in results.items():
-            top1[name] = sum(h[0].id == f"docs/{want}" for h, (_, want) in zip(hits, QUERIES))
-        for (q, want), fh, ph in zip(QUERIES, results["full"], results["pruned"]):
-            print(f"\n{q!r} (answer: docs/{want})")
-            for label, hs in (("full  ", fh), ("pruned", ph)):
-                print(f"  {label} " + ", ".join(f"{h.id} ({h.score:.2f})" for h in hs))
-        print(f"\ntop-1 correct: full {top1['full']}/{len(QUERIES)}, pruned {top1['pruned']}/{len(QUERIES)}")
-        return {"keep_ratio": pi["keep_ratio"], "full_bytes_per_page": fi["vector_bytes_per_page"],
-                "pruned_bytes_per_page": pi["vector_bytes_per_page"], "top1": top1, "queries": len(QUERIES)}
-    finally:
-        os.chdir(cwd)
+    docs = os.path.join(out, "docs")
+    paths = write_demo_pdfs(docs)
+    encoder = load_encoder("minilm")
+    full_path, pruned_path = os.path.join(out, "full.h5"), os.path.join(out, "pruned.h5")
+    # the same build as `colprune build docs -o full.h5 --pruner none`: page ids are paths
+    # relative to docs/ (thermometry.pdf#1), whatever the working directory
+    report = build([docs], full_path, encoder=encoder, pruner="none", overwrite=True, progress=not quiet)
+    print(f"wrote {len(paths)} PDFs with {report.indexed} pages to {docs}")
+    with Index.open(full_path) as full:
+        pruned = full.derive(pruned_path, AdaptiveThreshold(k=-0.25), overwrite=True)
+        queries = encoder.encode_queries([q for q, _ in QUERIES])
+        results = {name: ix.search(queries, k=3) for name, ix in (("full", full), ("pruned", pruned))}
+        fi, pi = full.info(), pruned.info()
+        pruned.close()
+    print(f"full index   {full_path}: {fi['vectors']:,} token vectors, "
+          f"{fi['vector_bytes_per_page'] / 1024:.1f} KB/page (float16, dim {fi['dim']})")
+    print(f"pruned index {pruned_path}: DocPruner k=-0.25 kept {pi['keep_ratio']:.1%} of vectors, "
+          f"{pi['vector_bytes_per_page'] / 1024:.1f} KB/page, saved {1 - pi['vectors'] / fi['vectors']:.1%} of the bytes")
+    top1 = {}
+    for name, hits in results.items():
+        top1[name] = sum(h[0].id == want for h, (_, want) in zip(hits, QUERIES))
+    for (q, want), fh, ph in zip(QUERIES, results["full"], results["pruned"]):
+        print(f"\n{q!r} (answer: {want})")
+        for label, hs in (("full  ", fh), ("pruned", ph)):
+            print(f"  {label} " + ", ".join(f"{h.id} ({h.score:.2f})" for h in hs))
+    print(f"\ntop-1 correct: full {top1['full']}/{len(QUERIES)}, pruned {top1['pruned']}/{len(QUERIES)}")
+    print(f"\nnext: colprune search {pruned_path} \"your question\"   (or colprune info {pruned_path})"
+          if not out.startswith(tempfile.gettempdir() + os.sep + "colprune-demo-") else
+          "\nnext: colprune demo --out DIR keeps the indexes; colprune demo --docs pdfs writes just the PDFs")
+    return {"keep_ratio": pi["keep_ratio"], "full_bytes_per_page": fi["vector_bytes_per_page"],
+            "pruned_bytes_per_page": pi["vector_bytes_per_page"], "top1": top1, "queries": len(QUERIES)}
 
 
 def _synthetic(out: str, quiet: bool, n_pages: int) -> dict:

@@ -8,9 +8,11 @@ cost about one model load in-process plus two in subprocesses.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -250,3 +252,56 @@ def test_serve_command_stops_after_max_requests(corpus):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_nothing_indexable_is_an_error(tmp_path, loads, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "white").save(scans / "p1.png")
+    assert main(["build", str(scans), "-o", str(tmp_path / "s.h5"), "-q"]) == 4
+    err = capsys.readouterr().err
+    assert "no page could be indexed" in err and "image encoder" in err
+
+
+def test_ctrl_c_during_a_page_build_keeps_the_commits(tmp_path, loads, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(60):
+        (notes / f"n{i:02d}.txt").write_text(f"Note {i}: the river number {i} flows into the sea past town {i}.")
+    out = tmp_path / "notes.h5"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "colprune", "build", str(notes), "-o", str(out), "--commit-every", "2",
+                          "--batch", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    os.set_blocking(p.stderr.fileno(), False)
+    seen, t0 = b"", time.time()
+    while time.time() - t0 < 240 and p.poll() is None:  # until the bar has passed a few pages
+        seen += p.stderr.read() or b""
+        last = seen.split(b"\r")[-1]
+        if b"build:" in last and any(f"| {n}/60".encode() in last for n in range(4, 50)):
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    err = (seen + err).decode()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1].split("\r")[-1]
+    assert "interrupted" in line and "run the same command again to resume" in line, line
+    committed = int(line.split(" holds ")[1].split()[0])
+    assert committed >= 2
+    with cp.Index.open(out) as index:
+        assert len(index) == committed
+    capsys.readouterr()
+    assert main(["build", str(notes), "-o", str(out), "-q"]) == 0
+    assert f"{committed} already in the index" in capsys.readouterr().out
+    with cp.Index.open(out) as index:
+        assert len(index) == 60
+
+
+def test_document_demo(tmp_path, loads, capsys):
+    assert main(["demo", "--out", str(tmp_path), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 correct: full 4/4, pruned 4/4" in out and "(answer: thermometry.pdf#1)" in out
+    assert (tmp_path / "full.h5").exists() and (tmp_path / "pruned.h5").exists()
