@@ -142,3 +142,19 @@ def test_entropy_count_follows_the_spread_of_attention(rng):
         assert pr.prune(x, spread).n_kept == 50 and pr.prune(x, peaked).n_kept < 10
     top = make_pruner("entropy-top", scale=0.5).prune(x, peaked)
     assert set(top.positions) <= set(range(10))  # the most attended patches
+
+
+def test_summary_vector_is_the_page_mean_and_counts_in_the_budget(rng):
+    n = 1 + 40
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    mask = np.r_[False, np.ones(40, bool)]
+    imp = rng.random(n)
+    for name in ("adaptive-ward", "entropy-ward"):
+        plain, summ = make_pruner(name), make_pruner(name, summary=True)
+        a, b = plain.prune(x, imp, patch_mask=mask), summ.prune(x, imp, patch_mask=mask)
+        assert b.n_kept == a.n_kept + 1 and summ.n_keep(imp[1:]) == plain.n_keep(imp[1:]) + 1
+        full = [i for i, c in enumerate(b.covers) if len(c) == 40]
+        assert len(full) == 1
+        m = x[1:].mean(axis=0)
+        assert_allclose(b.vectors[full[0]], m / np.linalg.norm(m) * np.linalg.norm(x[1:], axis=1).mean(), rtol=1e-5)
+        assert list(b.positions) == sorted(b.positions) and make_pruner(summ.config()) == summ

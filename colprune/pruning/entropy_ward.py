@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .counts import entropy_count
-from .merging import Merger, ward_groups
+from .merging import Merger, add_summary, ward_groups
 
 
 class EntropyWard(Merger):
@@ -20,6 +20,8 @@ class EntropyWard(Merger):
     collection budget is shared out by what each page's attention covers. ``scale`` sets the
     budget (``colprune study`` solves it for a share of the collection's vectors). The page's
     patches are Ward-clustered into that many groups (:class:`HierarchicalPooling`).
+    ``summary=True`` also stores the mean of all the page's patch vectors (one more vector), so a
+    page never holds less than its own single-vector embedding.
     """
 
     name = "entropy-ward"
@@ -27,18 +29,23 @@ class EntropyWard(Merger):
     budget_param: ClassVar[str] = "scale"
     budget_rising: ClassVar[bool] = True
 
-    def __init__(self, scale: float = 0.5) -> None:
+    def __init__(self, scale: float = 0.5, summary: bool = False) -> None:
         scale = float(scale)
         if not (np.isfinite(scale) and scale > 0):
             raise InvalidInputError(f"scale must be positive, got {scale}")
         self.scale = scale
+        self.summary = bool(summary)
 
     def params(self) -> dict[str, Any]:
-        return {"scale": self.scale}
+        return {"scale": self.scale} | ({"summary": True} if self.summary else {})
 
     def n_keep(self, importance: np.ndarray) -> int:
-        """Vectors this page keeps (importance over its patch rows)."""
-        return entropy_count(importance, self.scale)
+        """Patch vectors this page keeps (importance over its patch rows), the summary included."""
+        return entropy_count(importance, self.scale) + int(self.summary)
 
     def _groups(self, importance, vectors, grid):
-        return ward_groups(vectors, self.n_keep(importance))
+        return ward_groups(vectors, entropy_count(importance, self.scale))
+
+    def _prune_checked(self, vectors, imp, mask, grid=None):
+        page = super()._prune_checked(vectors, imp, mask, grid)
+        return add_summary(page, vectors, imp, mask) if self.summary else page

@@ -25,7 +25,7 @@ from ..errors import InvalidInputError
 from .base import PrunedPage, Pruner, check_ratio, n_from_ratio
 
 __all__ = ["Merger", "HierarchicalPooling", "SequentialPooling", "GridPooling", "KMeansPooling", "PruneThenMerge",
-           "ward_linkage", "ward_groups"]
+           "ward_linkage", "ward_groups", "add_summary"]
 
 
 def _merge(vectors: np.ndarray, imp: np.ndarray | None, groups: list[np.ndarray]):
@@ -76,6 +76,22 @@ class Merger(Pruner):
             out_vecs = out_vecs.astype(np.float16)
         return PrunedPage(out_vecs, first[order], imps[order], flags[order], int(vectors.shape[0]),
                           tuple(covers[i].astype(np.int64) for i in order))
+
+
+def add_summary(page: PrunedPage, vectors: np.ndarray, imp: np.ndarray | None, mask: np.ndarray) -> PrunedPage:
+    """``page`` plus one summary vector: the mean of all the page's patch vectors (L2-normalised,
+    rescaled to their mean norm), covering every patch row, placed first among the merged
+    vectors. A page then never holds less than its own single-vector (mean-pooled) embedding."""
+    rows = np.flatnonzero(mask)
+    if rows.size == 0:
+        return page
+    vec, vimp = _merge(vectors[rows], None if imp is None else imp[rows], [np.arange(rows.size)])
+    covers = page.covers if page.covers is not None else tuple(np.array([r]) for r in page.positions)
+    at = int(np.searchsorted(page.positions, rows[0]))
+    out_vecs = np.concatenate([page.vectors[:at], vec.astype(page.vectors.dtype), page.vectors[at:]])
+    return PrunedPage(out_vecs, np.insert(page.positions, at, rows[0]), np.insert(page.importance, at, vimp[0]),
+                      np.insert(page.patch_mask, at, True), page.n_original,
+                      covers[:at] + (rows.astype(np.int64),) + covers[at:])
 
 
 class HierarchicalPooling(Merger):
