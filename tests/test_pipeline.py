@@ -127,18 +127,25 @@ def test_ctrl_c_keeps_what_was_committed(docs, tmp_path, minilm):
     assert rest.already_present == 3 and rest.indexed == 16
 
 
-def test_encrypted_pdf_is_skipped_with_its_reason(tmp_path, minilm):
-    pypdf = pytest.importorskip("pypdf")
-    _pdf(tmp_path / "plain.pdf", ["secret numbers"])
-    w = pypdf.PdfWriter(clone_from=str(tmp_path / "plain.pdf"))
-    w.encrypt(user_password="pw", owner_password="pw")
+def test_encrypted_pdf_is_skipped_with_its_reason(tmp_path, minilm, monkeypatch):
+    import pypdfium2 as pdfium
+
     folder = tmp_path / "enc"
     folder.mkdir()
-    with open(folder / "locked.pdf", "wb") as f:
-        w.write(f)
+    _pdf(folder / "locked.pdf", ["secret numbers"])
     _pdf(folder / "open.pdf", ["open text"])
+    real = pdfium.PdfDocument
+
+    def opening(path, *a, **k):  # what pdfium says for a PDF that needs a password
+        if str(path).endswith("locked.pdf"):
+            raise pdfium.PdfiumError("Failed to load document (PDFium: Incorrect password error).")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(pdfium, "PdfDocument", opening)
     report = build([str(folder)], str(tmp_path / "e.h5"), encoder=minilm, progress=False)
-    assert report.indexed == 1 and "encrypted" in report.skipped["locked.pdf"]
+    assert report.indexed == 1 and report.skipped["locked.pdf"].startswith("encrypted PDF")
+    with pytest.raises(PageError, match="locked.pdf: encrypted PDF"):
+        build([str(folder)], str(tmp_path / "e2.h5"), encoder=minilm, progress=False, strict=True)
 
 
 def test_pages_are_recorded_in_the_index_when_it_can(docs, tmp_path, minilm):
