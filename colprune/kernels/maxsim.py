@@ -17,8 +17,10 @@ import numpy as np
 from numba import njit, prange
 
 from ._llvm import half_to_float, has_native_half
+from ._tiles import float_tile
+from .backend import backend
 
-__all__ = ["as_query_batch", "balanced_bounds", "float_kernels", "maxsim_csr", "maxsim_pairs", "pair_layout", "maxsim_scores", "threads", "widen_float16"]
+__all__ = ["as_query_batch", "balanced_bounds", "float_kernels", "tile_kernels", "tile_shape", "pack_query_groups", "maxsim_csr", "maxsim_pairs", "pair_layout", "maxsim_scores", "threads", "widen_float16"]
 
 # 2**(e - 25) for a half's exponent field e (e = 0: subnormal scale 2**-24); e = 31 is inf/NaN.
 _HALF_SCALE = np.array([2.0 ** (max(e, 1) - 25) for e in range(31)] + [np.inf], dtype=np.float32)
@@ -156,6 +158,177 @@ def float_kernels(dim: int):
                                         acc += qv[i, t] * scratch[j, t]
                                     best[i] = max(best[i], acc)
                 _sum_pairs(best, qoff, plist, p0, p1, out)
+
+    return f32, f16
+
+
+# Register tiles per kernel family, (floats per register W, query groups R, documents C):
+# R*C accumulators + R query loads + 1 broadcast fit the register file (16 ymm / 32 zmm).
+# The first shape is the default; a later one (narrower registers) is taken when it pads the
+# query rows by at least 10% less (one 20-token query: 24 rows of ymm instead of 32 of zmm,
+# 1.2x measured on Zen 4).
+TILE_SHAPES = {"avx2": [(8, 3, 4)], "avx512": [(16, 2, 12), (8, 3, 8)]}
+# document vectors per block: copied (float32) or widened (float16) into L1-sized scratch
+# while every query group passes over them; a multiple of every tile's C
+TILE_DOC_BLOCK = 48
+
+
+def tile_shape(name: str | None = None, qoff: np.ndarray | None = None, aligned: bool = False):
+    """``(W, R, C)`` of the float tiles of a kernel family for these queries, ``None`` for the
+    portable loops."""
+    shapes = TILE_SHAPES.get(name or backend())
+    if not shapes:
+        return None
+    if qoff is None or len(shapes) == 1:
+        return shapes[0]
+    qlen = np.diff(qoff)
+
+    def padded(w):
+        return int((-(-qlen // w)).sum() * w) if aligned else -(-int(qoff[-1]) // w) * w
+
+    best = shapes[0]
+    for sh in shapes[1:]:
+        if padded(sh[0]) <= 0.9 * padded(best[0]):
+            best = sh
+    return best
+
+
+def pack_query_groups(qv: np.ndarray, qoff: np.ndarray, width: int, aligned: bool):
+    """Query rows packed for the tiles: groups of ``width`` rows stored ``(dim, width)``.
+
+    ``aligned=False`` packs all rows back to back (batch mode: every query is scored against
+    every page, so groups may straddle queries); ``aligned=True`` starts each query at a group
+    (pair mode: a page is scored for a subset of queries). Padding rows are zero and never
+    summed. Returns ``qpk (n_groups, dim, width)``, ``prow`` (first packed row of each query),
+    ``glo``/``ghi`` (each query's groups) and ``qlen``.
+    """
+    qlen = np.diff(qoff).astype(np.int64)
+    if aligned:
+        gcount = -(-qlen // width)
+        gstart = np.concatenate([[0], np.cumsum(gcount)]).astype(np.int64)
+        glo, ghi = gstart[:-1], gstart[1:]
+        prow = glo * width
+    else:
+        prow = qoff[:-1].astype(np.int64)
+        glo, ghi = prow // width, -(-qoff[1:].astype(np.int64) // width)
+    n_groups = int(ghi.max()) if ghi.size else 0
+    rows = np.zeros((n_groups * width, qv.shape[1]), np.float32)
+    if aligned:
+        q_of = np.repeat(np.arange(qlen.size), qlen)
+        rows[prow[q_of] + (np.arange(qv.shape[0]) - qoff[q_of])] = qv
+    else:
+        rows[: qv.shape[0]] = qv
+    qpk = np.ascontiguousarray(rows.reshape(n_groups, width, qv.shape[1]).transpose(0, 2, 1))
+    return qpk, prow, np.ascontiguousarray(glo), np.ascontiguousarray(ghi), qlen
+
+
+def _doc_runner(tC, t2, t1, C: int, row_bytes: int):
+    # score n consecutive vectors from address da: C at a time, then 2, then 1
+    @njit(inline="always")
+    def run(qa, da, n, ba) -> None:
+        j = 0
+        while j + C <= n:
+            tC(qa, da + j * row_bytes, ba)
+            j += C
+        while j + 2 <= n:
+            t2(qa, da + j * row_bytes, ba)
+            j += 2
+        if j < n:
+            t1(qa, da + j * row_bytes, ba)
+
+    return run
+
+
+@functools.cache
+def tile_kernels(dim: int, width: int, rv: int, c: int):
+    """Tiled float32 and float16 pair kernels (same contract as :func:`float_kernels`, on
+    queries packed by :func:`pack_query_groups`)."""
+    row_bytes, group_bytes, best_bytes = dim * 4, dim * width * 4, width * 4
+    DB = TILE_DOC_BLOCK
+
+    def runner(r):
+        return _doc_runner(float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1),
+                           c, row_bytes)
+
+    run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)
+
+    @njit(inline="always")
+    def score_block(qbase, da, n, ba0, glo, ghi, plist, p0, p1) -> None:
+        # every listed query's groups against n vectors at da; adjacent/overlapping groups merged
+        p = p0
+        while p < p1:
+            g0, g1 = glo[plist[p]], ghi[plist[p]]
+            p += 1
+            while p < p1 and glo[plist[p]] <= g1:
+                g1 = max(g1, ghi[plist[p]])
+                p += 1
+            for g in range(g0, g1, rv):
+                nr = min(rv, g1 - g)
+                qa, ba = qbase + g * group_bytes, ba0 + g * best_bytes
+                if nr == rv:
+                    run_a(qa, da, n, ba)
+                elif nr == 1:
+                    run_1(qa, da, n, ba)
+                else:
+                    run_b(qa, da, n, ba)
+
+    @njit(inline="always", fastmath=FASTMATH)
+    def start(best, glo, ghi, plist, p0, p1) -> None:
+        for p in range(p0, p1):
+            q = plist[p]
+            for i in range(glo[q] * width, ghi[q] * width):
+                best[i] = -np.inf
+
+    @njit(inline="always", fastmath=FASTMATH)
+    def finish(best, prow, qlen, plist, p0, p1, out) -> None:
+        for p in range(p0, p1):
+            q = plist[p]
+            s = np.float32(0.0)
+            for i in range(prow[q], prow[q] + qlen[q]):
+                s += best[i]
+            out[p] = s
+
+    @njit(parallel=True, cache=True)
+    def f32(qpk, prow, glo, ghi, qlen, dv, doff, docs, poff, plist, bounds, scratch, out) -> None:
+        # blocks are copied into L1-sized scratch rows first: one sequential stream the
+        # prefetchers follow, instead of C interleaved ones (1.5x for a single query)
+        nbest = qpk.shape[0] * width
+        qbase = qpk.ctypes.data
+        for ch in prange(bounds.size - 1):
+            best = np.empty(nbest, dtype=np.float32)
+            ba0 = best.ctypes.data
+            base = ch * DB
+            sa = scratch[base:].ctypes.data
+            for k in range(bounds[ch], bounds[ch + 1]):
+                d, p0, p1 = docs[k], poff[k], poff[k + 1]
+                start(best, glo, ghi, plist, p0, p1)
+                for a in range(doff[d], doff[d + 1], DB):
+                    n = min(DB, doff[d + 1] - a)
+                    for j in range(n):
+                        for t in range(dim):
+                            scratch[base + j, t] = dv[a + j, t]
+                    score_block(qbase, sa, n, ba0, glo, ghi, plist, p0, p1)
+                finish(best, prow, qlen, plist, p0, p1, out)
+
+    @njit(parallel=True, cache=True)
+    def f16(qpk, prow, glo, ghi, qlen, dv_bits, doff, docs, poff, plist, bounds, scratch, out) -> None:
+        nbest = qpk.shape[0] * width
+        qbase = qpk.ctypes.data
+        for ch in prange(bounds.size - 1):
+            best = np.empty(nbest, dtype=np.float32)
+            ba0 = best.ctypes.data
+            base = ch * DB
+            sa = scratch[base:].ctypes.data
+            for k in range(bounds[ch], bounds[ch + 1]):
+                d, p0, p1 = docs[k], poff[k], poff[k + 1]
+                start(best, glo, ghi, plist, p0, p1)
+                for a in range(doff[d], doff[d + 1], DB):
+                    n = min(DB, doff[d + 1] - a)
+                    for j in range(n):
+                        for t in range(dim):
+                            scratch[base + j, t] = _half_to_float(dv_bits[a + j, t])
+                    score_block(qbase, sa, n, ba0, glo, ghi, plist, p0, p1)
+                finish(best, prow, qlen, plist, p0, p1, out)
 
     return f32, f16
 
@@ -410,9 +583,25 @@ def _score_pairs(qv, qoff, vectors, offsets, docs, poff, plist, n_threads) -> np
         rows = np.diff(qoff)[plist]
         work = (offsets[docs + 1] - offsets[docs]) * np.add.reduceat(rows, poff[:-1]) if docs.size else rows[:0]
         bounds = balanced_bounds(np.concatenate([[0], np.cumsum(work)]), 4 * numba.get_num_threads())
-        f32, f16 = float_kernels(int(vectors.shape[1]))
+        dim = int(vectors.shape[1])
+        # batch mode (every query listed for every document) packs rows back to back
+        aligned = plist.size != docs.size * (qoff.size - 1)
+        shape = tile_shape(None, qoff, aligned)
+        if shape is not None:
+            width, rv, c = shape
+            qpk, prow, glo, ghi, qlen = pack_query_groups(qv, qoff, width, aligned)
+            f32, f16 = tile_kernels(dim, width, rv, c)
+            scratch = np.empty(((bounds.size - 1) * TILE_DOC_BLOCK, dim), dtype=np.float32)
+            if vectors.dtype == np.float16:
+                f16(qpk, prow, glo, ghi, qlen, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, poff, plist,
+                    bounds, scratch, out)
+            else:
+                f32(qpk, prow, glo, ghi, qlen, np.ascontiguousarray(vectors, dtype=np.float32), offsets, docs, poff,
+                    plist, bounds, scratch, out)
+            return out
+        f32, f16 = float_kernels(dim)
         if vectors.dtype == np.float16:
-            scratch = np.empty(((bounds.size - 1) * DOC_BLOCK, vectors.shape[1]), dtype=np.float32)
+            scratch = np.empty(((bounds.size - 1) * DOC_BLOCK, dim), dtype=np.float32)
             f16(qv, qoff, np.ascontiguousarray(vectors).view(np.uint16), offsets, docs, poff, plist, bounds, scratch, out)
         else:
             f32(qv, qoff, np.ascontiguousarray(vectors, dtype=np.float32), offsets, docs, poff, plist, bounds, out)

@@ -21,6 +21,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._llvm import has_vnni, popcount64, vnni_block
+from ._tiles import int16_tile
+from .backend import backend, int8_path
 from .maxsim import FASTMATH, _sum_per_query, as_query_batch, balanced_bounds, threads
 
 __all__ = [
@@ -122,6 +124,81 @@ def _int8_kernels(dim: int):
     return portable, vnni
 
 
+# pmaddwd tiles: (int32 lanes W, query groups R, documents C) per int8 path
+INT16_TILES = {"pmaddwd256": (8, 3, 3), "pmaddwd512": (16, 2, 12)}
+INT16_DOC_BLOCK = 48
+
+
+def _int16_runner(tC, t2, t1, C: int, row_bytes: int):
+    @njit(inline="always")
+    def run(qa, da, sa, n, ba) -> None:
+        j = 0
+        while j + C <= n:
+            tC(qa, da + j * row_bytes, sa + j * 4, ba)
+            j += C
+        while j + 2 <= n:
+            t2(qa, da + j * row_bytes, sa + j * 4, ba)
+            j += 2
+        if j < n:
+            t1(qa, da + j * row_bytes, sa + j * 4, ba)
+
+    return run
+
+
+@functools.lru_cache(maxsize=None)
+def _int16_kernel(dim: int, width: int, rv: int, c: int):
+    """int8 codes scored by pmaddwd tiles: documents widened to int16 48 vectors at a time."""
+    row_bytes, group_bytes, best_bytes = dim * 2, dim * width * 2, width * 4
+    DB = INT16_DOC_BLOCK
+
+    def runner(r):
+        return _int16_runner(int16_tile(dim, width, r, c), int16_tile(dim, width, r, 2), int16_tile(dim, width, r, 1),
+                             c, row_bytes)
+
+    run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)
+
+    @njit(parallel=True, cache=True, fastmath=FASTMATH)
+    def kernel(qpk, qs, qoff, dc, ds, doff, bounds, scratch, out) -> None:
+        # qpk: (n_groups, dim // 2, width, 2) int16 query codes, rows back to back
+        ng = qpk.shape[0]
+        m = qs.shape[0]
+        qbase, sbase = qpk.ctypes.data, ds.ctypes.data
+        for ch in prange(bounds.size - 1):
+            best = np.empty(ng * width, dtype=np.float32)
+            ba0 = best.ctypes.data
+            base = ch * DB
+            wa = scratch[base:].ctypes.data
+            for d in range(bounds[ch], bounds[ch + 1]):
+                best[:] = -np.inf
+                for a in range(doff[d], doff[d + 1], DB):
+                    n = min(DB, doff[d + 1] - a)
+                    for j in range(n):
+                        for t in range(dim):
+                            scratch[base + j, t] = np.int16(dc[a + j, t])
+                    for g in range(0, ng, rv):
+                        nr = min(rv, ng - g)
+                        qa, ba = qbase + g * group_bytes, ba0 + g * best_bytes
+                        if nr == rv:
+                            run_a(qa, wa, sbase + a * 4, n, ba)
+                        elif nr == 1:
+                            run_1(qa, wa, sbase + a * 4, n, ba)
+                        else:
+                            run_b(qa, wa, sbase + a * 4, n, ba)
+                for i in range(m):
+                    best[i] *= qs[i]
+                _sum_per_query(best[:m], qoff, out, d)
+
+    return kernel
+
+
+def _pack_int16_queries(qc: np.ndarray, width: int) -> np.ndarray:
+    m, dim = qc.shape
+    ng = -(-m // width)
+    rows = np.zeros((ng * width, dim), dtype=np.int16)
+    rows[:m] = qc
+    return np.ascontiguousarray(rows.reshape(ng, width, dim // 2, 2).transpose(0, 2, 1, 3))
+
+
 def _pack_vnni_queries(qc: np.ndarray) -> np.ndarray:
     m, dim = qc.shape
     nb = (m + 15) // 16
@@ -152,7 +229,7 @@ def maxsim_int8(
     scales : (N,) float32
     offsets : (n_docs + 1,) int64
     portable : bool
-        Use the plain loop even where VNNI is available (for testing).
+        Use the plain loop even where a SIMD path (VNNI, pmaddwd) is available (for testing).
     corrections : (N,) int32, optional
         :func:`int8_corrections` of ``codes``, if the caller caches it.
     """
@@ -184,15 +261,22 @@ def maxsim_int8_csr(
     if out.size == 0:
         return out
     qc, qs = quantize_int8(qv)
-    plain, fast = _int8_kernels(int(codes.shape[1]))
+    dim = int(codes.shape[1])
+    plain, fast = _int8_kernels(dim)
+    path = "portable" if portable else int8_path()
     with threads(n_threads):
         bounds = balanced_bounds(offsets, 4 * numba.get_num_threads())
-        if fast is None or portable:
-            plain(qc, qs, qoff, codes, scales, offsets, bounds, out)
-        else:
+        if path == "vnni" and fast is not None:
             if corrections is None:
                 corrections = int8_corrections(codes)
             fast(_pack_vnni_queries(qc), qs, qoff, codes, scales, corrections, offsets, bounds, out)
+        elif path in INT16_TILES and dim % 2 == 0:
+            width, rv, c = INT16_TILES[path]
+            scratch = np.empty(((bounds.size - 1) * INT16_DOC_BLOCK, dim), dtype=np.int16)
+            _int16_kernel(dim, width, rv, c)(_pack_int16_queries(qc, width), qs, qoff, codes, scales, offsets, bounds,
+                                             scratch, out)
+        else:
+            plain(qc, qs, qoff, codes, scales, offsets, bounds, out)
     return out
 
 
