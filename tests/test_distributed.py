@@ -170,6 +170,37 @@ def test_errors(tmp_path, corpus):
         assert len(w) == len(corpus[0])
 
 
+def test_cli_pieces(tmp_path, corpus):
+    import argparse
+
+    from colprune.distributed import cli as dcli
+    from colprune.errors import UsageError
+
+    p = argparse.ArgumentParser()
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("-o", "--output")
+    p.add_argument("--upsert", action="store_true")
+    dcli.add_arguments(p, "build")
+    a = p.parse_args(["docs", "-o", "out", "--ray", "--workers", "2", "--shards", "4", "--gpus-per-worker", "1"])
+    assert (a.ray, a.workers, a.shards, a.gpus_per_worker) == ("auto", 2, 4, 1.0) and dcli.ray_address(a) is None
+    assert dcli.ray_address(p.parse_args(["d", "-o", "x", "--ray=ray://head:10001"])) == "ray://head:10001"
+    a = p.parse_args(["-o", "x", "--ray", str(tmp_path), "more"])  # --ray swallowed a folder
+    with pytest.raises(UsageError):
+        dcli.ray_address(a)
+    a = p.parse_args(["d", "-o", "x", "--ray", "--upsert"])
+    with pytest.raises(UsageError):
+        dcli.run_build(a)
+    s = _make(tmp_path, corpus, n_shards=2)
+    s.close()
+    q = argparse.ArgumentParser()
+    dcli.add_arguments(q, "search")
+    with dcli.open_index(str(tmp_path / "s"), q.parse_args([])) as ix:
+        from colprune.serve import Searcher
+
+        res = Searcher(ix, quiet=True).search([], [corpus[4][0]], k=3, where={"page": {"gte": 1}})
+        assert len(res[0]["hits"]) == 3 and all(h["metadata"]["page"] >= 1 for h in res[0]["hits"])
+
+
 # -- on a local Ray ---------------------------------------------------------------------------
 
 class HashTextEncoder:

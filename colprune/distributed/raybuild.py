@@ -19,7 +19,8 @@ Resumable: pages already in any shard (and pages a shard recorded as skipped, un
 ``retry_skipped``) are not read again. A failed read, encode or route task is retried by Ray;
 writers drop pages they already hold, so a retried batch is not written twice. A run killed
 midway leaves new shards under temporary names, never named by the manifest; the next writer
-removes them.
+removes them. A writer commits every ``commit_every`` pages it holds and at the end; pages a
+writer held uncommitted when it was lost are not in any shard, so the next run builds them.
 """
 
 from __future__ import annotations
@@ -204,8 +205,8 @@ def _route(batch: dict[str, np.ndarray], writers: dict[int, str], namespace: str
         actor = ray.get_actor(writers[b], namespace=namespace)
         part = {k: [batch[k][i] for i in rows] for k in batch}
         refs.append(actor.write.remote(part))
-    written = sum(r["written"] for r in ray.get(refs))
-    return {"written": np.array([written], np.int64)}
+    taken = sum(r["written"] for r in ray.get(refs))
+    return {"taken": np.array([taken], np.int64)}
 
 
 class _ShardWriter:
@@ -234,44 +235,59 @@ class _ShardWriter:
         self.pruner = settings.get("pruner")
         self.written = 0
         self.skipped: dict[str, str] = {}
+        self.buffer: list[tuple] = []  # pages taken but not yet committed
+        self.buffered: set[str] = set()
 
     def write(self, part: dict[str, list]) -> dict[str, int]:
+        """Take a batch of pages; commits whenever ``commit_every`` pages are buffered. Returns pages taken."""
         ix = self.ix
-        ids, emb, imp, masks, grids, meta, sigs = [], [], [], [], [], [], []
-        dim = int(self.settings["dim"])
+        taken = 0
         for i, page_id in enumerate(part["id"]):
             page_id = str(page_id)
             if part["reason"][i]:
                 self.skipped[page_id] = str(part["reason"][i])
                 continue
-            if page_id in ix or page_id in ids:  # a retried batch: already written
+            if page_id in ix or page_id in self.buffered:  # a retried batch: already here
                 continue
             n = int(part["n"][i])
-            ids.append(page_id)
-            emb.append(np.frombuffer(part["vectors"][i], np.float32).reshape(n, -1))
-            raw_imp = part["importance"][i]
-            imp.append(np.frombuffer(raw_imp, np.float32) if len(raw_imp) else None)
-            raw_mask = part["patch_mask"][i]
-            masks.append(np.frombuffer(raw_mask, bool) if len(raw_mask) else None)
-            grids.append(tuple(json.loads(part["grid"][i])) if part["grid"][i] else None)
-            meta.append(json.loads(part["metadata"][i]) if part.get("metadata") is not None else {})
-            sigs.append(_unpack_signals(part["signals"][i], n) if len(part["signals"][i]) else None)
-        if ids:
-            if emb[0].shape[1] != dim:
-                raise InvalidInputError(f"the encoder gives dimension {emb[0].shape[1]}; the collection holds {dim}")
-            kw: dict[str, Any] = {"metadata": meta, "pruner": self.pruner, "commit_every": self.commit_every}
-            if any(m is not None for m in masks):
-                kw["patch_mask"] = masks
-            if any(g is not None for g in grids):
-                kw["grids"] = grids
-            if ix.signal_names:
-                kw["signals"] = [{k: s[k] for k in ix.signal_names} for s in sigs]
-            importance = imp if all(x is not None for x in imp) else None
-            ix.add(ids, emb, importance, **kw)
-            self.written += len(ids)
-        return {"written": len(ids)}
+            raw_imp, raw_mask = part["importance"][i], part["patch_mask"][i]
+            self.buffer.append((
+                page_id, np.frombuffer(part["vectors"][i], np.float32).reshape(n, -1),
+                np.frombuffer(raw_imp, np.float32) if len(raw_imp) else None,
+                np.frombuffer(raw_mask, bool) if len(raw_mask) else None,
+                tuple(json.loads(part["grid"][i])) if part["grid"][i] else None,
+                json.loads(part["metadata"][i]) if part.get("metadata") is not None else {},
+                _unpack_signals(part["signals"][i], n) if len(part["signals"][i]) else None))
+            self.buffered.add(page_id)
+            taken += 1
+        if len(self.buffer) >= self.commit_every:
+            self._commit()
+        return {"written": taken}
+
+    def _commit(self) -> None:
+        """Prune and commit the buffered pages (one ``Index.add``: one commit)."""
+        if not self.buffer:
+            return
+        ix = self.ix
+        ids, emb, imp, masks, grids, meta, sigs = (list(x) for x in zip(*self.buffer))
+        dim = int(self.settings["dim"])
+        if emb[0].shape[1] != dim:
+            raise InvalidInputError(f"the encoder gives dimension {emb[0].shape[1]}; the collection holds {dim}")
+        kw: dict[str, Any] = {"metadata": meta, "pruner": self.pruner}
+        if any(m is not None for m in masks):
+            kw["patch_mask"] = masks
+        if any(g is not None for g in grids):
+            kw["grids"] = grids
+        if ix.signal_names:
+            kw["signals"] = [{k: s[k] for k in ix.signal_names} for s in sigs]
+        importance = imp if all(x is not None for x in imp) else None
+        ix.add(ids, emb, importance, **kw)
+        self.written += len(ids)
+        self.buffer = []
+        self.buffered = set()
 
     def finish(self) -> dict[str, Any]:
+        self._commit()
         if self.skipped:
             self.ix.record_skipped(self.skipped)
         self.ix.close()
@@ -331,6 +347,7 @@ def _run_writers(ray, sh, rows_ds, buckets: set[int], commit_every: int, small_c
               for b in sorted(buckets)}
     try:
         routed = rows_ds.map_batches(_route, fn_kwargs={"writers": names, "namespace": namespace}, batch_format="numpy",
+                                     batch_size=64,
                                      num_cpus=small_cpus, max_retries=3, retry_exceptions=True)
         for _ in routed.iter_batches(batch_size=None):
             pass
@@ -501,7 +518,9 @@ def build(
                            override_num_blocks=max(1, min(len(todo) // max(1, batch_size), 64)))
         ds = ds.map_batches(_read_batch, fn_kwargs={"kind": kind, "dpi": dpi}, batch_size=batch_size,
                             batch_format="numpy", num_cpus=small, max_retries=3)
-        load_kwargs = {} if importance is None else {"importance": importance}
+        load_kwargs: dict[str, Any] = {} if importance is None else {"importance": importance}
+        if num_gpus:
+            load_kwargs["device"] = "cuda"  # each actor sees the GPU(s) Ray assigned it as cuda:0...
         enc_opts: dict[str, Any] = {"num_cpus": per_worker}
         if num_gpus:
             enc_opts["num_gpus"] = num_gpus

@@ -389,6 +389,11 @@ class ShardedIndex:
     dtype = codec
 
     @property
+    def has_rerank(self) -> bool:
+        """Binary shards keep a float16 rerank copy."""
+        return self.codec == "binary" and bool(self._manifest["settings"].get("rerank"))
+
+    @property
     def encoder(self) -> str | None:
         return self._manifest["settings"].get("encoder") or None
 
