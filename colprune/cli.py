@@ -742,6 +742,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         # everything checked before the model loads
         searcher.check_texts(texts)
         searcher.check_options(args.k, args.candidates, args.rerank)
+        searcher.check_where(where)
         searcher.check_vectors(vectors, labels)
         if texts:
             _check_model(index.encoder)
@@ -1155,11 +1156,37 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _redeliver_swallowed_interrupts():
+    """Ctrl-C that lands in a ``__del__`` or weakref callback is printed as "Exception ignored" and
+    lost; this sends it again to the main thread, so one Ctrl-C always stops the command.
+    Returns a function that restores the previous hook."""
+    import _thread
+    import threading
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            t = threading.Timer(0.05, _thread.interrupt_main)
+            t.daemon = True
+            t.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+    def restore() -> None:
+        sys.unraisablehook = previous
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COLPRUNE_DEBUG", "") not in ("", "0")
     name = args.command
+    restore_hook = _redeliver_swallowed_interrupts()
     try:
         status = args.func(args)
         sys.stdout.flush()
@@ -1192,6 +1219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _safe_stderr(f"colprune {name}: error: {_one_line(e)}")
         return status
+    finally:
+        restore_hook()
 
 
 def _safe_stderr(line: str) -> None:

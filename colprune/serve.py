@@ -205,6 +205,17 @@ class Searcher:
                 raise UsageError(f"--rerank applies to binary indexes with a rerank copy; {self.index.path} is {codec}"
                                  + ("" if codec != "binary" else " without one (built with --no-rerank)"))
 
+    def check_where(self, where: dict | None) -> None:
+        """Unknown filter fields are a usage error, found before any model loads."""
+        if not where:
+            return
+        fields = getattr(self.index, "filter_fields", None)
+        known = set(fields()) if callable(fields) else {k for m in self._all_metadata().values() for k in m}
+        unknown = sorted(set(where) - known)
+        if unknown and len(self.index):
+            raise UsageError(f"--where: no page has the metadata field {unknown[0]!r}; "
+                             f"fields to filter on: {', '.join(sorted(known)) or 'none'}")
+
     def metadata(self, doc_id: str) -> dict:
         if self._metadata is not None and doc_id in self._metadata:
             return self._metadata[doc_id]
@@ -225,6 +236,7 @@ class Searcher:
         texts = list(texts)
         self.check_texts(texts)
         self.check_options(k, candidates, rerank)
+        self.check_where(where)
         vlabels = list(labels) if labels is not None else [f"#{i + 1}" for i in range(len(vectors))]
         qvecs = self.check_vectors(vectors, vlabels)
         if not texts and not qvecs:

@@ -144,6 +144,7 @@ def test_settings_and_queries_are_checked_before_the_model_loads(corpus, no_mode
         (["build", docs, "-o", str(tmp_path / "new.h5"), "--dim", "8"], 2, "--dim"),
         (["search", index, "first", "  "], 2, "query 2 is empty"),
         (["search", index, "text", "--where", "page"], 2, "--where"),
+        (["search", index, "text", "--where", "nosuch=1"], 2, "no page has the metadata field 'nosuch'"),
         (["search", index, "text", "--candidates", "0"], 2, "--candidates"),
         (["search", index, "text", "--rerank", "10"], 2, "--rerank applies to binary"),
     ):
