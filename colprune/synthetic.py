@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SyntheticCorpus", "make_corpus"]
+__all__ = ["SyntheticCorpus", "make_corpus", "stream_corpus"]
 
 
 @dataclass
@@ -98,3 +98,66 @@ def make_corpus(
         queries.append(_unit(q))
         relevant.append(ids[p])
     return SyntheticCorpus(ids, embeddings, importance, queries, relevant)
+
+
+def stream_corpus(
+    n_pages: int,
+    *,
+    chunk: int = 10_000,
+    dim: int = 128,
+    min_vectors: int = 80,
+    max_vectors: int = 120,
+    content_share: float = 0.35,
+    n_queries: int = 100,
+    query_tokens: int = 20,
+    content_noise: float = 0.6,
+    query_noise: float = 0.8,
+    latent_dim: int = 8,
+    n_topics: int | None = None,
+    seed: int = 0,
+):
+    """Graded-topic pages like :func:`make_corpus` (``latent_dim``, ``n_topics``), generated ``chunk`` pages at a time.
+
+    For collections larger than memory. Returns ``(chunks, queries, relevant)``: ``chunks`` is
+    a generator of ``(ids, vectors (sum n_i, dim) float16, lengths (n,), importance (sum n_i,)
+    float32)``; ``queries`` and ``relevant`` fill in as the pages they were drawn from are
+    generated (complete once the generator is exhausted). Vectors are L2-normalised.
+    """
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((int(latent_dim), dim))
+    background = _unit(rng.standard_normal(dim))
+    query_pages = {int(p): i for i, p in enumerate(rng.choice(n_pages, size=min(n_queries, n_pages), replace=False))}
+    queries: list = [None] * len(query_pages)
+    relevant: list = [None] * len(query_pages)
+    scale = 4 / np.sqrt(dim)
+    pool = _unit(rng.standard_normal((int(n_topics), int(latent_dim))) @ basis) if n_topics else None
+
+    def chunks():
+        for lo in range(0, n_pages, chunk):
+            crng = np.random.default_rng([seed, lo])
+            n = min(chunk, n_pages - lo)
+            lengths = crng.integers(min_vectors, max_vectors + 1, n)
+            total = int(lengths.sum())
+            if pool is None:
+                topics = _unit(crng.standard_normal((n, 4, int(latent_dim))) @ basis)  # (n, 4, dim)
+            else:  # pages share topics from the pool, jittered per page (as make_corpus(n_topics=))
+                topics = _unit(pool[crng.integers(0, len(pool), (n, 4))] + 0.3 * scale * crng.standard_normal((n, 4, dim)))
+            page_of = np.repeat(np.arange(n), lengths)
+            is_content = crng.random(total) < content_share
+            which = crng.integers(0, 4, total)
+            vectors = crng.standard_normal((total, dim), dtype=np.float32)
+            vectors *= np.where(is_content, content_noise * scale, 0.5 * scale).astype(np.float32)[:, None]
+            vectors[is_content] += topics[page_of[is_content], which[is_content]]
+            vectors[~is_content] += background
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            imp = np.where(is_content, crng.gamma(4.0, 1.0, total), crng.gamma(1.0, 0.5, total)).astype(np.float32)
+            ids = [f"page-{lo + i:07d}" for i in range(n)]
+            for p in range(lo, lo + n):
+                if p in query_pages:
+                    qi = query_pages[p]
+                    t = topics[p - lo]
+                    q = t[crng.integers(0, 4, query_tokens)] + query_noise * scale * crng.standard_normal((query_tokens, dim))
+                    queries[qi], relevant[qi] = _unit(q), ids[p - lo]
+            yield ids, vectors.astype(np.float16), lengths, imp
+
+    return chunks(), queries, relevant

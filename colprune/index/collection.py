@@ -1004,9 +1004,15 @@ class Index:
     def _block(self, ids, pages: list[PrunedPage], kept, meta_json, grid_rows) -> Block:
         codec = self.codec
         lengths = np.array([p.vectors.shape[0] for p in pages], np.int64)
-        flat = np.concatenate([p.vectors for p in pages]).astype(np.float32, copy=False)
         vec: dict[str, np.ndarray] = {}
-        if codec == "float32":
+        if codec == "float16" and all(p.vectors.dtype == np.float16 for p in pages):
+            vec[L.VECTORS] = np.concatenate([p.vectors for p in pages])  # already finite halves (check_page)
+            flat = None
+        else:
+            flat = np.concatenate([p.vectors for p in pages]).astype(np.float32, copy=False)
+        if flat is None:
+            pass
+        elif codec == "float32":
             vec[L.VECTORS] = flat
         elif codec == "float16":
             with np.errstate(over="ignore"):

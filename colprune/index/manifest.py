@@ -130,6 +130,8 @@ def _check_manifest(m: dict[str, Any], path: str, version: int) -> None:
             d = s.get("deletes")
             if d is not None:
                 assert re.fullmatch(r"[A-Za-z0-9_.-]+", d["name"]) and 0 <= int(d["count"]) <= int(s["n_docs"])
+        names = [s["name"] for s in m["segments"]]
+        assert len(set(names)) == len(names)
         assert isinstance(m.get("skipped", {}), dict)
     except (AssertionError, KeyError, TypeError, ValueError):
         raise CorruptionError(f"{path}: the manifest breaks the format's rules (damaged or foreign)") from None

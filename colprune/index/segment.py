@@ -19,13 +19,30 @@ import h5py
 import numpy as np
 import xxhash
 
-from ..errors import CorruptionError, FormatError
+from ..errors import ColpruneError, CorruptionError, FormatError
 from ..kernels import int8_corrections
 from . import layout as L
 
 __all__ = ["Block", "SegmentWriter", "Segment", "LegacySegment", "open_h5_safely", "hash_bytes"]
 
 _CHUNK = 1 << 16
+
+
+def _guarded(method):
+    """Turn what HDF5 raises on a damaged file (OSError, KeyError, ...) into a CorruptionError naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except ColpruneError:
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError,
+                UnicodeDecodeError, json.JSONDecodeError, OverflowError, MemoryError) as e:
+            raise CorruptionError(f"{self.path}: unreadable or damaged ({type(e).__name__}: {e})") from None
+
+    return wrapper
 
 
 def hash_bytes(*arrays: np.ndarray) -> int:
@@ -337,6 +354,7 @@ class Segment:
 
     # -- opening and validation ----------------------------------------------------------
 
+    @_guarded
     def _open(self, checksum: str | None, dim: int, codec: str) -> None:
         f, path = self.f, self.path
         if L.text_attr(f, L.A_FORMAT) != L.SEGMENT_FORMAT:
@@ -422,6 +440,7 @@ class Segment:
         if self.f.id.valid:
             self.f.close()
 
+    @_guarded
     def _whole(self, name: str) -> np.ndarray:
         """A whole small dataset, verified against its recorded checksum."""
         data = self.f[name][()]
@@ -434,6 +453,7 @@ class Segment:
 
     # -- raw reads ------------------------------------------------------------------------
 
+    @_guarded
     def rows(self, name: str, a: int, b: int) -> np.ndarray:
         """Rows ``a..b`` of a per-vector dataset, unverified (callers verify per document)."""
         if name in self._raw:
@@ -447,6 +467,7 @@ class Segment:
             return out
         return self.f[name][a:b]
 
+    @_guarded
     def verify_docs(self, group: str, lo: int, hi: int, data: dict[str, np.ndarray] | None = None, base: int = 0) -> None:
         """Check documents ``lo..hi`` against their per-document hashes (once per process)."""
         if group not in self._doc_checks:
@@ -485,6 +506,7 @@ class Segment:
     #: the whole segment's vectors held in memory (set by the index within its memory budget)
     resident: dict[str, np.ndarray] | None = None
 
+    @_guarded
     def make_resident(self) -> int:
         """Read (and verify) every vector of the segment into memory; returns the bytes held."""
         if self.resident is None:
@@ -498,6 +520,7 @@ class Segment:
         names = [n for n in (L.VECTORS, L.SCALES, L.RERANK) if n in self.f]
         return sum(int(np.prod(self.f[n].shape)) * self.f[n].dtype.itemsize for n in names)
 
+    @_guarded
     def read_vectors(self, lo: int, hi: int, *, rerank: bool = False) -> dict[str, np.ndarray]:
         """Stored vectors of documents ``lo..hi`` (and int8 scales), verified; keys are dataset names."""
         a, b = int(self.offsets[lo]), int(self.offsets[hi])
@@ -516,21 +539,27 @@ class Segment:
     # -- per-document data ----------------------------------------------------------------
 
     @property
+    @_guarded
     def ids(self) -> list[str]:
         if self._ids is None:
             raw = self._whole(L.DOC_ID_BYTES).tobytes()
             off = self._id_off
             try:
-                self._ids = [raw[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
+                ids = [raw[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
             except UnicodeDecodeError:
                 raise CorruptionError(f"{self.path}: ids are not UTF-8") from None
+            if len(set(ids)) != len(ids):
+                raise CorruptionError(f"{self.path}: ids are not unique")
+            self._ids = ids
         return self._ids
 
+    @_guarded
     def metadata(self, row: int) -> dict[str, Any]:
         self.verify_docs("meta", row, row + 1)
         raw = self.f[L.DOC_META_BYTES][self._meta_off[row] : self._meta_off[row + 1]].tobytes()
         return json.loads(raw.decode("utf-8"))
 
+    @_guarded
     def metadata_range(self, lo: int, hi: int) -> list[dict[str, Any]]:
         self.verify_docs("meta", lo, hi)
         off = self._meta_off
@@ -538,12 +567,14 @@ class Segment:
         base = int(off[lo])
         return [json.loads(raw[int(off[i]) - base : int(off[i + 1]) - base].decode("utf-8")) for i in range(lo, hi)]
 
+    @_guarded
     def doc_table(self, name: str) -> np.ndarray:
         key = f"_t_{name}"
         if key not in self.__dict__:
             self.__dict__[key] = self._whole(name)
         return self.__dict__[key]
 
+    @_guarded
     def aux(self, lo: int, hi: int) -> dict[str, Any]:
         """Positions, importance, patch flags, signals and covers of documents ``lo..hi``, verified."""
         self.verify_docs("aux", lo, hi)
@@ -558,6 +589,7 @@ class Segment:
             out["covers"] = [rows[rel[i] : rel[i + 1]] for i in range(b - a)]
         return out
 
+    @_guarded
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(codes (C, dim) int8, scales (C,), offsets (n_docs + 1,))`` or None when not stored."""
         if not self.summary_centroids:
@@ -571,6 +603,7 @@ class Segment:
             self._summary = (codes, scales, off)
         return self._summary
 
+    @_guarded
     def filter_columns(self) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
         """field -> ``(numbers (n,) float64, string codes (n,) int32, dictionary)``."""
         if self._filters is None:
@@ -591,6 +624,7 @@ class Segment:
             self._filters = cols
         return self._filters
 
+    @_guarded
     def verify(self) -> None:
         """Check every byte of the segment against its checksums (raises CorruptionError)."""
         for name in whole_hashed(self.f):
@@ -670,6 +704,7 @@ class LegacySegment(Segment):
         self._summary = None
         self.checks = {}
 
+    @_guarded
     def _strings(self, fld: str) -> list[str]:
         if fld not in self._strings_cache:
             data, offsets = L.STRINGS[self.version][fld]
@@ -683,21 +718,27 @@ class LegacySegment(Segment):
         return self._strings_cache[fld]
 
     @property
+    @_guarded
     def ids(self) -> list[str]:
         return self._strings("ids")
 
+    @_guarded
     def metadata(self, row: int) -> dict[str, Any]:
         return json.loads(self._strings("metadata")[row])
 
+    @_guarded
     def metadata_range(self, lo: int, hi: int) -> list[dict[str, Any]]:
         return [json.loads(m) for m in self._strings("metadata")[lo:hi]]
 
+    @_guarded
     def doc_table(self, name: str) -> np.ndarray:
         return self.f[name][: self.n_docs]
 
+    @_guarded
     def rows(self, name: str, a: int, b: int) -> np.ndarray:
         return self.f[name][a:b]
 
+    @_guarded
     def aux(self, lo: int, hi: int) -> dict[str, Any]:
         f = self.f
         a, b = int(self.offsets[lo]), int(self.offsets[hi])
@@ -710,9 +751,11 @@ class LegacySegment(Segment):
             out["covers"] = [rows[rel[i] : rel[i + 1]] for i in range(b - a)]
         return out
 
+    @_guarded
     def summary(self):
         return None
 
+    @_guarded
     def filter_columns(self):
         if self._filters is None:
             # old files have no columns: built from the JSON once per process
@@ -736,5 +779,6 @@ class LegacySegment(Segment):
             self._filters = out
         return self._filters
 
+    @_guarded
     def verify(self) -> None:
         pass

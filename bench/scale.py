@@ -1,0 +1,296 @@
+"""A collection at scale: ingest, open, two-stage and exact streaming search, deletes, compaction, filters.
+
+    python bench/scale.py                      # 1,000,000 pages (~26 GB; checks free disk first)
+    python bench/scale.py --pages 50000 --json
+
+Synthetic graded-topic pages (``colprune.synthetic.stream_corpus``: ~100 vectors/page, dim 128,
+float16), generated chunk by chunk (generation time is not counted). Prints one JSON object:
+ingest pages/s and its ratio to a raw h5py append of the same bytes, open time, first and
+steady two-stage latency and recall@10 against exact on the queries, exact streaming latency,
+peak RSS while searching (each search phase runs in a fresh process), delete 10% + compact
+(time, bytes reclaimed against the deleted pages' bytes, recall after), a filtered search
+selecting 1% of the pages. ``--peers`` adds LanceDB (``pip install lancedb``) on the first
+``--peer-pages`` pages, side by side with colprune on the same pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_line() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), platform.processor())
+        simd = "AVX-512" if "avx512f" in out else "AVX2" if "avx2" in out else "other"
+        return f"{model} ({simd}, {os.cpu_count()} cores)"
+    except OSError:
+        return platform.processor()
+
+
+def corpus_args(args) -> dict:
+    # the two-stage bench's corpus: a shared topic pool (one topic per 50 pages), content near its
+    # topics (cosine ~0.7), queries noisier (~0.53), topics graded in an 8-dimensional subspace
+    return dict(chunk=args.chunk, n_queries=args.queries, seed=args.seed, n_topics=max(100, args.pages // 50),
+                content_noise=0.25, query_noise=0.4, latent_dim=8)
+
+
+def build(args, path: str, res: dict) -> tuple[list, list]:
+    import h5py
+
+    import colprune as cp
+    from colprune.synthetic import stream_corpus
+
+    chunks, queries, relevant = stream_corpus(args.pages, **corpus_args(args))
+    gen = ingest = raw = raw_nosum = 0.0
+    raw_pages = 0
+    rawpath = path + ".raw.h5"
+    nosum = path + ".nosum"
+    with cp.Index.create(path, dim=128, dtype="float16", summary_centroids=args.centroids) as index, \
+            cp.Index.create(nosum, dim=128, dtype="float16", summary_centroids=0) as index0, \
+            h5py.File(rawpath, "w") as raw_f:
+        raw_v = raw_f.create_dataset("vectors", (0, 128), np.float16, maxshape=(None, 128), chunks=(2048, 128))
+        raw_o = raw_f.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
+        t = time.perf_counter()
+        for ids, vectors, lengths, imp in chunks:
+            gen += time.perf_counter() - t
+            off = np.zeros(len(ids) + 1, np.int64)
+            np.cumsum(lengths, out=off[1:])
+            embs = [vectors[off[i] : off[i + 1]] for i in range(len(ids))]
+            imps = [imp[off[i] : off[i + 1]] for i in range(len(ids))]
+            meta = [{"bucket": int(p[5:]) % 100, "n": int(p[5:])} for p in ids]
+            t = time.perf_counter()
+            index.add(ids, embs, imps, metadata=meta)
+            ingest += time.perf_counter() - t
+            if raw_pages < args.raw_pages:  # the baselines: same bytes, first pages only (disk)
+                t = time.perf_counter()
+                n0, v0 = raw_o.shape[0] - 1, raw_v.shape[0]
+                raw_v.resize(v0 + vectors.shape[0], axis=0)
+                raw_v[v0:] = vectors
+                raw_o.resize(n0 + 1 + len(ids), axis=0)
+                raw_o[n0 + 1 :] = v0 + off[1:]
+                raw_f.flush()
+                os.fsync(raw_f.id.get_vfd_handle())
+                raw += time.perf_counter() - t
+                t = time.perf_counter()
+                index0.add(ids, embs, imps, metadata=meta)
+                raw_nosum += time.perf_counter() - t
+                raw_pages += len(ids)
+            print(f"  {len(index):,} pages ingested ({len(index) / ingest:,.0f} pages/s)", file=sys.stderr, flush=True)
+            t = time.perf_counter()
+    colprune_rate = args.pages / ingest
+    res["ingest"] = {
+        "pages_per_s": colprune_rate,
+        "seconds": ingest,
+        "generate_s": gen,
+        "baseline_pages": raw_pages,
+        "raw_h5py_pages_per_s": raw_pages / raw,
+        "ratio_raw_to_colprune": (raw_pages / raw) / colprune_rate,
+        "no_summary_pages_per_s": raw_pages / raw_nosum,
+        "ratio_raw_to_colprune_no_summary": (raw_pages / raw) / (raw_pages / raw_nosum),
+    }
+    shutil.rmtree(nosum, ignore_errors=True)
+    os.unlink(rawpath)
+    return [q.tolist() for q in queries], relevant
+
+
+SEARCH = r"""
+import json, resource, sys, time
+import numpy as np
+t0 = time.perf_counter()
+import colprune as cp
+path, qfile, mode, cand = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+qs = [np.asarray(q, np.float32) for q in json.load(open(qfile))]
+out = {}
+t = time.perf_counter()
+index = cp.Index.open(path)
+out["open_s"] = time.perf_counter() - t
+out["pages"] = len(index)
+def ids(hits):
+    return [[h.id for h in hs] for hs in hits]
+if mode in ("two", "all"):
+    t = time.perf_counter()
+    first = index.search(qs[0], k=10, candidates=cand)
+    out["two_stage_first_query_ms"] = (time.perf_counter() - t) * 1e3
+    single = []
+    for q in qs[1:21]:
+        t = time.perf_counter(); index.search(q, k=10, candidates=cand); single.append(time.perf_counter() - t)
+    out["two_stage_steady_query_ms"] = float(np.median(single)) * 1e3
+    t = time.perf_counter()
+    two = index.search(qs, k=10, candidates=cand)
+    out["two_stage_batch_ms_per_query"] = (time.perf_counter() - t) * 1e3 / len(qs)
+    out["two_stage_ids"] = ids(two)
+    out["rss_after_two_stage_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if mode in ("exact", "all"):
+    t = time.perf_counter()
+    exact = index.search(qs, k=10)
+    out["exact_batch_ms_per_query"] = (time.perf_counter() - t) * 1e3 / len(qs)
+    out["exact_ids"] = ids(exact)
+if mode in ("filter", "all"):
+    t = time.perf_counter()
+    filt = index.search(qs[:10], k=10, where={"bucket": 7})
+    out["filtered_1pct_exact_ms_per_query"] = (time.perf_counter() - t) * 1e3 / 10
+    out["filtered_ok"] = all(h.metadata["bucket"] == 7 for hs in filt for h in hs)
+    t = time.perf_counter()
+    index.search(qs[:10], k=10, where={"bucket": 7}, candidates=cand)
+    out["filtered_1pct_two_stage_ms_per_query"] = (time.perf_counter() - t) * 1e3 / 10
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def search_child(path: str, qfile: str, mode: str, cand: int) -> dict:
+    res = subprocess.run([sys.executable, "-c", SEARCH, path, qfile, mode, str(cand)], capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def recall(a: list[list[str]], b: list[list[str]]) -> float:
+    return float(np.mean([len(set(x) & set(y)) / max(1, len(y)) for x, y in zip(a, b)]))
+
+
+def peers(args, tmp: str) -> dict:
+    """LanceDB on the first ``--peer-pages`` pages, next to colprune on the same pages."""
+    try:
+        import lancedb
+        import pyarrow as pa
+    except ImportError:
+        return {"lancedb": "not installed (pip install lancedb)"}
+    import colprune as cp
+    from colprune.synthetic import stream_corpus
+
+    chunks, queries, _ = stream_corpus(args.peer_pages, **corpus_args(args))
+    rows, all_ids, embs = [], [], []
+    for ids, vectors, lengths, _imp in chunks:
+        off = np.zeros(len(ids) + 1, np.int64)
+        np.cumsum(lengths, out=off[1:])
+        for i, doc_id in enumerate(ids):
+            v = vectors[off[i] : off[i + 1]].astype(np.float32)
+            rows.append({"id": doc_id, "vector": v.tolist()})
+            all_ids.append(doc_id)
+            embs.append(v)
+    out: dict = {"pages": args.peer_pages}
+    path = os.path.join(tmp, "peer.cpx")
+    with cp.Index.create(path, dim=128, summary_centroids=args.centroids) as index:
+        index.add(all_ids, embs)
+    qfile = os.path.join(tmp, "peer-q.json")
+    json.dump([q.tolist() for q in queries], open(qfile, "w"))
+    col = search_child(path, qfile, "all", args.candidates)
+    exact = col["exact_ids"]
+    out["colprune"] = {"exact_ms_per_query": col["exact_batch_ms_per_query"], "exact_recall@10": 1.0,
+                       "two_stage_ms_per_query": col["two_stage_steady_query_ms"],
+                       "two_stage_recall@10": recall(col["two_stage_ids"], exact), "peak_rss_mb": col["peak_rss_mb"]}
+    db = lancedb.connect(os.path.join(tmp, "lance"))
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.list_(pa.float32(), 128)))])
+    table = db.create_table("pages", data=rows, schema=schema)
+    del rows
+    res: dict = {}
+    for label, kw in (("flat", None), ("ivf_pq_default", {}), ("ivf_pq_nprobes64_refine10", {"nprobes": 64, "refine_factor": 10})):
+        if kw is not None and "index_built" not in res:
+            t = time.perf_counter()
+            table.create_index(metric="cosine", vector_column_name="vector")
+            res["index_build_s"] = time.perf_counter() - t
+            res["index_built"] = True
+        got, ts = [], []
+        for q in queries[: 20 if label == "flat" else len(queries)]:
+            t = time.perf_counter()
+            s = table.search(q.astype(np.float32).tolist(), vector_column_name="vector").limit(10)
+            if kw:
+                s = s.nprobes(kw["nprobes"]).refine_factor(kw["refine_factor"])
+            if label == "flat":
+                s = s.bypass_vector_index()
+            got.append(s.to_pandas()["id"].tolist())
+            ts.append(time.perf_counter() - t)
+        res[label] = {"ms_per_query": float(np.median(ts)) * 1e3, "recall@10": recall(got, exact[: len(got)])}
+    res["peak_rss_mb_incl_build"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["lancedb"] = res
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pages", type=int, default=1_000_000)
+    p.add_argument("--chunk", type=int, default=25_000, help="pages per add (one segment each)")
+    p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--candidates", type=int, default=2000, help="two-stage shortlist per query")
+    p.add_argument("--centroids", type=int, default=4)
+    p.add_argument("--raw-pages", type=int, default=50_000, help="pages timed for the raw h5py baseline")
+    p.add_argument("--dir", default=None, help="where to write (default: a temporary folder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peers", action="store_true")
+    p.add_argument("--peer-pages", type=int, default=20_000)
+    p.add_argument("--json", action="store_true", help="only the JSON object on stdout")
+    args = p.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="colprune-scale-", dir=args.dir)
+    need = args.pages * 100 * 256 * 2.2 + args.raw_pages * 100 * 256 * 2
+    free = shutil.disk_usage(tmp).free
+    if free < need:
+        print(f"scale: needs ~{need / 1e9:.0f} GB free in {tmp}, has {free / 1e9:.0f} GB; use --pages or --dir", file=sys.stderr)
+        return 2
+    res: dict = {"cpu": cpu_line(), "pages": args.pages, "queries": args.queries, "candidates": args.candidates,
+                 "centroids_per_page": args.centroids, "load_average": os.getloadavg()}
+    try:
+        path = os.path.join(tmp, "pages.cpx")
+        queries, relevant = build(args, path, res)
+        print("PHASE " + json.dumps(res["ingest"]), file=sys.stderr, flush=True)
+        qfile = os.path.join(tmp, "queries.json")
+        json.dump(queries, open(qfile, "w"))
+        import colprune as cp
+
+        with cp.Index.open(path) as index:
+            info = index.info()
+        res["store"] = {"file_bytes": info["file_bytes"], "vector_bytes": info["holds"]["vectors"],
+                        "summary_bytes": info["holds"]["summaries"], "segments": info["segments"]}
+        s = search_child(path, qfile, "all", args.candidates)
+        exact = s.pop("exact_ids")
+        two = s.pop("two_stage_ids")
+        s["two_stage_recall@10"] = recall(two, exact)
+        s["exact_top1_is_query_page"] = float(np.mean([e[0] == r for e, r in zip(exact, relevant)]))
+        res["search"] = s
+        print("PHASE " + json.dumps({k: res[k] for k in ("ingest", "store", "search")}), file=sys.stderr, flush=True)
+        # delete 10%, compact, search again
+        with cp.Index.open(path, mode="a") as index:
+            gone = [i for i in index.ids if int(i[5:]) % 10 == 3]
+            gone_bytes = sum(index.get(i).vectors.nbytes for i in gone[:2000]) / min(2000, len(gone)) * len(gone)
+            t = time.perf_counter()
+            index.delete(gone)
+            t_del = time.perf_counter() - t
+            t = time.perf_counter()
+            c = index.compact()
+            t_comp = time.perf_counter() - t
+        s2 = search_child(path, qfile, "two", args.candidates) if args.pages <= 2_000_000 else {}
+        exact2 = search_child(path, qfile, "exact", args.candidates)["exact_ids"]
+        res["delete_compact"] = {
+            "deleted_pages": len(gone), "delete_s": t_del, "compact_s": t_comp,
+            "bytes_reclaimed": c["bytes_before"] - c["bytes_after"], "deleted_vector_bytes": gone_bytes,
+            "reclaimed_share_of_deleted": (c["bytes_before"] - c["bytes_after"]) / gone_bytes,
+            "two_stage_recall@10_after": recall(s2.get("two_stage_ids", []), exact2) if s2 else None,
+            "deleted_never_returned": not any(int(h[5:]) % 10 == 3 for hs in exact2 for h in hs),
+        }
+        if args.peers:
+            res["peers"] = peers(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
