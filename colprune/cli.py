@@ -222,6 +222,20 @@ def _sizes(index: Index, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     info = dict(info or index.info())
     docs = info.get("docs") or 0
+    parts = info.get("shard_info")
+    if parts:  # a sharded collection: sum its shards
+        per_page = lambda key: (sum((p.get(key) or 0) * p["docs"] for p in parts) / docs) if docs else None  # noqa: E731
+        for key in ("vector_bytes_per_page", "unpruned_vector_bytes_per_page"):
+            info.setdefault(key, per_page(key))
+        info.setdefault("rerank_vectors", any(p.get("rerank_vectors") for p in parts))
+        info.setdefault("library_version", parts[0].get("library_version"))
+        if "holds" not in info and all("holds" in p for p in parts):
+            holds: dict[str, int] = {}
+            for p in parts:
+                for k, v in p["holds"].items():
+                    holds[k] = holds.get(k, 0) + int(v)
+            holds["other"] = holds.get("other", 0) + max(0, int(info.get("file_bytes") or 0) - sum(holds.values()))
+            info["holds"] = holds
     file_bytes = info.get("file_bytes")
     if file_bytes is None:
         file_bytes = _path_bytes(info.get("path") or index.path)
@@ -280,9 +294,29 @@ def _print_summary(index: Index) -> None:
 
 # -- opening indexes -------------------------------------------------------------------------
 
-def _open_index(path: str, mode: str = "r") -> Index:
+def _distributed():
+    """``colprune.distributed.cli`` (sharded collections, Ray), or None where it cannot be imported."""
+    try:
+        from .distributed import cli as dcli
+    except Exception:  # noqa: BLE001 - an optional part: the rest of the CLI works without it
+        return None
+    return dcli
+
+
+def _open_index(path: str, mode: str = "r", args: argparse.Namespace | None = None):
+    """An :class:`Index`, or a sharded collection's ``ShardedIndex`` (searched on Ray with ``--ray``)."""
     if not os.path.exists(path):
         raise NotFoundError(f"no index at {path}")
+    d = _distributed()
+    sharded = d is not None and d.is_sharded(path)
+    if args is not None and getattr(args, "ray", None) is not None and not sharded:
+        raise UsageError(f"--ray searches sharded collections (built with `colprune build ... --ray`); {path} is one index")
+    if sharded:
+        if mode == "r":
+            return d.open_index(path, args)
+        from .distributed import ShardedIndex
+
+        return ShardedIndex.open(path, mode=mode)
     return Index.open(path, mode=mode)
 
 
@@ -292,7 +326,7 @@ def _interrupt_hint(args: argparse.Namespace, fn: Callable[[], str]) -> None:
 
 def _count_committed(path: str) -> int | None:
     try:
-        with Index.open(path) as ix:
+        with _open_index(path) as ix:
             return len(ix)
     except Exception:  # noqa: BLE001 - only for the message
         return None
@@ -391,6 +425,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     _check_inputs(args.inputs)
     if args.no_rerank and (args.dtype or "binary") != "binary":
         raise UsageError("--no-rerank applies to --dtype binary only")
+    d = _distributed()
+    if d is not None and d.wants_ray(args):
+        if kinds != {False}:
+            raise UsageError("--ray builds from pages (PDFs, images, text); embedding files build on one machine")
+        d.ray_address(args)  # refuses `--ray docs/` (a folder read as the address) before anything starts
+        _interrupt_hint(args, lambda: f"pages committed so far stay in {args.output}; run the same command again to resume")
+        return d.run_build(args)
     if kinds == {False}:
         return _build_from_pages(args)
     return _build_from_embeddings(args)
@@ -603,6 +644,9 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of extending it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (also transformers' loading bars)")
     _add_pruner_args(p, None, "default: adaptive for a new index, the index's own when appending")
+    d = _distributed()
+    if d is not None:
+        d.add_arguments(p, "build")
 
 
 register(Command(
@@ -638,6 +682,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output} exists: add --overwrite to replace it")
     with _open_index(args.source) as src:
+        if not hasattr(src, "derive"):
+            raise UsageError(f"{args.source} is a sharded collection: prune derives from one index "
+                             "(build the smaller collection with `colprune build ... --ray --pruner ...`)")
         codec = args.dtype or src.codec
         if args.no_rerank and codec != "binary":
             raise UsageError("--no-rerank applies to --dtype binary only")
@@ -737,7 +784,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     where = parse_where(args.where) if args.where else None
     texts, vectors, labels = _read_queries(args)
-    with _open_index(args.index) as index:
+    with _open_index(args.index, args=args) as index:
         searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads)
         # everything checked before the model loads
         searcher.check_texts(texts)
@@ -784,6 +831,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="print JSON: [{query, hits: [{rank, id, score, metadata}]}]")
     p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
+    d = _distributed()
+    if d is not None:
+        d.add_arguments(p, "search")
 
 
 register(Command(
@@ -820,7 +870,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     held = _holds_text(info)
     rows = [
         ("index", f"{info['path']}"),
-        ("format", f"{info['format']} v{info['format_version']} (written by colprune {info['library_version']})"),
+        ("format", f"{info['format']} v{info['format_version']}"
+                   + (f" (written by colprune {info['library_version']})" if info.get("library_version") else "")
+                   + (f", {info['n_shards']} shards" if info.get("n_shards") else "")),
         ("pages", f"{docs:,}"),
         ("vectors", f"{info['vectors']:,} kept of {info['original_vectors']:,}"
                     + ("" if info["keep_ratio"] is None else f" ({info['keep_ratio']:.1%})")),
