@@ -272,12 +272,12 @@ def _holds_text(info: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _summary_line(index: Index) -> str:
+def _summary_line(index: Index, shown: str | None = None) -> str:
     """One line: pages, vectors kept, vector bytes and file bytes per page, what else the file holds."""
     info = _sizes(index)
     ratio = info.get("keep_ratio")
     docs = info["docs"]
-    line = (f"{info['path']}: {docs:,} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
+    line = (f"{shown or info['path']}: {docs:,} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
             f" ({'-' if ratio is None else f'{ratio:.1%}'}); vectors {_fmt_bytes(info['vector_bytes_per_page'])}/page"
             f" ({info['codec']}, unpruned {_fmt_bytes(info['unpruned_vector_bytes_per_page'])})")
     if docs:
@@ -288,8 +288,9 @@ def _summary_line(index: Index) -> str:
     return line
 
 
-def _print_summary(index: Index) -> None:
-    print(_summary_line(index))
+def _print_summary(index: Index, shown: str | None = None) -> None:
+    """The summary line, naming the index as the user did (``shown``)."""
+    print(_summary_line(index, shown))
 
 
 # -- opening indexes -------------------------------------------------------------------------
@@ -507,7 +508,7 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
             commit()
         if present:
             print(f"{present} pages already in {args.output}: kept, not added again")
-        _print_summary(index)
+        _print_summary(index, args.output)
     return 0
 
 
@@ -597,7 +598,7 @@ def _build_from_pages(args: argparse.Namespace) -> int:
               f"({shown}); add --upsert to re-index them", file=sys.stderr)
     if os.path.exists(args.output):
         with _open_index(args.output) as index:
-            _print_summary(index)
+            _print_summary(index, args.output)
     else:
         print(f"{args.output}: not written (no page could be indexed)")
     if report.interrupted:
@@ -700,7 +701,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             kw["signal"] = args.signal
         dst = src.derive(args.output, pruner, **kw)
     with dst:
-        _print_summary(dst)
+        _print_summary(dst, args.output)
     return 0
 
 
@@ -869,7 +870,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     docs = info["docs"]
     held = _holds_text(info)
     rows = [
-        ("index", f"{info['path']}"),
+        ("index", args.index),
         ("format", f"{info['format']} v{info['format_version']}"
                    + (f" (written by colprune {info['library_version']})" if info.get("library_version") else "")
                    + (f", {info['n_shards']} shards" if info.get("n_shards") else "")),
@@ -922,7 +923,7 @@ def cmd_repack(args: argparse.Namespace) -> int:
     after = _path_bytes(args.index)
     print(f"{args.index}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
     with _open_index(args.index) as index:
-        _print_summary(index)
+        _print_summary(index, args.index)
     return 0
 
 
