@@ -799,8 +799,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    for n, r in enumerate(results, 1):
-        print(f"query {n}: {r['query']}")
+    for r in results:
+        print(f"query {r['query']}")
         if not r["hits"]:
             print("     (no hits)")
         for h in r["hits"]:
