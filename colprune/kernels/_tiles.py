@@ -27,9 +27,23 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["float_tile", "int16_tile"]
+__all__ = ["float_tile", "int16_tile", "stable"]
 
 UNROLL = 4
+
+
+def stable(obj, key: str):
+    """Give a Numba intrinsic or dispatcher a fixed identity instead of a random UUID.
+
+    Numba's on-disk cache keys a closure by its pickled cells; intrinsics and dispatchers in
+    those cells pickle with a per-process UUID, so every new process missed the cache and
+    recompiled (and appended another entry). Keys must be unique per distinct object.
+    """
+    try:
+        obj._set_uuid(f"colprune:{key}")
+    except (AssertionError, AttributeError):  # already has one (pickled before): keep it
+        pass
+    return obj
 
 
 def _fn(mod, name, ret, args):
@@ -126,7 +140,7 @@ def float_tile(dim: int, width: int, n_groups: int, n_docs: int):
 
         return sig, codegen
 
-    return tile
+    return stable(tile, f"float_tile:{dim}:{width}:{n_groups}:{n_docs}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -178,4 +192,4 @@ def int16_tile(dim: int, width: int, n_groups: int, n_docs: int):
 
         return sig, codegen
 
-    return tile
+    return stable(tile, f"int16_tile:{dim}:{width}:{n_groups}:{n_docs}")

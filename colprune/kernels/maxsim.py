@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._llvm import half_to_float, has_native_half
-from ._tiles import float_tile
+from ._tiles import float_tile, stable
 from .backend import backend
 
 __all__ = ["as_query_batch", "balanced_bounds", "float_kernels", "tile_kernels", "tile_shape", "pack_query_groups", "maxsim_csr", "maxsim_pairs", "pair_layout", "maxsim_scores", "threads", "widen_float16"]
@@ -47,7 +47,8 @@ _half_to_float = half_to_float if has_native_half() else _half_to_float_portable
 
 # Reassociation lets LLVM vectorise the dot and max reductions; no nnan/ninf, because
 # -inf is a real value here (the score of an empty document).
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# a dict, not a set: Numba pickles it into cache keys, and a set pickles in per-process order
+FASTMATH = {"reassoc": True, "contract": True, "nsz": True, "arcp": True}
 # Query rows scored against one document vector before moving on: 32 rows x dim floats
 # stay in L1 while the document streams from L2.
 QUERY_BLOCK = 32
@@ -222,7 +223,7 @@ def pack_query_groups(qv: np.ndarray, qoff: np.ndarray, width: int, aligned: boo
     return qpk, prow, np.ascontiguousarray(glo), np.ascontiguousarray(ghi), qlen
 
 
-def _doc_runner(tC, t2, t1, C: int, row_bytes: int):
+def _doc_runner(tC, t2, t1, C: int, row_bytes: int, key: str):
     # score n consecutive vectors from address da: C at a time, then 2, then 1
     @njit(inline="always")
     def run(qa, da, n, ba) -> None:
@@ -236,7 +237,7 @@ def _doc_runner(tC, t2, t1, C: int, row_bytes: int):
         if j < n:
             t1(qa, da + j * row_bytes, ba)
 
-    return run
+    return stable(run, key)
 
 
 @functools.cache
@@ -248,7 +249,7 @@ def tile_kernels(dim: int, width: int, rv: int, c: int):
 
     def runner(r):
         return _doc_runner(float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1),
-                           c, row_bytes)
+                           c, row_bytes, f"float_run:{dim}:{width}:{r}:{c}")
 
     run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)
 
@@ -287,6 +288,11 @@ def tile_kernels(dim: int, width: int, rv: int, c: int):
             for i in range(prow[q], prow[q] + qlen[q]):
                 s += best[i]
             out[p] = s
+
+    key = f"{dim}:{width}:{rv}:{c}"
+    stable(score_block, f"score_block:{key}")
+    stable(start, f"start:{key}")
+    stable(finish, f"finish:{key}")
 
     @njit(parallel=True, cache=True)
     def f32(qpk, prow, glo, ghi, qlen, dv, doff, docs, poff, plist, bounds, scratch, out) -> None:

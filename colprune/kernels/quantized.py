@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._llvm import has_vnni, popcount64, vnni_block
-from ._tiles import int16_tile
+from ._tiles import int16_tile, stable
 from .backend import backend, int8_path
 from .maxsim import FASTMATH, _sum_per_query, as_query_batch, balanced_bounds, threads
 
@@ -87,7 +87,7 @@ def _int8_kernels(dim: int):
 
     if not (has_vnni() and dim % 4 == 0):
         return portable, None
-    block4, block1 = vnni_block(dim, 4), vnni_block(dim, 1)
+    block4, block1 = stable(vnni_block(dim, 4), f"vnni_block:{dim}:4"), stable(vnni_block(dim, 1), f"vnni_block:{dim}:1")
 
     @njit(parallel=True, cache=True, fastmath=FASTMATH)
     def vnni(qpk, qs, qoff, dc, ds, dcorr, doff, bounds, out) -> None:
@@ -129,7 +129,7 @@ INT16_TILES = {"pmaddwd256": (8, 3, 3), "pmaddwd512": (16, 2, 12)}
 INT16_DOC_BLOCK = 48
 
 
-def _int16_runner(tC, t2, t1, C: int, row_bytes: int):
+def _int16_runner(tC, t2, t1, C: int, row_bytes: int, key: str):
     @njit(inline="always")
     def run(qa, da, sa, n, ba) -> None:
         j = 0
@@ -142,7 +142,7 @@ def _int16_runner(tC, t2, t1, C: int, row_bytes: int):
         if j < n:
             t1(qa, da + j * row_bytes, sa + j * 4, ba)
 
-    return run
+    return stable(run, key)
 
 
 @functools.lru_cache(maxsize=None)
@@ -153,7 +153,7 @@ def _int16_kernel(dim: int, width: int, rv: int, c: int):
 
     def runner(r):
         return _int16_runner(int16_tile(dim, width, r, c), int16_tile(dim, width, r, 2), int16_tile(dim, width, r, 1),
-                             c, row_bytes)
+                             c, row_bytes, f"int16_run:{dim}:{width}:{r}:{c}")
 
     run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)
 
