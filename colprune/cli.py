@@ -1023,13 +1023,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host, port = server.server_address[:2]
         print(f"serving {args.index} on http://{host}:{port} (GET /search?q=TEXT&k=10, POST /search, GET /info; "
               f"Ctrl-C to stop)", flush=True)
-        _interrupt_hint(args, lambda: "stopped")
         try:
             if args.max_requests:
                 for _ in range(args.max_requests):
                     server.handle_request()
             else:
                 server.serve_forever()
+        except KeyboardInterrupt:  # the way to stop a server: not an error
+            print("stopped", file=sys.stderr)
         finally:
             server.server_close()
     return 0

@@ -287,9 +287,10 @@ def test_sizes_name_the_rerank_copy_and_no_rerank_drops_it(built, tmp_path, caps
         ia, ib = a.info(), b.info()
         assert ia["vector_bytes_per_page"] == ib["vector_bytes_per_page"]
         assert ia["rerank_vectors"] and not ib["rerank_vectors"]
-    assert main(["info", str(with_copy)]) == 0
-    out = capsys.readouterr().out
-    assert "float16 rerank copy" in out and "also holds" in out
+    res = run_cli("info", with_copy)  # as a shell sees it
+    assert res.returncode == 0 and "float16 rerank copy" in res.stdout and "also holds" in res.stdout
+    res = run_cli("info", without)
+    assert res.returncode == 0 and "rerank copy" not in res.stdout and "file" in res.stdout
     # --rerank applies to the binary index with its copy; not to the one without
     q = str(built["queries"])
     assert main(["search", str(with_copy), q, "--rerank", "5", "-k", "1", "--json"]) == 0

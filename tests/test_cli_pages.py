@@ -85,6 +85,11 @@ def test_same_file_is_the_same_page_however_it_is_named(corpus, monkeypatch, cap
     for spelling in ("./docs", "docs/", str(d / "docs"), str(d / "docs" / "cells.pdf")):
         assert main(["build", spelling, "-o", index, "-q"]) == 0
         assert "already in the index" in capsys.readouterr().out
+    # the same from a shell, from inside the folder: nothing to encode, so no model loads
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-m", "colprune", "build", ".", "-o", index, "-q"], cwd=d / "docs",
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and "16 already in the index" in res.stdout, res.stderr
     with cp.Index.open(index) as ix:
         assert ix.ids == ids
         meta = ix.get("cells.pdf#2").metadata
