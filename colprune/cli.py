@@ -348,6 +348,8 @@ def _settings_check(output: str, *, dtype: str | None, pruner: Pruner | None, en
     with _open_index(output) as ix:
         held = {"codec": ix.codec, "dim": ix.dim, "encoder": ix.encoder, "pruner": ix.pruner_config,
                 "merged": getattr(ix, "merged", False), "rerank": getattr(ix, "has_rerank", False)}
+    if rerank is False and held["codec"] != "binary":
+        raise UsageError(f"--no-rerank applies to binary indexes; {output} holds {held['codec']} vectors")
     problems, fixes = [], []
     if dtype is not None and dtype != held["codec"]:
         problems.append(f"{held['codec']} vectors (you asked for --dtype {dtype})")
@@ -417,6 +419,27 @@ def _check_model(name: str) -> None:
     if model_type not in (*VISUAL_MODEL_TYPES, *TEXT_MODEL_TYPES):
         raise ModelLoadError(f"{name}: unsupported model type {model_type!r}; colprune encodes with "
                              f"{', '.join(VISUAL_MODEL_TYPES)} or BERT-style text models ({', '.join(TEXT_MODEL_TYPES)})")
+
+
+def _model_dim(name: str) -> int | None:
+    """The vectors' dim a model gives, from its config (no weights loaded); None if unknown."""
+    try:
+        if name == "minilm":
+            from .encoders import minilm_path
+
+            name = minilm_path()
+        cfg_path = os.path.join(name, "config.json")
+        if os.path.exists(cfg_path):
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+        else:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(name).to_dict()
+        dim = cfg.get("embedding_dim") or cfg.get("hidden_size")
+        return int(dim) if dim else None
+    except Exception:  # noqa: BLE001 - unknown: the caller says what to do instead
+        return None
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -545,9 +568,15 @@ def _build_from_pages(args: argparse.Namespace) -> int:
         from .serve import quiet_libraries
 
         quiet_libraries()
+    precreate = False
     if args.no_rerank and "rerank" not in inspect.signature(pipeline.build).parameters:
-        raise UsageError("--no-rerank: this version builds binary indexes with their rerank copy; drop it afterwards "
-                         f"with `colprune repack {args.output} --no-rerank`")
+        if appending:
+            pass  # the index has no copy (checked above): the pipeline appends codes only
+        elif args.signals:
+            raise UsageError("--no-rerank with --signals: build with --pruner none --signals, then "
+                             f"`colprune prune {args.output} NEW --dtype binary --no-rerank`")
+        else:
+            precreate = True
 
     state: dict[str, Any] = {"skips": 0}
 
@@ -580,6 +609,15 @@ def _build_from_pages(args: argparse.Namespace) -> int:
         kwargs["rerank"] = False
     accepted = inspect.signature(pipeline.build).parameters
     kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    if precreate:
+        # a new binary index without the rerank copy: create it empty, the build appends to it
+        dim = _model_dim(model)
+        if dim is None:
+            raise UsageError(f"--no-rerank: cannot tell the dim of {model!r} before loading it; build without "
+                             "--no-rerank from a full index and derive: colprune prune FULL NEW --dtype binary --no-rerank")
+        Index.create(args.output, dim, "binary", encoder=model, rerank=False, merged=bool(pruner and pruner.merges),
+                     overwrite=args.overwrite).close()
+        kwargs["overwrite"] = False
     report = pipeline.build(args.inputs, args.output, **kwargs)
     warning = report.warning_line() if hasattr(report, "warning_line") else None
     if (report.skipped and not report.interrupted and not report.indexed and not report.already_present
@@ -613,7 +651,8 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=sorted(CODECS),
                    help="vector codec of a new index (default float16); appending keeps the index's")
     p.add_argument("--no-rerank", action="store_true",
-                   help="--dtype binary: keep no float16 rerank copy (8x smaller file, Hamming-only search)")
+                   help="--dtype binary: keep no float16 rerank copy (the vectors take only their binary codes; "
+                        "search ranks by Hamming MaxSim alone)")
     g = p.add_argument_group("pages (PDFs, images, text)")
     g.add_argument("--model", default=None,
                    help="page encoder: 'minilm' (offline text-token fallback; the default for a new index), "

@@ -311,3 +311,16 @@ def test_document_demo(tmp_path, loads, capsys):
     out = capsys.readouterr().out
     assert "top-1 correct: full 4/4, pruned 4/4" in out and "(answer: thermometry.pdf#1)" in out
     assert (tmp_path / "full.h5").exists() and (tmp_path / "pruned.h5").exists()
+
+
+def test_binary_build_without_rerank_copy(corpus, tmp_path, loads, capsys):
+    out = str(tmp_path / "b.h5")
+    assert main(["build", str(corpus["docs"]), "-o", out, "--dtype", "binary", "--no-rerank", "-q"]) == 0
+    line = capsys.readouterr().out
+    assert "binary" in line and "rerank copy" not in line
+    with cp.Index.open(out) as ix:
+        assert len(ix) == 16 and ix.codec == "binary" and not ix.info()["rerank_vectors"] and ix.encoder == "minilm"
+    assert main(["search", out, QUERIES[0], "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["hits"][0]["id"] == "thermometry.pdf#1"
+    # appending keeps the index's settings; asking for a rerank copy it lacks is not possible, dropping one is refused
+    assert main(["build", str(corpus["docs"]), "-o", str(corpus["index"]), "--no-rerank", "-q"]) == 2
