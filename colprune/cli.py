@@ -466,6 +466,9 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
 
     if args.model is not None:
         raise UsageError("--model encodes pages; embedding files are already encoded (name their model with --encoder)")
+    for flag in ("id_root", "upsert", "strict", "retry_skipped", "importance", "signals", "device", "batch"):
+        if getattr(args, flag) not in (None, False):
+            raise UsageError(f"--{flag.replace('_', '-')} applies to pages (PDFs, images, text), not to embedding files")
     appending = _check_output(args)
     sets = [load_embeddings(p) for p in args.inputs]
     dims = {s.embeddings[0].shape[1] for s in sets if len(s)}
@@ -476,8 +479,7 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
         raise UsageError("the input files hold no pages")
     if args.dim and dims and dims != {args.dim}:
         raise UsageError(f"--dim {args.dim}, but the files hold dim {dims.pop()}")
-    pruner: Pruner | None = _pruner_from_args(args, args.pruner or "adaptive") if (
-        _pruner_given(args) or not appending) else None
+    pruner = _build_pruner(args, appending)
     if appending:
         held = _settings_check(args.output, dtype=args.dtype, pruner=pruner, encoder=args.encoder, dim=dim,
                                rerank=False if args.no_rerank else None)
@@ -487,7 +489,7 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
     else:
         index = Index.create(args.output, dim, args.dtype or "float16", encoder=args.encoder, overwrite=args.overwrite,
                              merged=pruner.merges, rerank=not args.no_rerank)
-    added = present = 0
+    present = 0
     before = len(index)
 
     def hint() -> str:
@@ -505,7 +507,7 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
             last = time.monotonic()
 
             def commit() -> None:
-                nonlocal pending, last, added
+                nonlocal pending, last
                 for s in {id(s): s for s, _ in pending}.values():
                     rows = [i for t, i in pending if t is s]
                     pick = lambda seq: None if seq is None else [seq[i] for i in rows]  # noqa: E731
@@ -514,7 +516,6 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
                         metadata=pick(s.metadata) or [{"source": s.source, "page": i + 1} for i in rows],
                         patch_mask=pick(s.patch_mask), grids=pick(s.grids), commit_every=len(rows),
                     )
-                    added += len(rows)
                     bar.update(len(rows))
                 pending, last = [], time.monotonic()
 
@@ -535,6 +536,20 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_pruner(args: argparse.Namespace, appending: bool) -> Pruner | None:
+    """The pruner the options ask for; None when appending without pruning options (the index's own).
+
+    Parameters without ``--pruner`` (``--k 0``) go to the index's pruner when appending, else to adaptive.
+    """
+    if not _pruner_given(args):
+        return None if appending else _pruner_from_args(args, "adaptive")
+    name = args.pruner
+    if name is None and appending:
+        with _open_index(args.output) as ix:
+            name = (ix.pruner_config or {}).get("name")
+    return _pruner_from_args(args, name or "adaptive")
+
+
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm.auto import tqdm
 
@@ -549,8 +564,7 @@ def _build_from_pages(args: argparse.Namespace) -> int:
     if args.dim is not None:
         raise UsageError("--dim is for embedding files; a page encoder gives its own dim")
     appending = _check_output(args)
-    pruner: Pruner | None = _pruner_from_args(args, args.pruner or "adaptive") if (
-        _pruner_given(args) or not appending) else None
+    pruner = _build_pruner(args, appending)
     model = args.model
     if appending:
         held = _settings_check(args.output, dtype=args.dtype, pruner=pruner, encoder=model, dim=None,
