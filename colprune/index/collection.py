@@ -258,19 +258,37 @@ class Index:
             raise FormatError(f"{root} is a folder but not a colprune collection (no {L.MARKER} file); "
                               "build one with colprune.Index.create or `colprune build`")
         self.format_version = M.read_marker(root)
-        for attempt in range(3):  # a writer's garbage collection may remove an old version under us
-            body = M.read_manifest(root, version)
+        attempts = 20
+        for attempt in range(attempts):  # a writer's garbage collection may remove an old version under us
             try:
-                segments = [Segment(os.path.join(root, L.SEGMENTS, s["name"]), s["checksum"], body["dim"], body["codec"])
-                            for s in body["segments"]]
+                body = M.read_manifest(root, version)
             except FormatError as e:
-                if version is None and attempt < 2 and isinstance(e.__cause__, FileNotFoundError):
-                    continue
+                if version is None and attempt < attempts - 1 and not isinstance(e, CorruptionError):
+                    continue  # the newest manifest was collected between listing and reading it
                 raise
+            segments: list[Segment] = []
+            # segments this index already has open stay open: files are immutable, a name is one content
+            have = {os.path.basename(seg.path): seg for seg in self._segments}
+            try:
+                for s in body["segments"]:
+                    old = have.get(s["name"])
+                    if old is not None and old.checks_record_hash == s["checksum"]:
+                        segments.append(old)
+                    else:
+                        segments.append(Segment(os.path.join(root, L.SEGMENTS, s["name"]), s["checksum"],
+                                                body["dim"], body["codec"]))
             except FileNotFoundError:
-                if version is None and attempt < 2:
+                for seg in segments:
+                    if seg not in self._segments:
+                        seg.close()
+                if version is None and attempt < attempts - 1 and M.latest_version(root) != body["version"]:
                     continue
                 raise CorruptionError(f"{root}: a segment named by manifest {body['version']} is missing") from None
+            except BaseException:
+                for seg in segments:
+                    if seg not in self._segments:
+                        seg.close()
+                raise
             break
         try:
             deleted = []
@@ -281,7 +299,8 @@ class Index:
                 deleted.append(M.read_deletes(root, s["deletes"], seg.n_docs) if s.get("deletes") else None)
         except BaseException:
             for seg in segments:
-                seg.close()
+                if seg not in self._segments:
+                    seg.close()
             raise
         self._manifest = body
         self._set_segments(segments, deleted)
@@ -356,6 +375,7 @@ class Index:
             raise FileExistsError(f"{path} is a folder that is not a colprune collection; refusing to replace it")
         parent = os.path.dirname(path) or "."
         os.makedirs(parent, exist_ok=True)
+        M.remove_stale_siblings(path)
         tmp = os.path.join(parent, M.unique_name(f".{os.path.basename(path)}.tmp"))
         os.makedirs(tmp)
         try:
@@ -417,8 +437,13 @@ class Index:
             if os.path.lexists(final):
                 if os.path.isdir(final) and M.is_collection(final):
                     M.WriterLock(final).release()
-                os.rename(final, old)
-            os.rename(self._root, final)
+                if M.exchange(self._root, final):  # one atomic step: the new index in place, the old one aside
+                    old = self._root
+                else:
+                    os.rename(final, old)
+                    os.rename(self._root, final)
+            else:
+                os.rename(self._root, final)
             M.fsync_dir(parent)
             if os.path.isdir(old):
                 shutil.rmtree(old, ignore_errors=True)

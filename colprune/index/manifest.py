@@ -24,7 +24,7 @@ from .._version import __version__
 from ..errors import CorruptionError, FormatError, LockedError
 from . import layout as L
 
-__all__ = ["is_collection", "read_marker", "latest_version", "read_manifest", "write_manifest", "new_manifest",
+__all__ = ["exchange", "remove_stale_siblings", "is_collection", "read_marker", "latest_version", "read_manifest", "write_manifest", "new_manifest",
            "write_deletes", "read_deletes", "WriterLock", "fsync_dir", "atomic_write", "collect_garbage", "unique_name"]
 
 _MANIFEST_RE = re.compile(r"^(\d{20})\.json$")
@@ -258,3 +258,44 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def exchange(a: str, b: str) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False
+
+
+def remove_stale_siblings(path: str) -> None:
+    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` folders that killed creations or overwrites left beside ``path``.
+
+    A folder whose writer lock is held belongs to a live process and is kept.
+    """
+    parent, base = os.path.dirname(path) or ".", os.path.basename(path)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(f".{base}.tmp-") or name.startswith(f".{base}.old-")):
+            continue
+        full = os.path.join(parent, name)
+        if not os.path.isdir(full):
+            continue
+        try:
+            lock = WriterLock(full)
+        except (LockedError, OSError):
+            continue
+        lock.release()
+        shutil.rmtree(full, ignore_errors=True)

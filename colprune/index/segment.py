@@ -36,7 +36,7 @@ def _guarded(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except ColpruneError:
+        except (ColpruneError, FileNotFoundError):  # a missing file is not damage: callers may retry
             raise
         except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError,
                 UnicodeDecodeError, json.JSONDecodeError, OverflowError, MemoryError) as e:
@@ -289,7 +289,11 @@ def open_h5_safely(path: str) -> h5py.File:
     """Open an HDF5 file read-only without the HDF5 file lock (segments are immutable)."""
     try:
         return h5py.File(path, "r", locking=False)
+    except FileNotFoundError:
+        raise
     except (OSError, ValueError) as e:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no file {path}") from None
         raise FormatError(f"cannot read {path} as HDF5: it is not an HDF5 file, or it is truncated or corrupted (h5py: {e})") from None
 
 
@@ -360,7 +364,8 @@ class Segment:
         if L.text_attr(f, L.A_FORMAT) != L.SEGMENT_FORMAT:
             raise FormatError(f"{path} is not a colprune segment (format attribute {L.text_attr(f, L.A_FORMAT)!r})")
         record = L.text_attr(f, L.A_CHECKS)
-        if checksum is not None and f"{xxhash.xxh3_64_intdigest(record.encode()):016x}" != checksum:
+        self.checks_record_hash = f"{xxhash.xxh3_64_intdigest(record.encode()):016x}"
+        if checksum is not None and self.checks_record_hash != checksum:
             raise CorruptionError(f"{path}: its checksum record does not match the manifest's ({checksum})")
         try:
             self.checks: dict[str, str] = json.loads(record)
@@ -703,6 +708,7 @@ class LegacySegment(Segment):
         self._filters = None
         self._summary = None
         self.checks = {}
+        self.checks_record_hash = None
 
     @_guarded
     def _strings(self, fld: str) -> list[str]:

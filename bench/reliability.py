@@ -1,0 +1,265 @@
+"""The reliability table: damage, crafted files, kill -9 and concurrency, each with its count and outcome.
+
+    python bench/reliability.py                 # 1,000 bit flips, every crafted file, 100+ kills, 30 s concurrency
+    python bench/reliability.py --flips 100 --kills 5 --seconds 10 --json
+
+Damage trials (bit flips, byte overwrites, truncations) and crafted files (damage with every
+checksum recomputed, links and storage leaving the file, lying manifests) run on copies of a
+small collection that uses every part of the format; a reader process reads everything back
+(``tests/fault_injection.py``). Outcomes: ``error`` (a colprune error), ``unchanged``, and the
+failures ``WRONG`` (a silently different answer; for crafted files, whose checksums are valid,
+a different but valid file), ``RAW`` (a non-colprune exception), ``CRASH``, ``HANG``.
+Kill trials SIGKILL a writer at a random moment of an append, upsert, delete, compaction or
+overwrite, then check that the collection opens at a committed state, verifies, and that every
+page committed before the kill is there. The concurrency trial runs 4 reader processes against
+1 writer and compares the writer's commit rate with its rate alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from fault_injection import CRAFTS, Worker, copy_of, craft, files_of, flip_bits, make_reference, overwrite_bytes, truncate  # noqa: E402
+
+import colprune as cp  # noqa: E402
+
+
+def damage_trials(args, tmp: str) -> dict:
+    ref = os.path.join(tmp, "ref")
+    make_reference(ref)
+    worker = Worker()
+    snap = worker.run(ref, "-")
+    want = os.path.join(tmp, "want.json")
+    with open(want, "w") as fh:
+        json.dump(snap["data"], fh)
+    rng = np.random.default_rng(args.seed)
+    files = [os.path.relpath(f, ref) for f in files_of(ref)]
+    table: dict = {}
+    bad: list = []
+
+    def run(kind: str, fn, n: int, ok=("error", "unchanged")) -> None:
+        counts: Counter = Counter()
+        for i in range(n):
+            path = copy_of(ref, os.path.join(tmp, "trial"))
+            label = fn(path, i)
+            out = worker.run(path, want)
+            counts[out["outcome"]] += 1
+            if out["outcome"] not in ok:
+                bad.append({"kind": kind, "what": label, **out})
+            if (i + 1) % 100 == 0:
+                print(f"  {kind}: {i + 1}/{n} {dict(counts)}", file=sys.stderr, flush=True)
+        table[kind] = dict(counts)
+
+    def pick(path):
+        return os.path.join(path, files[int(rng.integers(len(files)))])
+
+    run("bit flip", lambda p, i: flip_bits(pick(p), rng), args.flips)
+    run("byte overwrite", lambda p, i: overwrite_bytes(pick(p), rng), args.overwrites)
+    run("truncation", lambda p, i: truncate(pick(p), rng), args.truncations)
+    names = sorted(CRAFTS)
+    run("crafted file", lambda p, i: craft(p, names[i]) or names[i], len(names), ok=("error", "unchanged", "WRONG"))
+    worker.close()
+    return {"table": table, "failures": bad}
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, sys, numpy as np, colprune as cp
+    path, op = sys.argv[1], sys.argv[2]
+    def page(i):
+        return np.random.default_rng(i).standard_normal((50 + i % 40, 16)).astype(np.float32)
+    if op == "overwrite":
+        i = 0
+        while True:
+            with cp.Index.create(path, dim=16, overwrite=True) as index:
+                index.add([f"w{i}-{j}" for j in range(20)], [page(j) for j in range(20)])
+            i += 1
+            print(i, flush=True)
+    index = cp.Index.open(path, mode="a")
+    i = 0
+    while True:
+        if op == "append":
+            index.add([f"n{os.getpid()}-{i}", f"n{os.getpid()}-{i + 1}"], [page(i), page(i + 1)])
+        elif op == "upsert":
+            index.upsert(["p1", "p2"], [page(i), page(i + 1)])
+        elif op == "delete":
+            index.delete([index.ids[0]])
+        else:
+            index.add([f"c{os.getpid()}-{i}"], [page(i)]); index.delete([index.ids[0]]); index.compact()
+        i += 2
+        print(",".join(index.ids[-3:]) + "|" + str(len(index)), flush=True)
+    """
+)
+
+
+def kill_trials(args, tmp: str) -> dict:
+    rng = np.random.default_rng(args.seed)
+    out: dict = {}
+    failures = []
+    for op in ("append", "upsert", "delete", "compaction", "overwrite"):
+        path = os.path.join(tmp, f"kill-{op}")
+        with cp.Index.create(path, dim=16) as index:
+            index.add([f"p{i}" for i in range(400)],
+                      [np.random.default_rng(i).standard_normal((40, 16)).astype(np.float32) for i in range(400)],
+                      commit_every=100)
+        counts: Counter = Counter()
+        for r in range(args.kills):
+            with cp.Index.open(path) as before:
+                ids_before = before.ids
+            proc = subprocess.Popen([sys.executable, "-c", KILLER, path, op], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True)
+            last = None
+            try:
+                last = proc.stdout.readline().strip()  # at least one commit
+                time.sleep(float(rng.uniform(0, 0.15)))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            try:
+                with cp.Index.open(path) as index:
+                    index.verify()
+                    ids = index.ids
+                    ok = len(set(ids)) == len(ids)
+                    if op == "append":
+                        ok &= ids[: len(ids_before)] == ids_before and len(ids) >= len(ids_before) + 2
+                    elif op == "upsert":
+                        ok &= sorted(ids) == sorted(ids_before)
+                    elif op in ("delete", "compaction"):
+                        ok &= len(ids) <= len(ids_before) + 1
+                    else:
+                        ok &= len(ids) in (20, 400) and bool(last)
+                    index.search(np.ones((2, 16), np.float32), k=3)
+                counts["committed state" if ok else "LOST"] += 1
+                if not ok:
+                    failures.append({"op": op, "round": r})
+            except Exception as e:  # noqa: BLE001
+                counts["UNREADABLE"] += 1
+                failures.append({"op": op, "round": r, "error": f"{type(e).__name__}: {e}"[:300]})
+            leftovers = [n for n in os.listdir(tmp) if n.startswith(f".kill-{op}")]
+            if op == "overwrite" and leftovers:
+                counts["temporary folders left"] = len(leftovers)  # removed by nobody: reported
+        with cp.Index.open(path, mode="a") as index:  # still writable
+            index.add([f"after-{op}"], [np.ones((2, 16), np.float32)])
+        out[op] = dict(counts)
+        print(f"  kills {op}: {dict(counts)}", file=sys.stderr, flush=True)
+    return {"table": out, "failures": failures}
+
+
+READER = textwrap.dedent(
+    """
+    import sys, time, numpy as np, colprune as cp
+    path, seconds = sys.argv[1], float(sys.argv[2])
+    q = np.ones((3, 16), np.float32)
+    n = bad = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        with cp.Index.open(path) as index:
+            ids = index.ids
+            man = sum(s["n_docs"] - (s["deletes"]["count"] if s["deletes"] else 0) for s in index._manifest["segments"])
+            hits = index.search(q, k=5)
+            if len(ids) != len(set(ids)) or len(ids) != man or not all(h.id in set(ids) for h in hits):
+                bad += 1
+        n += 1
+    print(n, bad, flush=True)
+    """
+)
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys, time, numpy as np, colprune as cp
+    path, seconds = sys.argv[1], float(sys.argv[2])
+    n = 0
+    pid = os.getpid()
+    with cp.Index.open(path, mode="a") as index:
+        index.add([f"warm{pid}"], [np.ones((60, 16), np.float32)])  # compile the kernels before the clock starts
+        index.delete([f"warm{pid}"])
+        end = time.time() + seconds
+        while time.time() < end:
+            i = n
+            index.add([f"w{pid}-{i}"], [np.random.default_rng(i).standard_normal((60, 16)).astype(np.float32)])
+            if i % 5 == 4:
+                index.delete([f"w{pid}-{i - 2}"])
+            n += 1
+    print(n / seconds, flush=True)
+    """
+)
+
+
+def concurrency_trial(args, tmp: str) -> dict:
+    path = os.path.join(tmp, "rw")
+    with cp.Index.create(path, dim=16) as index:
+        index.add([f"p{i}" for i in range(300)],
+                  [np.random.default_rng(i).standard_normal((40, 16)).astype(np.float32) for i in range(300)])
+
+    def writer() -> float:
+        res = subprocess.run([sys.executable, "-c", WRITER, path, str(args.seconds)], capture_output=True, text=True)
+        if res.returncode:
+            raise RuntimeError(f"writer failed: {res.stderr[-2000:]}")
+        return float(res.stdout.strip().splitlines()[-1])
+
+    alone = writer()
+    readers = [subprocess.Popen([sys.executable, "-c", READER, path, str(args.seconds + 30)], stdout=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    time.sleep(10)  # readers started and searching
+    with_readers = writer()
+    reads = bad = 0
+    for r in readers:
+        n, b = (int(x) for x in r.communicate(timeout=600)[0].split())
+        reads, bad = reads + n, bad + b
+    return {"writer_commits_per_s_alone": alone, "writer_commits_per_s_with_4_readers": with_readers,
+            "ratio": with_readers / alone, "reads": reads, "inconsistent_reads": bad, "seconds": args.seconds}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--flips", type=int, default=1000)
+    p.add_argument("--overwrites", type=int, default=200)
+    p.add_argument("--truncations", type=int, default=100)
+    p.add_argument("--kills", type=int, default=25, help="kills per operation (5 operations)")
+    p.add_argument("--seconds", type=float, default=30.0, help="concurrency trial length")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="colprune-reliability-")
+    res: dict = {}
+    try:
+        t = time.perf_counter()
+        res["damage"] = damage_trials(args, tmp)
+        res["kills"] = kill_trials(args, tmp)
+        res["concurrency"] = concurrency_trial(args, tmp)
+        res["seconds"] = time.perf_counter() - t
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print("| trial | count | outcomes |\n|---|---|---|")
+    for kind, counts in {**res["damage"]["table"], **{f"kill -9 during {k}": v for k, v in res["kills"]["table"].items()}}.items():
+        print(f"| {kind} | {sum(v for k, v in counts.items() if k != 'temporary folders left')} | "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + " |")
+    c = res["concurrency"]
+    print(f"| 4 readers + 1 writer, {c['seconds']:.0f} s | {c['reads']} reads | {c['inconsistent_reads']} inconsistent; "
+          f"writer at {c['ratio']:.0%} of its rate alone ({c['writer_commits_per_s_with_4_readers']:.1f} vs "
+          f"{c['writer_commits_per_s_alone']:.1f} commits/s) |")
+    print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
