@@ -122,18 +122,8 @@ class SegmentWriter:
         if codec == "binary" and rerank:
             f.create_dataset(L.RERANK, (n, dim), np.float16)
         self._contiguous = [n for n in (L.VECTORS, L.SCALES, L.RERANK) if n in f]
-        self._extend_names: list[tuple[str, Any, tuple]] = [
-            (L.POSITIONS, np.int32, ()), (L.IMPORTANCE, np.float32, ()), (L.PATCH_MASK, np.uint8, ()),
-            *((f"{L.SIGNALS}/{k}", np.float32, ()) for k in self.signal_names),
-            (L.DOC_N_ORIGINAL, np.int64, ()), (L.DOC_GRID, np.int32, (2,)),
-            (L.DOC_ID_BYTES, np.uint8, ()), (L.DOC_META_BYTES, np.uint8, ()),
-        ]
-        if merged:
-            self._extend_names.append((L.COVERS_ROWS, np.int32, ()))
-        if summary_centroids:
-            self._extend_names += [(L.SUMMARY_CODES, np.int8, (dim,)), (L.SUMMARY_SCALES, np.float32, ())]
-        for name, dt, tail in self._extend_names:
-            f.create_dataset(name, (0, *tail), dt, maxshape=(None, *tail), chunks=(max(16, _CHUNK // max(1, np.dtype(dt).itemsize * (tail[0] if tail else 1))), *tail))
+        # everything else is gathered here and written once, contiguous, at its exact size
+        self._parts: dict[str, list[np.ndarray]] = {}
         self.n_docs = self.n_vectors = self.n_id_bytes = self.n_meta_bytes = self.n_cover_rows = self.n_centroids = 0
         self._lengths: list[np.ndarray] = []
         self._id_lengths: list[np.ndarray] = []
@@ -150,10 +140,7 @@ class SegmentWriter:
         return groups
 
     def _extend(self, name: str, data: np.ndarray) -> None:
-        ds = self.f[name]
-        n0 = ds.shape[0]
-        ds.resize(n0 + data.shape[0], axis=0)
-        ds[n0:] = data
+        self._parts.setdefault(name, []).append(np.ascontiguousarray(data))
 
     def write(self, b: Block) -> None:
         """Append a block of documents (after every earlier block)."""
@@ -212,6 +199,20 @@ class SegmentWriter:
             if self.n_vectors != self.n_vectors_total:
                 raise ValueError(f"segment writer: {self.n_vectors} vectors written, {self.n_vectors_total} announced")
             cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+            dim = self.dim
+            kinds = {L.POSITIONS: (np.int32, ()), L.IMPORTANCE: (np.float32, ()), L.PATCH_MASK: (np.uint8, ()),
+                     L.DOC_N_ORIGINAL: (np.int64, ()), L.DOC_GRID: (np.int32, (2,)), L.DOC_ID_BYTES: (np.uint8, ()),
+                     L.DOC_META_BYTES: (np.uint8, ())}
+            kinds.update({f"{L.SIGNALS}/{k}": (np.float32, ()) for k in self.signal_names})
+            if self.merged:
+                kinds[L.COVERS_ROWS] = (np.int32, ())
+            if self.summary_centroids:
+                kinds[L.SUMMARY_CODES] = (np.int8, (dim,))
+                kinds[L.SUMMARY_SCALES] = (np.float32, ())
+            for name, (dt, tail) in kinds.items():
+                parts = self._parts.get(name)
+                data = np.concatenate(parts).astype(dt, copy=False) if parts else np.zeros((0, *tail), dt)
+                f.create_dataset(name, data=data.reshape(-1, *tail) if tail else data)
             f.create_dataset(L.OFFSETS, data=_csr(cat(self._lengths)))
             f.create_dataset(L.DOC_ID_OFFSETS, data=_csr(cat(self._id_lengths)))
             f.create_dataset(L.DOC_META_OFFSETS, data=_csr(cat(self._meta_lengths)))
