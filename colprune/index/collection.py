@@ -1162,6 +1162,14 @@ class Index:
         self._commit(body)
         return len(targets)
 
+    def _set_pruner(self, config: dict[str, Any]) -> None:
+        """Record ``config`` as the pruner of every page (a copy of a pruned index keeps its record)."""
+        self._check_writable()
+        if self.pruner_config != config:
+            body = self._next_body()
+            body["pruner"] = config
+            self._commit(body)
+
     def record_skipped(self, reasons: dict[str, str]) -> None:
         """Record sources a build could not embed (id or path -> reason), in one commit."""
         self._check_writable()
