@@ -1032,6 +1032,133 @@ register(Command(
 ))
 
 
+# -- delete, compact, verify, summarize, upgrade ---------------------------------------------
+
+def _parse_where(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        where = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--where is not JSON: {e}") from None
+    if not isinstance(where, dict) or not where:
+        raise UsageError('--where takes a JSON object, e.g. \'{"source": "old.pdf"}\'')
+    return where
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    ids = list(args.ids)
+    if args.ids_file:
+        with open(args.ids_file, encoding="utf-8") as fh:
+            ids += [line.strip() for line in fh if line.strip()]
+    where = _parse_where(args.where)
+    if not ids and where is None:
+        raise UsageError("give page ids, --ids-file FILE or --where JSON")
+    with _open_index(args.index, mode="a") as index:
+        if where is not None:
+            unknown = sorted(set(where) - index.filter_fields())
+            if unknown:
+                raise UsageError(f"--where: unknown metadata field {unknown[0]!r}; filterable: {sorted(index.filter_fields())}")
+        n = index.delete(ids or None, where=where, missing="ignore" if args.missing_ok else "error")
+        print(f"{args.index}: deleted {n} pages, {len(index)} left (colprune compact {args.index} gives their bytes back)")
+    return 0
+
+
+def _delete_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("ids", nargs="*", help="page ids, as search prints them")
+    p.add_argument("--ids-file", metavar="FILE", help="more page ids, one per line")
+    p.add_argument("--where", metavar="JSON", help='delete the pages whose metadata match, e.g. \'{"source": "old.pdf"}\'')
+    p.add_argument("--missing-ok", action="store_true", help="skip ids that are not in the index (default: refuse, delete nothing)")
+
+
+register(Command(
+    "delete", "delete pages by id or by metadata (one commit; compact gives the bytes back)",
+    ["colprune delete pages.h5 'draft.pdf#1' 'draft.pdf#2'", "colprune delete pages.h5 --where '{\"source\": \"old.pdf\"}'"],
+    _delete_arguments, cmd_delete,
+    description="Delete pages in one commit: readers see all of them gone or none. Unknown ids are refused\n"
+    "before anything is deleted (--missing-ok skips them). Deleted pages are never returned again.",
+))
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    with _open_index(args.index, mode="a") as index:
+        res = index.compact()
+        print(f"{args.index}: {_fmt_bytes(res['bytes_before'])} -> {_fmt_bytes(res['bytes_after'])}, "
+              f"{res['segments_before']} -> {res['segments_after']} segments")
+    return 0
+
+
+def _index_only(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+
+
+register(Command(
+    "compact", "rewrite segments with deleted pages and merge small ones (gives space back)",
+    ["colprune compact pages.h5"], _index_only, cmd_compact,
+    description="Reclaim the bytes of deleted and replaced pages and merge small segments, in one commit.\n"
+    "A crash at any moment leaves the old state or the new one; readers keep their snapshot.",
+))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open_index(args.index) as index:
+        res = index.verify()
+    print(f"{args.index}: ok, {res['docs']} pages in {res['segments']} segments, {_fmt_bytes(res['bytes'])} checked")
+    return 0
+
+
+register(Command(
+    "verify", "check every byte of an index against its checksums",
+    ["colprune verify pages.h5"], _index_only, cmd_verify,
+    description="Read the whole index and check it against the checksums recorded when it was written.\n"
+    f"Damage exits with status {EXIT_FORMAT} and names the file, dataset or page and rows.",
+))
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    with _open_index(args.index, mode="a") as index:
+        index.summarize(args.centroids)
+    print(f"{args.index}: first-stage summaries of {args.centroids} centroids per page")
+    return 0
+
+
+def _summarize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("--centroids", type=_positive_int, default=4, help="centroids per page (default 4)")
+
+
+register(Command(
+    "summarize", "(re)compute the stored first-stage summaries of two-stage search",
+    ["colprune summarize pages.h5 --centroids 8"], _summarize_arguments, cmd_summarize,
+    description="Compute each page's centroids for two-stage search (search --candidates N) and store them,\n"
+    "rewriting the segments whose summaries have another size.",
+))
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    if os.path.exists(args.output) and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    with Index.upgrade(args.source, args.output, overwrite=args.overwrite, progress=not _quiet(args)) as index:
+        print(f"{args.output}: format {index.format_version}, {len(index)} pages from {args.source}")
+    return 0
+
+
+def _upgrade_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a format 1 or 2 index file")
+    p.add_argument("output", help="the new index (a folder)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+register(Command(
+    "upgrade", "rewrite an old (format 1 or 2) index file as a current collection",
+    ["colprune upgrade old.h5 pages.h5"], _upgrade_arguments, cmd_upgrade,
+    description="colprune reads old index files but writes only the current format: this copies every page,\n"
+    "as stored, into a new collection. The old file is left as it is.",
+))
+
+
 # -- show ------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ The command line maps each class to its own exit status (``colprune.cli.EXIT_STA
 """
 
 __all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError",
-           "UsageError", "NotFoundError", "SettingsMismatchError", "ModelLoadError"]
+           "UsageError", "NotFoundError", "SettingsMismatchError", "ModelLoadError", "UnknownIdError"]
 
 
 class ColpruneError(Exception):
@@ -51,3 +51,10 @@ class SettingsMismatchError(InvalidInputError):
 
 class ModelLoadError(ColpruneError, RuntimeError):
     """An encoder could not be loaded: a missing package, an unreachable hub, an unsupported model type."""
+
+
+class UnknownIdError(InvalidInputError, KeyError):
+    """Page ids that are not in the index (a ``KeyError`` too, as for a dict)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

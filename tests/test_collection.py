@@ -423,3 +423,36 @@ def test_a_reader_process_searches_while_the_writer_compacts(tmp_path):
             index.compact()
     out, err = reader.communicate(timeout=300)
     assert reader.returncode == 0 and out.strip() == "ok", err[-2000:]
+
+
+def test_collection_commands(tmp_path):
+    """delete, compact, verify, summarize and upgrade from the command line, errors as one line."""
+    import subprocess
+
+    from conftest import GOLDEN
+
+    path = tmp_path / "x.h5"
+    with cp.Index.create(path, dim=DIM) as index:
+        index.add([f"p{i}" for i in range(10)], [page(i) for i in range(10)], metadata=[{"source": f"f{i % 2}.pdf"} for i in range(10)])
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "colprune", *map(str, args)], capture_output=True, text=True)
+
+    r = run("delete", path, "p1", "p2")
+    assert r.returncode == 0 and "deleted 2 pages, 8 left" in r.stdout
+    r = run("delete", path, "nope")
+    assert r.returncode == 4 and "not in" in r.stderr and "Traceback" not in r.stderr
+    r = run("delete", path, "--where", '{"colour": "red"}')
+    assert r.returncode == 2 and "filterable: ['source']" in r.stderr
+    assert "deleted 4 pages" in run("delete", path, "--where", '{"source": "f0.pdf"}').stdout
+    assert "1 -> 1 segments" in run("compact", path).stdout
+    assert run("verify", path).stdout.startswith(f"{path}: ok, 4 pages")
+    assert run("summarize", path, "--centroids", "2").returncode == 0
+    r = run("upgrade", GOLDEN / "v2.h5", tmp_path / "up", "-q")
+    assert r.returncode == 0 and "format 3, 4 pages" in r.stdout
+    with cp.Index.open(path) as index:
+        assert index.ids == ["p3", "p5", "p7", "p9"] and index._manifest["summary_centroids"] == 2
+    seg = next((path / layout.SEGMENTS).iterdir())
+    _flip(seg, "vectors")
+    r = run("verify", path)
+    assert r.returncode == 5 and "does not match its checksum" in r.stderr

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import CorruptionError, DuplicateIdError, FormatError, InvalidInputError
+from ..errors import CorruptionError, DuplicateIdError, FormatError, InvalidInputError, UnknownIdError
 from ..kernels import (
     as_query_batch,
     dequantize_int8,
@@ -1149,7 +1149,7 @@ class Index:
         if ids is not None:
             unknown = [i for i in ids if not isinstance(i, str) or i not in rows_of]
             if unknown and missing == "error":
-                raise KeyError(f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; nothing was deleted "
+                raise UnknownIdError(f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; nothing was deleted "
                                "(missing='ignore' skips them)")
             targets |= {rows_of[i] for i in ids if isinstance(i, str) and i in rows_of}
         if where is not None:
