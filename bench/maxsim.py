@@ -7,10 +7,19 @@ Throughput is in query-page pairs per second ("pages/s": pages scored per second
     python bench/maxsim.py                 # table
     python bench/maxsim.py --json          # one JSON object on stdout (the table on stderr)
     python bench/maxsim.py --quick --json  # seconds; what the test suite runs
+    NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell NUMBA_CACHE_DIR=$(mktemp -d) python bench/maxsim.py
+                                           # the AVX2 kernels (and NumPy's AVX2 BLAS) on an AVX-512 CPU
+
+It prints where it ran first: CPU model, the kernel family and SIMD features colprune compiled
+for (:func:`colprune.kernels.backend_info`), NumPy's BLAS and its threads, the load average.
+The "shapes" table times the query shapes users send (16 queries x 32 tokens, 32 x 20, one
+query of 20) on pruned (100-300 vectors) and unpruned (700-1,030) pages: float32, float16 and
+int8 kernels against the NumPy loop and every peer.
 
 Peers are optional (``pip install -e ".[bench]"``; PyLate and colpali-engine ``--no-deps``):
 colpali-engine's ``score_multi_vector``, maxsim-cpu's ``maxsim_scores_variable``, PyLate's
-``colbert_scores`` with a documents mask, transformers' ``score_retrieval``. A missing peer is
+``colbert_scores`` (``pylate.scores.colbert`` in 1.x; ``pylate.scores`` before) with a documents mask
+and its torch backend, transformers' ``score_retrieval``. A missing peer is
 reported, not fatal.
 
 Data: :func:`colprune.synthetic.make_corpus`: ColPali-like pages (L2-normalised, with importance
@@ -46,6 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import builtins  # noqa: E402
 import functools  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -53,7 +63,7 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 import colprune as cp  # noqa: E402
 from colprune.encoders.colpali_engine import import_skipping_init  # noqa: E402
@@ -83,15 +93,16 @@ def load_peers(docs_t: list, docs_np: list) -> tuple[dict[str, Callable], dict[s
     except Exception as e:  # noqa: BLE001
         missing["maxsim-cpu"] = f"{type(e).__name__}: {e}"
     try:
-        import_skipping_init("pylate", "utils.tensor")  # its package __init__ needs `datasets`
-        colbert = import_skipping_init("pylate", "scores.colbert")
+        colbert_scores, where = _pylate_colbert_scores()
         padded = torch.nn.utils.rnn.pad_sequence(docs_t, batch_first=True)
         mask = torch.zeros(padded.shape[:2])
         for i, d in enumerate(docs_t):
             mask[i, : d.shape[0]] = 1
-        peers["pylate"] = lambda qs: colbert.colbert_scores(
-            torch.from_numpy(np.stack(qs)), padded, documents_mask=mask, backend="torch"
+        kw = {"backend": "torch"} if "backend" in inspect.signature(colbert_scores).parameters else {}
+        peers["pylate"] = lambda qs: colbert_scores(
+            torch.from_numpy(np.stack(qs)), padded, documents_mask=mask, **kw
         ).numpy()
+        PEER_SOURCES["pylate"] = where
     except Exception as e:  # noqa: BLE001
         missing["pylate"] = f"{type(e).__name__}: {e}"
     try:
@@ -104,6 +115,30 @@ def load_peers(docs_t: list, docs_np: list) -> tuple[dict[str, Callable], dict[s
     except Exception as e:  # noqa: BLE001
         missing["transformers"] = f"{type(e).__name__}: {e}"
     return peers, missing
+
+
+PEER_SOURCES: dict[str, str] = {}
+
+
+def _pylate_colbert_scores():
+    """PyLate's ColBERT scorer wherever this version keeps it (``scores.colbert`` in 1.x,
+    ``scores.scores`` or the ``scores`` package before), importing only the scoring modules
+    (the package ``__init__`` pulls ``datasets`` and models)."""
+    errors = []
+    for dep in ("utils.tensor",):
+        try:
+            import_skipping_init("pylate", dep)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{dep}: {e}")
+    for mod in ("scores.colbert", "scores.scores", "scores"):
+        try:
+            m = import_skipping_init("pylate", mod)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{mod}: {type(e).__name__}: {e}")
+            continue
+        if hasattr(m, "colbert_scores"):
+            return m.colbert_scores, f"pylate.{mod}.colbert_scores"
+    raise ImportError("no colbert_scores in pylate (" + "; ".join(errors) + ")")
 
 
 def numpy_loop(docs_np: list) -> Callable:
@@ -119,6 +154,43 @@ def numpy_loop(docs_np: list) -> Callable:
         return out
 
     return run
+
+
+# -- where it ran ------------------------------------------------------------------------
+
+def machine() -> dict:
+    """CPU model, the kernels' target and SIMD features, NumPy's BLAS and threads, load."""
+    model = None
+    try:
+        import subprocess
+
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except Exception:  # noqa: BLE001 - lscpu is Linux-only
+        pass
+    if model is None:
+        import platform
+
+        model = platform.processor() or platform.machine()
+    blas = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
+            for p in threadpool_info() if p.get("user_api") == "blas"]
+    env = {k: os.environ[k] for k in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE", "COLPRUNE_KERNELS")
+           if k in os.environ}
+    return {"cpu_model": model, "cores": os.cpu_count(), "kernels": cp.kernels.backend_info(), "blas": blas,
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "env": env, "peer_sources": dict(PEER_SOURCES)}
+
+
+def print_machine(m: dict, print) -> None:  # noqa: A002
+    k = m["kernels"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
+                     for b in m["blas"]) or "none found"
+    print(f"CPU: {m['cpu_model']} ({m['cores']} cores), load average {m['load_average']}")
+    print(f"colprune kernels: {k['backend']} for {k['target_cpu']}{' (NUMBA_CPU_NAME)' if k['retargeted'] else ''}, "
+          f"features {' '.join(k['features'])}; int8 {k['int8']}")
+    print(f"NumPy BLAS: {blas}" + (f"; env {m['env']}" if m["env"] else ""))
 
 
 # -- timing ------------------------------------------------------------------------------
@@ -181,6 +253,7 @@ def run(args) -> dict:
 
     peers, missing = ({}, {}) if args.no_peers else load_peers(docs_t, docs_np)
     res["missing_peers"] = missing
+    res["machine"] = machine()
 
     def ours(v, qs=None):
         return lambda: cp.kernels.maxsim_scores(queries if qs is None else qs, v, offsets, check_finite=False)
@@ -228,6 +301,11 @@ def run(args) -> dict:
                    "pruned": lambda: cp.kernels.maxsim_scores(queries, pv, po, check_finite=False)}, args.repeats)
     res["pruned_50pct"] = {"keep_ratio": pv.shape[0] / vectors.shape[0], "speedup": tp["full"] / tp["pruned"]}
 
+    if args.shapes:
+        res["shapes"] = bench_shapes(args)
+    if args.shapes_only:
+        return res
+
     with tempfile.TemporaryDirectory() as tmp:
         full = _index(os.path.join(tmp, "synthetic.h5"), corpus)
         res["score_spread"] = score_spread(full, queries)
@@ -248,6 +326,74 @@ def run(args) -> dict:
     return res
 
 
+def bench_shapes(args) -> dict:
+    """Batch scoring on the shapes users send, each method against the NumPy loop and peers."""
+    out: dict = {}
+    for pages_spec in args.shape_pages:
+        rng_part, n_pages = pages_spec.split(":")
+        lo, hi = (int(x) for x in rng_part.split("-"))
+        n_pages = max(8, int(n_pages) // (10 if args.quick else 1))
+        corpus = make_corpus(n_pages, dim=args.dim, min_vectors=lo, max_vectors=hi, n_queries=1, query_tokens=4,
+                             latent_dim=args.latent_dim, seed=1)
+        docs_np = corpus.embeddings
+        docs_t = [torch.from_numpy(d) for d in docs_np]
+        vectors = np.concatenate(docs_np)
+        offsets = np.r_[0, np.cumsum([d.shape[0] for d in docs_np])].astype(np.int64)
+        v16 = vectors.astype(np.float16)
+        codes, scales = cp.kernels.quantize_int8(vectors)
+        corr = cp.kernels.int8_corrections(codes)
+        peers, _ = ({}, {}) if args.no_peers else load_peers(docs_t, docs_np)
+        for shape in args.shapes:
+            n_q, m = (int(x) for x in shape.split("x"))
+            rng = np.random.default_rng(n_q * 1000 + m)
+            # queries near pages' vectors, as real queries are: a noisy token of a random page
+            qs = []
+            for _ in range(n_q):
+                page = docs_np[rng.integers(len(docs_np))]
+                q = page[rng.integers(page.shape[0], size=m)] + 0.4 * rng.standard_normal((m, args.dim)).astype(np.float32) / np.sqrt(args.dim)
+                qs.append((q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32))
+            fns = {
+                "colprune-float32": lambda: cp.kernels.maxsim_scores(qs, vectors, offsets, check_finite=False),
+                "colprune-float16": lambda: cp.kernels.maxsim_scores(qs, v16, offsets, check_finite=False),
+                "colprune-int8": lambda: cp.kernels.maxsim_int8(qs, codes, scales, offsets, corrections=corr),
+                "numpy-loop": lambda: numpy_loop(docs_np)(qs),
+            }
+            fns.update({k: (lambda f=f: f(qs)) for k, f in peers.items()})
+            with threadpool_limits(THREADS):
+                t = time_all(fns, max(args.repeats, 5))
+            pps = {k: n_q * len(docs_np) / v for k, v in t.items()}
+            present = [p for p in LIBRARY_PEERS if p in pps]
+            best = max(present, key=pps.get) if present else None
+            f32 = pps["colprune-float32"]
+            out[f"{shape} / {lo}-{hi}"] = {
+                "queries": n_q, "query_tokens": m, "pages": len(docs_np), "vectors": int(vectors.shape[0]),
+                "pages_per_s": pps, "best_peer": best,
+                "float32_vs_numpy": f32 / pps["numpy-loop"],
+                "float16_vs_numpy": pps["colprune-float16"] / pps["numpy-loop"],
+                "float32_vs_maxsim_cpu": f32 / pps["maxsim-cpu"] if "maxsim-cpu" in pps else None,
+                "float16_vs_maxsim_cpu": pps["colprune-float16"] / pps["maxsim-cpu"] if "maxsim-cpu" in pps else None,
+                "float32_vs_best_peer": f32 / pps[best] if best else None,
+                "int8_vs_float32": pps["colprune-int8"] / f32,
+            }
+    return out
+
+
+def print_shapes(shapes: dict, print) -> None:  # noqa: A002
+    print("\nquery shapes (batch scoring, pages/s; ratios of colprune float32 / float16 / int8)")
+    print(f"  {'shape / page vectors':<22}{'float32':>9}{'float16':>9}{'int8':>9}{'numpy':>9}{'best peer':>24}"
+          f"  f32/np  f16/np  f32/mxc  f16/mxc  i8/f32")
+    for k, r in shapes.items():
+        p = r["pages_per_s"]
+        bp = f"{r['best_peer']} {p[r['best_peer']]:,.0f}" if r["best_peer"] else "-"
+        print(f"  {k:<22}{p['colprune-float32']:>9,.0f}{p['colprune-float16']:>9,.0f}{p['colprune-int8']:>9,.0f}"
+              f"{p['numpy-loop']:>9,.0f}{bp:>24}  {r['float32_vs_numpy']:>6.2f}  {r['float16_vs_numpy']:>6.2f}  "
+              f"{_num2(r['float32_vs_maxsim_cpu'])}  {_num2(r['float16_vs_maxsim_cpu'])}  {r['int8_vs_float32']:>6.2f}")
+
+
+def _num2(x) -> str:
+    return f"{'-':>7}" if x is None else f"{x:>7.2f}"
+
+
 def _index(path: str, corpus) -> cp.Index:
     with cp.Index.create(path, dim=corpus.embeddings[0].shape[1], dtype="float32") as ix:
         ix.add(corpus.ids, corpus.embeddings, corpus.importance)
@@ -261,9 +407,7 @@ def bench_codecs(full: cp.Index, queries, tmp: str, depths, repeats: int, *, cod
     for codec in codecs:
         indexes[codec] = full.derive(os.path.join(tmp, f"{os.path.basename(full.path)}.{codec}.h5"), "none", dtype=codec)
     for ix in indexes.values():
-        ix.load()
-        if ix.has_rerank:
-            ix._rerank_vectors()
+        ix.warm(1 << 40)  # every vector in memory: time the kernels, not the disk
     searches = {codec: (lambda ix=ix: ix.search(queries, k=10)) for codec, ix in indexes.items() if codec != "binary"}
     if "binary" in indexes:
         searches["binary-norerank"] = lambda: indexes["binary"].search(queries, k=10, rerank=0)
@@ -322,6 +466,7 @@ def bench_real(args) -> dict:
 
 def print_table(res: dict, file=None) -> None:
     print = functools.partial(builtins.print, file=file or sys.stdout)  # noqa: A001
+    print_machine(res["machine"], print)
     print(f"{res['pages']} pages ({res['vectors']:,} vectors, dim {res['dim']}), {res['queries']} queries x "
           f"{res['query_tokens']} tokens, {res['threads']} threads, median of {res['repeats']}")
     print(f"\nbatch mode{'':22}pages/s   ms/batch  max|diff| vs float64")
@@ -340,8 +485,12 @@ def print_table(res: dict, file=None) -> None:
         print(f"  {k:<28}{res['single_query_ms'][k]:>9.1f}")
     if "single_query_ratio_vs_best_peer" in res:
         print(f"colprune float32 = {res['single_query_ratio_vs_best_peer']:.2f}x the best library peer")
+    if res.get("shapes"):
+        print_shapes(res["shapes"], print)
     p = res["pruned_50pct"]
     print(f"\npruned to {p['keep_ratio']:.0%} of vectors: search {p['speedup']:.2f}x faster than unpruned")
+    if "score_spread" not in res:  # --shapes-only
+        return
     sp = res["score_spread"]
     print_codecs(res["codecs"], f"synthetic pages with graded topics (gap rank 10 to 11: {_num(sp['gap_10_11'])}, "
                                 f"rank 10 to 100: {_num(sp['spread_10_100'])})", print)
@@ -392,11 +541,18 @@ def main(argv=None) -> int:
                     help="BEIR text collection for the codec table on real MiniLM embeddings ('' to skip)")
     ap.add_argument("--real-cache", default=os.path.join(os.path.expanduser("~"), ".cache", "colprune", "bench-msmarco"),
                     help="where the real collection's encoding is cached between runs")
+    ap.add_argument("--shapes", default="16x32,32x20,1x20",
+                    help="query shapes (n_queries x tokens) for the shapes table ('' to skip)")
+    ap.add_argument("--shape-pages", default="100-300:1000,700-1030:300",
+                    help="page vector ranges and page counts for the shapes table: LO-HI:PAGES,...")
+    ap.add_argument("--shapes-only", action="store_true", help="stop after the batch, single-query and shapes tables")
     ap.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     args.rerank_depths = [int(x) for x in args.rerank_depths.split(",")]
+    args.shapes = [x for x in args.shapes.split(",") if x]
+    args.shape_pages = [x for x in args.shape_pages.split(",") if x]
     if args.quick:
         args.pages, args.min_vectors, args.max_vectors, args.queries, args.repeats = 40, 20, 60, 4, 1
         args.rerank_depths = [10]

@@ -4,6 +4,11 @@ The store is two arrays, as in the HDF5 file: ``vectors`` ``(N, dim)`` holding e
 document's vectors back to back and ``offsets`` ``(n_docs + 1,)`` with document ``d`` owning
 ``vectors[offsets[d]:offsets[d + 1]]``. Nothing is padded, so a document whose similarities
 are all negative keeps its negative score (zero padding would clamp every token's max at 0).
+
+Two kernel families score float32/float16 stores: register tiles (:func:`tile_kernels`, LLVM IR
+blocks from :mod:`colprune.kernels._tiles`; x86 with AVX2+FMA or AVX-512) and plain loops LLVM
+vectorises for any CPU (:func:`float_kernels`; ARM, older x86, and the reference the tiles are
+tested against). :mod:`colprune.kernels.backend` picks one once.
 """
 
 from __future__ import annotations
