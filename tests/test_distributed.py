@@ -84,6 +84,14 @@ def test_shard_of_is_the_documented_hash():
         shard_of(3, 4)
 
 
+def test_nothing_imports_ray_without_a_ray_feature():
+    import subprocess
+
+    code = ("import sys, colprune, colprune.distributed, colprune.distributed.sharded, colprune.distributed.cli; "
+            "from colprune.distributed import ShardedIndex; assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_threads_search_equals_one_index_ties_included(tmp_path, corpus):
     s = _make(tmp_path, corpus)
     assert len(s.buckets) == 4 and len(s) == len(corpus[0])
@@ -227,6 +235,24 @@ def make_encoder():
     return HashTextEncoder()
 
 
+class PoisonedEncoder(HashTextEncoder):
+    """Fails on any page that says "poison": a build task that keeps failing."""
+
+    def encode_pages(self, pages, **kw):
+        if any("poison" in p for p in pages):
+            raise RuntimeError("poisoned page")
+        return super().encode_pages(pages, **kw)
+
+
+def make_poisoned():
+    return PoisonedEncoder()
+
+
+make_poisoned.name = HashTextEncoder.name
+make_poisoned.dim = DIM
+make_poisoned.input_kind = "text"
+
+
 make_encoder.name = HashTextEncoder.name
 make_encoder.dim = DIM
 make_encoder.input_kind = "text"
@@ -284,6 +310,25 @@ def test_ray_build_resume(tmp_path, ray_local):
         assert len(s) == 8
         q = make_encoder().encode_pages(["beta gamma"])[0].vectors
         assert s.search(q, k=1)[0].id in s.ids
+
+
+def test_ray_failed_build_leaves_no_shard_visible(tmp_path, ray_local):
+    from colprune.distributed import build
+
+    docs = tmp_path / "docs"
+    _docs(docs, 4)
+    with open(docs / "zz.txt", "w") as fh:
+        fh.write("poison alpha")
+    out = tmp_path / "built"
+    with pytest.raises(Exception, match="poison"):
+        build([str(docs)], str(out), encoder_factory=make_poisoned, n_shards=2, workers=1, batch_size=8)
+    with ShardedIndex.open(out) as s:  # the failed run's shards were never named
+        assert s.buckets == [] and len(s) == 0
+    os.unlink(docs / "zz.txt")
+    rep = build([str(docs)], str(out), encoder_factory=make_encoder, workers=1, batch_size=8)
+    assert rep.indexed == 4 and not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+    with ShardedIndex.open(out) as s:
+        assert len(s) == 4 and s.verify()["docs"] == 4
 
 
 def test_ray_search_equals_one_index(tmp_path, corpus, ray_local):

@@ -16,8 +16,10 @@ Stages, each a Ray Data operator over small records:
    write). Pages go into an existing shard as ordinary atomic commits.
 
 Resumable: pages already in any shard (and pages a shard recorded as skipped, unless
-``retry_skipped``) are not read again. A failed read, encode or route task is retried by Ray;
-writers drop pages they already hold, so a retried batch is not written twice. A run killed
+``retry_skipped``) are not read again. A read, encode or route task lost to a worker or node
+failure is retried by Ray (Ray Data's default); writers drop pages they already hold, so a
+retried batch is not written twice, and a writer actor that dies is restarted (twice at most)
+and reopens its temporary shard. A run killed
 midway leaves new shards under temporary names, never named by the manifest; the next writer
 removes them. A writer commits every ``commit_every`` pages it holds and at the end; pages a
 writer held uncommitted when it was lost are not in any shard, so the next run builds them.
@@ -286,6 +288,10 @@ class _ShardWriter:
         self.buffer = []
         self.buffered = set()
 
+    def ready(self) -> int:
+        """Called once before routing starts: the actor exists (and is findable by name) once this returns."""
+        return self.bucket
+
     def finish(self) -> dict[str, Any]:
         self._commit()
         if self.skipped:
@@ -346,9 +352,9 @@ def _run_writers(ray, sh, rows_ds, buckets: set[int], commit_every: int, small_c
     actors = {b: writer_cls.options(name=names[b], namespace=namespace).remote(sh.path, b, sh.settings, run_id, commit_every)
               for b in sorted(buckets)}
     try:
+        ray.get([a.ready.remote() for a in actors.values()])  # route tasks look writers up by name
         routed = rows_ds.map_batches(_route, fn_kwargs={"writers": names, "namespace": namespace}, batch_format="numpy",
-                                     batch_size=64,
-                                     num_cpus=small_cpus, max_retries=3, retry_exceptions=True)
+                                     batch_size=64, num_cpus=small_cpus)
         for _ in routed.iter_batches(batch_size=None):
             pass
         results = ray.get([actors[b].finish.remote() for b in sorted(buckets)])
@@ -517,7 +523,7 @@ def build(
         ds = rd.from_items([{k: r[k] for k in cols} for r in todo],
                            override_num_blocks=max(1, min(len(todo) // max(1, batch_size), 64)))
         ds = ds.map_batches(_read_batch, fn_kwargs={"kind": kind, "dpi": dpi}, batch_size=batch_size,
-                            batch_format="numpy", num_cpus=small, max_retries=3)
+                            batch_format="numpy", num_cpus=small)
         load_kwargs: dict[str, Any] = {} if importance is None else {"importance": importance}
         if num_gpus:
             load_kwargs["device"] = "cuda"  # each actor sees the GPU(s) Ray assigned it as cuda:0...
