@@ -839,14 +839,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     where = parse_where(args.where) if args.where else None
     texts, vectors, labels = _read_queries(args)
     with _open_index(args.index, args=args) as index:
-        searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads)
+        searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads, model=args.model,
+                            trust_index_encoder=args.trust_index_encoder)
         # everything checked before the model loads
         searcher.check_texts(texts)
         searcher.check_options(args.k, args.candidates, args.rerank)
         searcher.check_where(where)
         searcher.check_vectors(vectors, labels)
         if texts:
-            _check_model(index.encoder)
+            _check_model(searcher.model_name())
         results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
                                   rerank=args.rerank)
     if args.json:
@@ -863,6 +864,14 @@ def cmd_search(args: argparse.Namespace) -> int:
                 where_text = f"  {meta['source']}" + (f" p.{meta['page']}" if "page" in meta else "")
             print(f"  {h['rank']:>3}. {h['score']:9.4f}  {h['id']}{where_text}")
     return 0
+
+
+def _model_trust_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("query encoder")
+    g.add_argument("--model", default=None, help="query encoder (a path or hub id); default: the index's own, "
+                   "loaded only if it is a built-in name (minilm) or with --trust-index-encoder")
+    g.add_argument("--trust-index-encoder", action="store_true",
+                   help="load the encoder path or hub id the index records (an index file may be hostile)")
 
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
@@ -883,6 +892,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
                    help="binary indexes: rescore the best N Hamming hits exactly from the float16 copy "
                         "(default max(100, 10k); 0: Hamming order only)")
     p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    _model_trust_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON: [{query, hits: [{rank, id, score, metadata}]}]")
     p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
     d = _distributed()
@@ -1167,7 +1177,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _open_index(args.index) as index:
         if args.page not in index:
             raise NotFoundError(f"no page {args.page!r} in {args.index} (page ids: colprune search, or Index.ids)")
-        print(render_page(index, args.page, args.output, dpi=args.dpi))
+        print(render_page(index, args.page, args.output, dpi=args.dpi, root=args.root))
     return 0
 
 
@@ -1176,6 +1186,8 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("page", help="page id, as search prints it")
     p.add_argument("-o", "--output", default="page.png", help="PNG to write (default page.png)")
     p.add_argument("--dpi", type=_positive_int, default=110)
+    p.add_argument("--root", default=".", metavar="DIR",
+                   help="the folder the page sources are under (default: the current one); sources elsewhere are refused")
 
 
 register(Command(
@@ -1194,9 +1206,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import Searcher, make_server
 
     with _open_index(args.index) as index:
-        searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads)
+        searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads, model=args.model,
+                            trust_index_encoder=args.trust_index_encoder)
         if index.encoder and not args.lazy:
-            _check_model(index.encoder)
+            _check_model(searcher.model_name())
             searcher.encoder  # noqa: B018 - load the model now, not on the first request
         server = make_server(searcher, args.host, args.port, default_k=args.k,
                              log=None if _quiet(args) else (lambda m: print(m, file=sys.stderr)))
@@ -1218,6 +1231,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index")
+    _model_trust_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_nonneg_int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("-k", type=_positive_int, default=10, help="hits per query when a request gives no k (default 10)")

@@ -150,30 +150,52 @@ def quiet_libraries() -> None:
             pass
 
 
+#: encoder names that are not paths or hub ids: safe to load when an index names them
+TRUSTED_ENCODER_NAMES = frozenset({"minilm"})
+
+
 class Searcher:
     """Several searches over one open index, the encoder loaded once, on the first text query."""
 
-    def __init__(self, index, *, quiet: bool = False, encoder=None, n_threads: int | None = None) -> None:
+    def __init__(self, index, *, quiet: bool = False, encoder=None, n_threads: int | None = None,
+                 model: str | None = None, trust_index_encoder: bool = False) -> None:
         self.index = index
         self.quiet = quiet
         self.n_threads = n_threads
         self._encoder = encoder
         self._metadata: dict[str, dict] | None = None
+        self.model = model
+        self.trust_index_encoder = trust_index_encoder
+
+    def model_name(self) -> str:
+        """The query encoder to load: ``model`` if given, else the index's recorded one when it is safe to load.
+
+        An index names its encoder, but a file may be hostile: a recorded *path* or hub id is loaded
+        only when the user passes it (``--model``) or trusts the index (``--trust-index-encoder``);
+        the built-in names (``minilm``) load as they are.
+        """
+        if self.model:
+            return self.model
+        name = self.index.encoder
+        if not name:
+            raise UsageError(f"{self.index.path} records no encoder: pass --model NAME, or query embeddings files")
+        if name not in TRUSTED_ENCODER_NAMES and not self.trust_index_encoder:
+            raise UsageError(f"{self.index.path} was built with the encoder {name!r}; colprune does not load a model "
+                             f"an index names on its own: pass --model {name} (or --trust-index-encoder)")
+        return name
 
     @property
     def encoder(self):
         if self._encoder is None:
-            if not self.index.encoder:
-                raise UsageError(f"{self.index.path} records no encoder: pass query embeddings files instead of text")
-            self._encoder = load_query_encoder(self.index.encoder, quiet=self.quiet)
+            self._encoder = load_query_encoder(self.model_name(), quiet=self.quiet)
         return self._encoder
 
     def check_texts(self, texts: Sequence[str]) -> None:
         for i, t in enumerate(texts, 1):
             if not isinstance(t, str) or not t.strip():
                 raise UsageError(f"query {i} is empty: give some text to search for")
-        if texts and not self.index.encoder:
-            raise UsageError(f"{self.index.path} records no encoder: pass query embeddings files instead of text")
+        if texts and self._encoder is None:
+            self.model_name()
 
     def check_vectors(self, vectors: Sequence, labels: Sequence[str]) -> list[np.ndarray]:
         out = []

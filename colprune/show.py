@@ -29,10 +29,21 @@ def patch_cells(page: Page) -> tuple[np.ndarray, np.ndarray]:
     return cells, page.patch_mask
 
 
-def render_page(index: Index, page_id: str, out: str, *, dpi: int = 110, image=None) -> str:
+def source_under(root: str, source: str, page_id: str) -> str:
+    """The page's source file, only if it lies under ``root`` (links resolved): index files may be hostile."""
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, str(source)))
+    if os.path.commonpath([base, path]) != base:
+        raise InvalidInputError(f"page {page_id!r} names the source {source!r}, outside {root!r}: refused "
+                                "(give the folder that holds the sources as the root, or pass the image)")
+    return path
+
+
+def render_page(index: Index, page_id: str, out: str, *, dpi: int = 110, image=None, root: str = ".") -> str:
     """Write a PNG: the page with pruned patches dimmed and kept ones outlined, next to the
     importance of the kept patches on the grid. The page image is re-read from the source path
-    and page number in the page's metadata unless ``image`` is given."""
+    and page number in the page's metadata unless ``image`` is given; that path must lie under
+    ``root`` (default: the current folder), so a crafted index cannot make it open other files."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +60,8 @@ def render_page(index: Index, page_id: str, out: str, *, dpi: int = 110, image=N
         if "source" not in meta:
             raise InvalidInputError(f"page {page_id!r} has no source path in its metadata; pass the image")
         kind = meta.get("kind") or ("pdf" if str(meta["source"]).lower().endswith(".pdf") else "image")
-        image = PageSource(page_id, meta["source"], int(meta.get("page", 1)), kind).image(dpi=dpi)
+        source = source_under(root, meta["source"], page_id)
+        image = PageSource(page_id, source, int(meta.get("page", 1)), kind).image(dpi=dpi)
     w, h = image.size
     kept = np.zeros(rows * cols, bool)
     kept[cells] = True

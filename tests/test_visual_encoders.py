@@ -85,8 +85,12 @@ def test_build_page_images_and_a_pdf_then_search(checkpoints, tmp_path, capsys, 
         page = index.get("blank.pdf#1")
         assert page.grid is not None and page.n_kept < page.n_original
         assert index.dim == 16 and index.encoder == checkpoints["colqwen2"]
-    assert main(["search", "pages.h5", "what is the figure", "-k", "3"]) == 0
+    # the index names a model path: loaded only when the user says so (a file may be hostile)
+    assert main(["search", "pages.h5", "what is the figure", "-k", "3"]) == 2
+    assert "--trust-index-encoder" in capsys.readouterr().err
+    assert main(["search", "pages.h5", "what is the figure", "-k", "3", "--trust-index-encoder"]) == 0
     assert "query what is the figure" in capsys.readouterr().out
+    assert main(["search", "pages.h5", "what is the figure", "-k", "3", "--model", checkpoints["colqwen2"]]) == 0
 
 
 def test_show_draws_kept_patches(checkpoints, tmp_path, capsys):
@@ -105,9 +109,11 @@ def test_show_draws_kept_patches(checkpoints, tmp_path, capsys):
         assert cells.size == is_patch.sum() == round(0.3 * rows * cols) and len(set(cells)) == cells.size
         assert cells.max() < rows * cols
     png = tmp_path / "page.png"
-    assert main(["show", str(out), page_id, "-o", str(png)]) == 0
+    assert main(["show", str(out), page_id, "-o", str(png)]) == 4  # its source lies outside the current folder
+    assert "refused" in capsys.readouterr().err
+    assert main(["show", str(out), page_id, "-o", str(png), "--root", str(images)]) == 0
     assert Image.open(png).size[0] > 500
-    assert main(["show", str(out), "absent", "-o", str(png)]) == 2
+    assert main(["show", str(out), "absent", "-o", str(png)]) == 3  # not found
 
 
 def test_show_refuses_pages_without_grid(tmp_path, rng=np.random.default_rng(0)):
