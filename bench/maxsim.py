@@ -114,6 +114,10 @@ def load_peers(docs_t: list, docs_np: list) -> tuple[dict[str, Callable], dict[s
         ).float().numpy()
     except Exception as e:  # noqa: BLE001
         missing["transformers"] = f"{type(e).__name__}: {e}"
+    wanted = getattr(load_peers, "only", None)
+    if wanted:
+        peers = {k: v for k, v in peers.items() if k in wanted}
+        missing = {k: v for k, v in missing.items() if k in wanted}
     return peers, missing
 
 
@@ -547,11 +551,13 @@ def main(argv=None) -> int:
                     help="page vector ranges and page counts for the shapes table: LO-HI:PAGES,...")
     ap.add_argument("--shapes-only", action="store_true", help="stop after the batch, single-query and shapes tables")
     ap.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
+    ap.add_argument("--peers", default="", help="only these peers, comma-separated (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     args.rerank_depths = [int(x) for x in args.rerank_depths.split(",")]
     args.shapes = [x for x in args.shapes.split(",") if x]
+    load_peers.only = {x for x in args.peers.split(",") if x} or None
     args.shape_pages = [x for x in args.shape_pages.split(",") if x]
     if args.quick:
         args.pages, args.min_vectors, args.max_vectors, args.queries, args.repeats = 40, 20, 60, 4, 1
