@@ -50,7 +50,7 @@ def test_grid_expansion_and_filters():
         expand_grid(DEFAULT_GRID, methods=["nope"])
     with pytest.raises(InvalidInputError, match="budgets"):
         expand_grid(DEFAULT_GRID, budgets=[1.5])
-    same = [v for v in vs if v.method in ("default", "ward") and v.budget == 0.5]
+    same = [v for v in vs if v.method in ("default", "docpruner") and v.budget == 0.5]
     assert len({v.slug for v in same}) == 1  # identical configs share one cached index
 
 
