@@ -777,6 +777,7 @@ class Index:
         n_centroids: int | None = None,
         where: dict[str, Any] | None = None,
         memory_budget: int | None = None,
+        device: str | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Top-``k`` pages by MaxSim, exact unless ``candidates`` asks for two-stage search.
 
@@ -801,6 +802,11 @@ class Index:
             ``lte``; conditions on several fields are ANDed. Non-matching pages are never
             scored, and the top-``k`` is exact among the matching ones.
         memory_budget : bytes of vectors held at a time by exact search (default: the index's).
+        device : ``"cuda"``, ``"cpu"``, ``"mps"``... : exact search with torch on that device
+            (:class:`~colprune.kernels.torch_maxsim.TorchScorer`). The live vectors are uploaded
+            once (int8 dequantised; binary from its float16 rerank copy) and stay resident until
+            the index changes; float16 compute with float32 accumulation on CUDA. Not combined
+            with ``candidates``.
 
         Returns
         -------
@@ -817,6 +823,10 @@ class Index:
         n_q = qoff.size - 1
         if len(self) == 0:
             idx, val = [np.zeros(0, np.int64)] * n_q, [np.zeros(0, np.float32)] * n_q
+        elif device is not None:
+            if candidates is not None:
+                raise InvalidInputError("device= scores every page exactly; it does not combine with candidates=")
+            idx, val = self._device_search(qv, qoff, k, masks, device)
         elif candidates is not None:
             if self.codec not in ("float16", "float32"):
                 raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 index, not {self.codec}")
@@ -836,6 +846,33 @@ class Index:
                 raise InvalidInputError("query values too large: scores overflow float32 (scale the query vectors down)")
         hits = [[self._hit(int(p), float(s)) for p, s in zip(pi, pv)] for pi, pv in zip(idx, val)]
         return hits[0] if single else hits
+
+    def _device_search(self, qv, qoff, k: int, masks, device: str):
+        from ..kernels import topk
+        from ..kernels.torch_maxsim import TorchScorer
+
+        key = (str(device), self.version)
+        if getattr(self, "_torch", None) is None or self._torch[0] != key:
+            positions = self._positions()
+            data, off = gather_docs(self, positions, rerank=self.codec == "binary" and self.has_rerank)
+            if self.codec == "int8":
+                vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
+            elif self.codec == "binary":
+                if not self.has_rerank:
+                    raise InvalidInputError("device= needs float vectors: this binary index has no float16 rerank copy")
+                vec = data[L.RERANK]
+            else:
+                vec = data[L.VECTORS]
+            self._torch = (key, TorchScorer(vec, off, device=device), positions)
+        _, scorer, positions = self._torch
+        scores = scorer.scores(qv, qoff)
+        if any(m is not None for m in masks):
+            live = np.concatenate([np.ones(s.n_docs, bool) if m is None else m for s, m in zip(self._segments, masks)])
+            scores[:, ~live[positions]] = -np.inf
+        bi, bv = topk(scores, min(k, scores.shape[1]))
+        idx = [positions[r[np.isfinite(v)]] for r, v in zip(bi, bv)]
+        val = [v[np.isfinite(v)] for v in bv]
+        return idx, val
 
     def _hit(self, pos: int, score: float) -> Hit:
         seg, r = self._locate(pos)
