@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -1052,7 +1052,7 @@ class Index:
         for lo in range(0, len(ids), step):
             hi = min(lo + step, len(ids))
             block = self._block(ids[lo:hi], pages[lo:hi], kept[lo:hi], meta_json[lo:hi], grid_rows[lo:hi])
-            entry = self._write_segment([block])
+            entry = self._write_segment([block], block.n_vectors)
             body = self._next_body()
             if body["pruner"] is None or not len(self):
                 body["pruner"] = config
@@ -1121,9 +1121,9 @@ class Index:
                           merged=self.merged, n_vectors=n_vectors, summary_centroids=m.get("summary_centroids", 0))
         return w, name, tmp
 
-    def _write_segment(self, blocks: Sequence[Block]) -> dict[str, Any]:
-        """Write blocks as one new segment file, durable and in ``segments/``; returns its manifest entry."""
-        w, name, tmp = self._new_writer(sum(b.n_vectors for b in blocks))
+    def _write_segment(self, blocks: Iterable[Block], n_vectors: int) -> dict[str, Any]:
+        """Write blocks (``n_vectors`` in all) as one new segment file, durable and in ``segments/``; returns its manifest entry."""
+        w, name, tmp = self._new_writer(n_vectors)
         try:
             for b in blocks:
                 w.write(b)
@@ -1319,20 +1319,8 @@ class Index:
                             np.diff(self._segments[si].offsets)[~self._deleted[si]].sum()) for si in group)
             live = sum(self._segments[si].n_docs - (0 if self._deleted[si] is None else int(self._deleted[si].sum()))
                        for si in group)
-            entry = None
-            if live:
-                w, name, tmp = self._new_writer(n_vec)
-                try:
-                    for si in group:
-                        for b in self._live_blocks(si, budget):
-                            w.write(b)
-                    checksum = w.close()
-                except BaseException:
-                    w.abort()
-                    _unlink(tmp)
-                    raise
-                entry = self._seal(w, name, tmp, checksum)
-            replaced[group[0]] = entry
+            blocks = (b for si in group for b in self._live_blocks(si, budget))
+            replaced[group[0]] = self._write_segment(blocks, n_vec) if live else None
             for si in group[1:]:
                 replaced[si] = None
         segs = []

@@ -746,19 +746,6 @@ class LegacySegment(Segment):
         return self.f[name][a:b]
 
     @_guarded
-    def aux(self, lo: int, hi: int) -> dict[str, Any]:
-        f = self.f
-        a, b = int(self.offsets[lo]), int(self.offsets[hi])
-        out: dict[str, Any] = {n: f[n][a:b] for n in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK)}
-        out["signals"] = {k: f[f"{L.SIGNALS}/{k}"][a:b] for k in self.signal_names}
-        if self.merged:
-            c = self._cov_off
-            rows = f[L.COVERS_ROWS][c[a] : c[b]].astype(np.int64)
-            rel = c[a : b + 1] - c[a]
-            out["covers"] = [rows[rel[i] : rel[i + 1]] for i in range(b - a)]
-        return out
-
-    @_guarded
     def summary(self):
         return None
 
