@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import CorruptionError, FormatError, InvalidInputError
+from ..index.manifest import fsync_dir
 
 __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "HASH", "LOCK", "shard_of", "shard_name", "is_sharded",
            "new_manifest", "read_manifest", "write_manifest", "ShardedLock", "clear_temp"]
@@ -130,20 +131,7 @@ def write_manifest(path: str | os.PathLike, body: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, os.path.join(path, MANIFEST))
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path)
 
 
 class ShardedLock:
