@@ -300,7 +300,7 @@ class _ShardWriter:
         new = False
         if self.tmp is not None:
             os.rename(self.tmp, self.final)
-            SM._fsync_dir(os.path.dirname(self.final))
+            SM.fsync_dir(os.path.dirname(self.final))
             new = True
         return {"bucket": self.bucket, "written": self.written, "new": new, "skipped": dict(self.skipped)}
 

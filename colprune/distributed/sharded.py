@@ -282,7 +282,7 @@ class ShardedIndex:
         try:
             SM.write_manifest(tmp, body)
             os.rename(tmp, path)
-            SM._fsync_dir(parent)
+            SM.fsync_dir(parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -618,7 +618,7 @@ class ShardedIndex:
                          merged=st.get("merged", False), rerank=st.get("rerank", True),
                          summary_centroids=st.get("summary_centroids", 4)).close()
             os.rename(tmp, final)
-            SM._fsync_dir(self.path)
+            SM.fsync_dir(self.path)
             self._add_shards([bucket])
             ix = Index.open(final, mode="a")
         self._writers[bucket] = ix
