@@ -218,6 +218,7 @@ def test_streaming_search_is_exact_whatever_the_budget(tmp_path, rng):
         for budget in (1, 500, 5000, 1 << 30):  # from disk in blocks of any size, then from memory
             with cp.Index.open(tmp_path / "s", memory_budget=budget) as ro:
                 got[budget] = ro.search(qs, k=10)
+                got[("two", budget)] = ro.search(qs, k=10, candidates=80)  # a shortlist of every page: exact
                 assert (budget < 1 << 30) == all(s.resident is None for s in ro._segments)
         full = index.search(qs, k=10)
         assert all(g == full for g in got.values())

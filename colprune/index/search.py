@@ -144,26 +144,47 @@ def gather_docs(index, positions: np.ndarray, *, rerank: bool = False) -> tuple[
     return out, off
 
 
-def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bool = False):
-    """Exact MaxSim of each query's candidate positions ``(n_q, depth)`` (-1 = none), best ``k``."""
-    flat = cand[cand >= 0]
-    uniq = np.unique(flat)
+def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bool = False, budget: int | None = None):
+    """Exact MaxSim of each query's candidate positions ``(n_q, depth)`` (-1 = none), best ``k``.
+
+    The candidates' vectors are read in groups of at most ``budget`` bytes (default: the index's
+    memory budget), each group scored for every query that listed its pages, and the per-group
+    best ``k`` merged: memory follows the budget, not the number of queries times the shortlist.
+    """
+    n_q = qoff.size - 1
+    uniq = np.unique(cand[cand >= 0])
     if uniq.size == 0:
-        n_q = qoff.size - 1
         return [np.zeros(0, np.int64)] * n_q, [np.zeros(0, np.float32)] * n_q
-    data, off = gather_docs(index, uniq, rerank=rerank)
-    if rerank:
-        vec = data[L.RERANK]
-    elif index.codec == "int8":
-        vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
-    else:
-        vec = data[L.VECTORS]
-    local = np.where(cand >= 0, np.searchsorted(uniq, np.maximum(cand, 0)), -1)
-    local = np.sort(local, axis=1)  # ascending, -1 first: ties go to the earlier page
-    exact = maxsim_pairs(qv, qoff, vec, off, local.astype(np.int64), n_threads=n_threads)
-    exact[local < 0] = -np.inf
-    glob = np.where(local >= 0, uniq[np.maximum(local, 0)], -1)
-    return merge_topk([glob], [exact], k, qoff.size - 1)
+    budget = int(budget or index.memory_budget) // 2
+    lengths = np.empty(uniq.size, np.int64)
+    seg_of = np.searchsorted(index._bases, uniq, side="right") - 1
+    for si in np.unique(seg_of):
+        rows = uniq[seg_of == si] - index._bases[si]
+        lengths[seg_of == si] = np.diff(index._segments[si].offsets)[rows] if rows.size else 0
+    row_bytes = 2 * index.dim if rerank or index.codec != "float32" else 4 * index.dim
+    ends = np.cumsum(lengths * row_bytes)
+    idx_parts, val_parts = [], []
+    lo = 0
+    while lo < uniq.size:
+        hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + budget, side="right")))
+        group = uniq[lo:hi]
+        data, off = gather_docs(index, group, rerank=rerank)
+        if rerank:
+            vec = data[L.RERANK]
+        elif index.codec == "int8":
+            vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
+        else:
+            vec = data[L.VECTORS]
+        inside = (cand >= group[0]) & (cand <= group[-1])
+        local = np.where(inside, np.searchsorted(group, np.where(inside, cand, group[0])), -1)
+        local = np.sort(local, axis=1)  # ascending, -1 first: ties go to the earlier page
+        exact = maxsim_pairs(qv, qoff, vec, off, local.astype(np.int64), n_threads=n_threads)
+        exact[local < 0] = -np.inf
+        idx_parts.append(np.where(local >= 0, group[np.maximum(local, 0)], -1))
+        val_parts.append(exact)
+        del data, vec
+        lo = hi
+    return merge_topk(idx_parts, val_parts, k, n_q)
 
 
 def exact_search(index, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_threads, budget: int,
