@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from fault_injection import CRAFTS, Worker, copy_of, craft, files_of, flip_bits, make_reference, overwrite_bytes, truncate  # noqa: E402
+from fault_injection import CRAFTS, KILLER, Worker, copy_of, craft, files_of, flip_bits, make_reference, overwrite_bytes, truncate  # noqa: E402
 
 import colprune as cp  # noqa: E402
 
@@ -76,34 +76,6 @@ def damage_trials(args, tmp: str) -> dict:
     return {"table": table, "failures": bad}
 
 
-KILLER = textwrap.dedent(
-    """
-    import os, sys, numpy as np, colprune as cp
-    path, op = sys.argv[1], sys.argv[2]
-    def page(i):
-        return np.random.default_rng(i).standard_normal((50 + i % 40, 16)).astype(np.float32)
-    if op == "overwrite":
-        i = 0
-        while True:
-            with cp.Index.create(path, dim=16, overwrite=True) as index:
-                index.add([f"w{i}-{j}" for j in range(20)], [page(j) for j in range(20)])
-            i += 1
-            print(i, flush=True)
-    index = cp.Index.open(path, mode="a")
-    i = 0
-    while True:
-        if op == "append":
-            index.add([f"n{os.getpid()}-{i}", f"n{os.getpid()}-{i + 1}"], [page(i), page(i + 1)])
-        elif op == "upsert":
-            index.upsert(["p1", "p2"], [page(i), page(i + 1)])
-        elif op == "delete":
-            index.delete([index.ids[0]])
-        else:
-            index.add([f"c{os.getpid()}-{i}"], [page(i)]); index.delete([index.ids[0]]); index.compact()
-        i += 2
-        print(",".join(index.ids[-3:]) + "|" + str(len(index)), flush=True)
-    """
-)
 
 
 def kill_trials(args, tmp: str) -> dict:

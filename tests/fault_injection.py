@@ -24,7 +24,7 @@ import colprune as cp
 from colprune.index import layout
 from colprune.index.segment import hash_bytes
 
-__all__ = ["make_reference", "Worker", "flip_bits", "overwrite_bytes", "truncate", "CRAFTS", "craft"]
+__all__ = ["KILLER", "make_reference", "Worker", "flip_bits", "overwrite_bytes", "truncate", "CRAFTS", "craft"]
 
 DIM = 16
 
@@ -119,6 +119,37 @@ class Worker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
+
+
+# a writer that commits in a loop until killed: append, upsert, delete, compaction or overwrite
+KILLER = textwrap.dedent(
+    """
+    import os, sys, numpy as np, colprune as cp
+    path, op = sys.argv[1], sys.argv[2]
+    def page(i):
+        return np.random.default_rng(i).standard_normal((50 + i % 40, 16)).astype(np.float32)
+    if op == "overwrite":
+        i = 0
+        while True:
+            with cp.Index.create(path, dim=16, overwrite=True) as index:
+                index.add([f"w{i}-{j}" for j in range(20)], [page(j) for j in range(20)])
+            i += 1
+            print(i, flush=True)
+    index = cp.Index.open(path, mode="a")
+    i = 0
+    while True:
+        if op == "append":
+            index.add([f"n{os.getpid()}-{i}", f"n{os.getpid()}-{i + 1}"], [page(i), page(i + 1)])
+        elif op == "upsert":
+            index.upsert(["p1", "p2"], [page(i), page(i + 1)])
+        elif op == "delete":
+            index.delete([index.ids[0]])
+        else:
+            index.add([f"c{os.getpid()}-{i}"], [page(i)]); index.delete([index.ids[0]]); index.compact()
+        i += 2
+        print(",".join(index.ids[-3:]) + "|" + str(len(index)), flush=True)
+    """
+)
 
 
 def files_of(root: str) -> list[str]:

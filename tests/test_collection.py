@@ -327,27 +327,6 @@ def test_encoder_recorded_is_a_name_not_something_loaded(tmp_path):
         assert index.encoder == "/tmp/evil-model" and index.info()["encoder"] == "/tmp/evil-model"
 
 
-KILLER = textwrap.dedent(
-    """
-    import os, sys, numpy as np, colprune as cp
-    path, op = sys.argv[1], sys.argv[2]
-    def page(i):
-        return np.random.default_rng(i).standard_normal((50 + i % 40, 16)).astype(np.float32)
-    index = cp.Index.open(path, mode="a")
-    i = len(index) + 10_000
-    while True:
-        if op == "add":
-            index.add([f"n{os.getpid()}-{i}", f"n{os.getpid()}-{i + 1}"], [page(i), page(i + 1)])
-        elif op == "upsert":
-            index.upsert(["p1", "p2"], [page(i), page(i + 1)])
-        elif op == "delete":
-            index.delete([index.ids[0]])
-        else:
-            index.add([f"c{os.getpid()}-{i}"], [page(i)]); index.delete([index.ids[0]]); index.compact()
-        i += 2
-        print(i, flush=True)
-    """
-)
 
 
 def kill_rounds(tmp_path, op, rounds, rng):
@@ -361,6 +340,8 @@ def kill_rounds(tmp_path, op, rounds, rng):
     for _ in range(rounds):
         with cp.Index.open(path) as before:
             n_before = len(before)
+        from fault_injection import KILLER
+
         proc = subprocess.Popen([sys.executable, "-c", KILLER, str(path), op], stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout.readline(), "writer died on its own"
@@ -382,14 +363,14 @@ def kill_rounds(tmp_path, op, rounds, rng):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
-@pytest.mark.parametrize("op", ["add", "upsert", "delete", "compact"])
+@pytest.mark.parametrize("op", ["append", "upsert", "delete", "compaction"])
 def test_sigkill_at_any_moment_keeps_a_committed_state(tmp_path, op):
     kill_rounds(tmp_path, op, 3, np.random.default_rng(1))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
-@pytest.mark.parametrize("op", ["add", "upsert", "delete", "compact"])
+@pytest.mark.parametrize("op", ["append", "upsert", "delete", "compaction"])
 def test_sigkill_many_rounds(tmp_path, op):
     kill_rounds(tmp_path, op, 20, np.random.default_rng(2))
 
