@@ -1334,15 +1334,25 @@ class Index:
         self._commit(body)
 
     def _maybe_merge(self) -> None:
-        small = [si for si, s in enumerate(self._segments) if s.n_docs < SMALL_SEGMENT_DOCS]
-        if len(small) > MAX_SMALL_SEGMENTS:
-            tail = []
-            for si in range(len(self._segments) - 1, -1, -1):  # the trailing run of small segments
-                if self._segments[si].n_docs >= SMALL_SEGMENT_DOCS:
+        """Tiered merging after a commit: ``MAX_SMALL_SEGMENTS`` trailing small segments of one size tier become one.
+
+        A segment's tier is ``floor(log_8(n_docs))``; only segments of the last segment's tier are
+        merged, and the result moves up a tier, so each page is rewritten O(log n) times, not once
+        per commit.
+        """
+        while True:
+            segs = self._segments
+            if not segs or segs[-1].n_docs >= SMALL_SEGMENT_DOCS:
+                return
+            tier = _tier(segs[-1].n_docs)
+            run = []
+            for si in range(len(segs) - 1, -1, -1):
+                if segs[si].n_docs >= SMALL_SEGMENT_DOCS or _tier(segs[si].n_docs) != tier:
                     break
-                tail.append(si)
-            if len(tail) > 1:
-                self._rewrite([sorted(tail)], self.memory_budget)
+                run.append(si)
+            if len(run) < MAX_SMALL_SEGMENTS:
+                return
+            self._rewrite([sorted(run)], self.memory_budget)
 
     def summarize(self, n_centroids: int = 4) -> None:
         """(Re)compute the persisted first-stage summaries with ``n_centroids`` per page (rewrites segments)."""
@@ -1478,6 +1488,10 @@ class Index:
         meta = [_meta_json(p.metadata, f"document {p.id!r}") for p in pages]
         self._write(([p.id for p in pages], out, kept, meta, [_NO_GRID if p.grid is None else p.grid for p in pages],
                      config or NoPruning().config()), len(pages), replace=False)
+
+
+def _tier(n_docs: int) -> int:
+    return int(np.floor(np.log(max(1, n_docs)) / np.log(MAX_SMALL_SEGMENTS) + 1e-9))
 
 
 def _meta_of(seg: Segment, lo: int, hi: int, keep: np.ndarray) -> list[str]:
