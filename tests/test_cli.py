@@ -247,7 +247,7 @@ def test_ctrl_c_keeps_what_was_committed_and_says_how_to_resume(tmp_path):
     out = tmp_path / "big.h5"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     argv = [sys.executable, "-m", "colprune", "build", str(src), "-o", str(out), "--commit-every", "1"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_sigint_default)
     os.set_blocking(p.stderr.fileno(), False)
     seen, t0 = b"", time.time()
     while time.time() - t0 < 90 and p.poll() is None:  # wait for the bar to pass a few pages
@@ -438,3 +438,9 @@ def test_sharded_collections_info_search_repack(built, tmp_path, capsys):
     assert "sharded collection" in capsys.readouterr().err
     assert main(["search", str(built["full"]), str(built["queries"]), "--ray"]) == 2
     assert "--ray searches sharded collections" in capsys.readouterr().err
+
+
+def _sigint_default() -> None:
+    # a runner started in the background (nohup, `cmd &`) ignores SIGINT, and Python keeps an
+    # ignored SIGINT ignored: give the child the default so it sees Ctrl-C as a user's terminal does
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

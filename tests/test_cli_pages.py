@@ -279,7 +279,7 @@ def test_ctrl_c_during_a_page_build_keeps_the_commits(tmp_path, loads, capsys):
     out = tmp_path / "notes.h5"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.Popen([sys.executable, "-m", "colprune", "build", str(notes), "-o", str(out), "--commit-every", "2",
-                          "--batch", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                          "--batch", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_sigint_default)
     os.set_blocking(p.stderr.fileno(), False)
     seen, t0 = b"", time.time()
     while time.time() - t0 < 240 and p.poll() is None:  # until the bar has passed a few pages
@@ -324,3 +324,9 @@ def test_binary_build_without_rerank_copy(corpus, tmp_path, loads, capsys):
     assert json.loads(capsys.readouterr().out)[0]["hits"][0]["id"] == "thermometry.pdf#1"
     # appending keeps the index's settings; asking for a rerank copy it lacks is not possible, dropping one is refused
     assert main(["build", str(corpus["docs"]), "-o", str(corpus["index"]), "--no-rerank", "-q"]) == 2
+
+
+def _sigint_default() -> None:
+    # a runner started in the background (nohup, `cmd &`) ignores SIGINT, and Python keeps an
+    # ignored SIGINT ignored: give the child the default so it sees Ctrl-C as a user's terminal does
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
