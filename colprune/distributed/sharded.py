@@ -510,20 +510,9 @@ class ShardedIndex:
     # -- search ------------------------------------------------------------------------
 
     def _queries(self, queries):
-        from ..index.collection import MAX_QUERY_NORM
-        from ..kernels import as_query_batch
+        from ..index.collection import check_queries
 
-        try:
-            qv, qoff, single = as_query_batch(queries, dim=self.dim)
-        except InvalidInputError:
-            raise
-        except ValueError as e:
-            raise InvalidInputError(str(e)) from None
-        norms = np.sqrt(np.einsum("ij,ij->i", qv.astype(np.float64), qv.astype(np.float64)))
-        if norms.size and norms.max() > MAX_QUERY_NORM:
-            raise InvalidInputError(f"query token vectors must have norms <= {MAX_QUERY_NORM:g} (got {norms.max():.3g}): "
-                                    "scores would overflow float32; scale the query down")
-        return np.ascontiguousarray(qv, np.float32), np.asarray(qoff, np.int64), single
+        return check_queries(queries, self.dim)  # already contiguous float32 / int64
 
     def search(self, queries, k: int = 10, *, n_threads: int | None = None, rerank: int | None = None,
                candidates: int | None = None, n_centroids: int | None = None, where: dict[str, Any] | None = None,

@@ -160,6 +160,22 @@ def check_id(doc_id: object) -> str:
     return doc_id
 
 
+def check_queries(queries, dim: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Queries as CSR float32 (:func:`~colprune.kernels.as_query_batch`), refused with
+    :class:`InvalidInputError` when malformed or so large that scores would overflow float32."""
+    try:
+        qv, qoff, single = as_query_batch(queries, dim=dim)
+    except InvalidInputError:
+        raise
+    except ValueError as e:
+        raise InvalidInputError(str(e)) from None
+    norms = np.sqrt(np.einsum("ij,ij->i", qv.astype(np.float64), qv.astype(np.float64)))
+    if norms.size and norms.max() > MAX_QUERY_NORM:
+        raise InvalidInputError(f"query token vectors must have norms <= {MAX_QUERY_NORM:g} (got {norms.max():.3g}): "
+                                "scores would overflow float32; scale the query down (embeddings are about unit length)")
+    return qv, qoff, single
+
+
 def check_count(value: object, name: str) -> int:
     """An integer >= 1 (bools and floats refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
@@ -719,17 +735,7 @@ class Index:
     # -- search ------------------------------------------------------------------------
 
     def _queries(self, queries):
-        try:
-            qv, qoff, single = as_query_batch(queries, dim=self.dim)
-        except InvalidInputError:
-            raise
-        except ValueError as e:
-            raise InvalidInputError(str(e)) from None
-        norms = np.sqrt(np.einsum("ij,ij->i", qv.astype(np.float64), qv.astype(np.float64)))
-        if norms.size and norms.max() > MAX_QUERY_NORM:
-            raise InvalidInputError(f"query token vectors must have norms <= {MAX_QUERY_NORM:g} (got {norms.max():.3g}): "
-                                    "scores would overflow float32; scale the query down (embeddings are about unit length)")
-        return qv, qoff, single
+        return check_queries(queries, self.dim)
 
     def _masks(self, where: dict[str, Any] | None) -> list[np.ndarray | None]:
         masks = [self._live(si) for si in range(len(self._segments))]
