@@ -69,11 +69,9 @@ def build(args, path: str, res: dict) -> tuple[list, list]:
             gen += time.perf_counter() - t
             off = np.zeros(len(ids) + 1, np.int64)
             np.cumsum(lengths, out=off[1:])
-            embs = [vectors[off[i] : off[i + 1]] for i in range(len(ids))]
-            imps = [imp[off[i] : off[i + 1]] for i in range(len(ids))]
             meta = [{"bucket": int(p[5:]) % 100, "n": int(p[5:])} for p in ids]
             t = time.perf_counter()
-            index.add(ids, embs, imps, metadata=meta)
+            index.add_packed(ids, vectors, lengths, imp, metadata=meta)  # the bulk-load path
             ingest += time.perf_counter() - t
             if raw_pages < args.raw_pages:  # the baselines: same bytes, first pages only (disk)
                 t = time.perf_counter()
@@ -86,7 +84,7 @@ def build(args, path: str, res: dict) -> tuple[list, list]:
                 os.fsync(raw_f.id.get_vfd_handle())
                 raw += time.perf_counter() - t
                 t = time.perf_counter()
-                index0.add(ids, embs, imps, metadata=meta)
+                index0.add_packed(ids, vectors, lengths, imp, metadata=meta)
                 raw_nosum += time.perf_counter() - t
                 raw_pages += len(ids)
             print(f"  {len(index):,} pages ingested ({len(index) / ingest:,.0f} pages/s)", file=sys.stderr, flush=True)
@@ -174,19 +172,16 @@ def peers(args, tmp: str) -> dict:
     from colprune.synthetic import stream_corpus
 
     chunks, queries, _ = stream_corpus(args.peer_pages, **corpus_args(args))
-    rows, all_ids, embs = [], [], []
-    for ids, vectors, lengths, _imp in chunks:
-        off = np.zeros(len(ids) + 1, np.int64)
-        np.cumsum(lengths, out=off[1:])
-        for i, doc_id in enumerate(ids):
-            v = vectors[off[i] : off[i + 1]].astype(np.float32)
-            rows.append({"id": doc_id, "vector": v.tolist()})
-            all_ids.append(doc_id)
-            embs.append(v)
+    rows = []
     out: dict = {"pages": args.peer_pages}
     path = os.path.join(tmp, "peer.cpx")
     with cp.Index.create(path, dim=128, summary_centroids=args.centroids) as index:
-        index.add(all_ids, embs)
+        for ids, vectors, lengths, _imp in chunks:
+            off = np.zeros(len(ids) + 1, np.int64)
+            np.cumsum(lengths, out=off[1:])
+            for i, doc_id in enumerate(ids):
+                rows.append({"id": doc_id, "vector": vectors[off[i] : off[i + 1]].astype(np.float32).tolist()})
+            index.add_packed(ids, vectors, lengths)
     qfile = os.path.join(tmp, "peer-q.json")
     json.dump([q.tolist() for q in queries], open(qfile, "w"))
     col = search_child(path, qfile, "all", args.candidates)
@@ -224,7 +219,7 @@ def peers(args, tmp: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pages", type=int, default=1_000_000)
-    p.add_argument("--chunk", type=int, default=25_000, help="pages per add (one segment each)")
+    p.add_argument("--chunk", type=int, default=20_000, help="pages per add_packed call (one segment each)")
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--candidates", type=int, default=2000, help="two-stage shortlist per query")
     p.add_argument("--centroids", type=int, default=4)

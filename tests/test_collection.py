@@ -465,3 +465,65 @@ def test_torch_device_search_equals_the_kernels(tmp_path, rng, codec):
             assert_allclose([h.score for hs in got for h in hs], [h.score for hs in want for h in hs], rtol=tol, atol=tol)
         with pytest.raises(InvalidInputError, match="candidates"):
             index.search(qs, k=3, device="cpu", candidates=10)
+
+
+@pytest.mark.parametrize("codec", ["float16", "float32", "int8"])
+def test_add_packed_stores_what_add_stores(tmp_path, rng, codec):
+    pages = [page(i) for i in range(40)]
+    imps = [rng.random(p.shape[0]).astype(np.float32) for p in pages]
+    ids = [f"p{i}" for i in range(40)]
+    meta = [{"n": i, "kind": "even" if i % 2 == 0 else "odd"} for i in range(40)]
+    lengths = np.array([p.shape[0] for p in pages])
+    with cp.Index.create(tmp_path / "a", dim=DIM, dtype=codec, summary_centroids=3) as a, \
+            cp.Index.create(tmp_path / "b", dim=DIM, dtype=codec, summary_centroids=3) as b:
+        a.add(ids, pages, imps, metadata=meta)
+        flat = np.concatenate(pages)
+        b.add_packed(ids[:25], flat[: lengths[:25].sum()].astype(np.float16 if codec == "float16" else np.float32),
+                     lengths[:25], np.concatenate(imps[:25]), metadata=meta[:25], commit_every=10)
+        b.add_packed(ids[25:], flat[lengths[:25].sum():], lengths[25:], np.concatenate(imps[25:]), metadata=meta[25:])
+        assert b.ids == a.ids and len(b) == 40
+        for i in ids:
+            pa, pb = a.get(i), b.get(i)
+            assert_array_equal(pa.vectors, pb.vectors)
+            assert_array_equal(pa.positions, pb.positions)
+            assert_allclose(pa.importance, pb.importance)
+            assert pa.metadata == pb.metadata
+        assert_array_equal(a.summary()[0], b.summary()[0])
+        q = rng.standard_normal((3, DIM)).astype(np.float32)
+        assert [h.id for h in a.search(q, k=5, where={"kind": "odd"})] == [h.id for h in b.search(q, k=5, where={"kind": "odd"})]
+        assert b.verify()["docs"] == 40
+
+
+def test_add_packed_refuses_bad_input_and_loses_nothing(tmp_path):
+    v = np.ones((6, DIM), np.float16)
+    with cp.Index.create(tmp_path / "x", dim=DIM) as index:
+        index.add_packed(["a", "b"], v, [2, 4])
+        bad = v.copy()
+        bad[4, 3] = np.inf
+        cases = [
+            ((["c", "d"], bad, [2, 4]), "document 'd'.*NaN or infinite.*row 2"),
+            ((["c", "d"], v, [2, 3]), "lengths sum to 5"),
+            ((["c", "d"], v, [6, 0]), "document 'd': empty page"),
+            ((["c", "d"], v, [2.0, 4.0]), "lengths must be 2 integers"),
+            ((["c"], v, [2, 4]), "lengths must be 1 integers"),
+            ((["c", "c"], v, [2, 4]), "appears twice"),
+            ((["c", "a"], v, [2, 4]), "already in"),
+            ((["c", "d"], np.ones((6, DIM + 1)), [2, 4]), r"shape \(N, 16\)"),
+        ]
+        for args, match in cases:
+            with pytest.raises((InvalidInputError, DuplicateIdError), match=match):
+                index.add_packed(*args)
+        with pytest.raises(InvalidInputError, match="document 'c'.*importance.*row 1"):
+            index.add_packed(["c", "d"], v, [2, 4], np.array([0, np.nan, 0, 0, 0, 0], np.float32))
+        with pytest.raises(InvalidInputError, match="importance has shape"):
+            index.add_packed(["c", "d"], v, [2, 4], np.zeros(5))
+        assert index.ids == ["a", "b"] and index.n_vectors == 6
+
+
+def test_add_packed_with_a_pruner_prunes_each_page(tmp_path, rng):
+    pages = [rng.standard_normal((20, DIM)).astype(np.float32) for _ in range(3)]
+    imps = [rng.random(20) for _ in range(3)]
+    with cp.Index.create(tmp_path / "a", dim=DIM) as a, cp.Index.create(tmp_path / "b", dim=DIM) as b:
+        got = [p.n_kept for p in a.add(["x", "y", "z"], pages, imps, pruner="ratio")]
+        b.add_packed(["x", "y", "z"], np.concatenate(pages), [20, 20, 20], np.concatenate(imps), pruner="ratio")
+        assert [b.get(i).vectors.shape[0] for i in "xyz"] == got and b.pruner == a.pruner

@@ -167,3 +167,19 @@ def test_pairs_reject_bad_candidates(rng):
         maxsim_pairs(qv, qoff, vectors, offsets, np.array([[0, 2], [1, 0]]))
     with pytest.raises(ValueError, match=r"\(2, depth\)"):
         maxsim_pairs(qv, qoff, vectors, offsets, np.array([0, 1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_first_nonfinite_row_matches_numpy(rng, dtype):
+    from colprune.kernels.checks import first_nonfinite_row
+
+    x = rng.standard_normal((300, 17)).astype(dtype)
+    assert first_nonfinite_row(x) == -1 and first_nonfinite_row(x[:0]) == -1
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[[250, 90], [16, 0]] = bad
+        assert first_nonfinite_row(y) == 90 == int(np.flatnonzero(~np.isfinite(y).all(axis=1))[0])
+    y = x.copy()
+    y[5, 3] = np.finfo(dtype).max  # the largest finite value is not flagged
+    assert first_nonfinite_row(y) == -1
+    assert first_nonfinite_row(np.asfortranarray(y)) == -1

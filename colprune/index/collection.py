@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -30,6 +31,8 @@ from ..kernels import (
     quantize_int8,
 )
 from ..pruning import NoPruning, PrunedPage, Pruner, check_page, make_pruner
+from ..kernels.checks import first_nonfinite_row
+from ..pruning.base import as_float_array
 from . import layout as L
 from . import manifest as M
 from .search import exact_search, filter_mask, gather_docs, two_stage_search
@@ -1051,72 +1054,176 @@ class Index:
         self._write(prepared, max(1, len(prepared[0])), replace=True)
         return prepared[1]
 
+    def add_packed(
+        self,
+        ids: Sequence[str],
+        vectors,
+        lengths,
+        importance=None,
+        *,
+        metadata: Sequence[dict | None] | None = None,
+        pruner: Pruner | str | None = None,
+        commit_every: int | None = None,
+    ) -> None:
+        """Append pages given packed, every page's vectors back to back: the bulk-load path.
+
+        Takes what an encoder or another store hands over in CSR form, with no list of
+        per-page arrays. For an unpruned index (:class:`NoPruning`) validation is vectorised
+        over the whole batch; with any other pruner the pages are pruned one by one, as
+        :meth:`add` does. Errors and atomicity are :meth:`add`'s: bad input names the document
+        and leaves the index unchanged.
+
+        Parameters
+        ----------
+        ids : n unique page ids, not already in the index
+        vectors : (N, dim) floating-point array, page ``i`` in rows ``offsets[i]:offsets[i + 1]``
+            where ``offsets = [0, *cumsum(lengths)]``
+        lengths : (n,) integers >= 1, summing to N
+        importance : (N,) float array, optional
+        metadata : n JSON-able dicts (or None), optional
+        pruner : Pruner or registry name, optional (as in :meth:`add`)
+        commit_every : pages per commit (default: all in one commit)
+        """
+        self._check_writable()
+        ids = list(ids)
+        n = len(ids)
+        vectors = as_float_array(vectors, "vectors")
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise InvalidInputError(f"vectors must have shape (N, {self.dim}), got {vectors.shape}")
+        lengths = np.asarray(lengths)
+        if lengths.ndim != 1 or lengths.shape[0] != n or (n and lengths.dtype.kind not in "iu"):
+            raise InvalidInputError(f"lengths must be {n} integers (one per id), got shape {lengths.shape} {lengths.dtype}")
+        lengths = lengths.astype(np.int64)
+        if n and lengths.min() < 1:
+            raise InvalidInputError(f"document {ids[int(np.argmin(lengths))]!r}: empty page (0 vectors); drop it or give it at least one vector")
+        if int(lengths.sum()) != vectors.shape[0]:
+            raise InvalidInputError(f"lengths sum to {int(lengths.sum())} vectors, vectors has {vectors.shape[0]} rows")
+        if importance is not None:
+            importance = as_float_array(importance, "importance")
+            if importance.shape != (vectors.shape[0],):
+                raise InvalidInputError(f"importance has shape {importance.shape}, expected ({vectors.shape[0]},): one score per vector")
+        if metadata is not None and len(metadata) != n:
+            raise InvalidInputError(f"metadata has {len(metadata)} entries for {n} ids")
+        off = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=off[1:])
+        resolved = self._resolve_pruner(pruner)
+        if resolved.name != NoPruning.name or self.signal_names or self.merged:
+            self.add(ids, [vectors[off[i] : off[i + 1]] for i in range(n)],
+                     None if importance is None else [importance[off[i] : off[i + 1]] for i in range(n)],
+                     pruner=resolved, metadata=metadata, commit_every=commit_every)
+            return
+        existing = self._id_rows()
+        seen: set[str] = set()
+        for doc_id in ids:
+            check_id(doc_id)
+            if doc_id in seen:
+                raise DuplicateIdError(f"document {doc_id!r} appears twice in this call")
+            if doc_id in existing:
+                raise DuplicateIdError(f"document {doc_id!r} is already in {self.path} (use upsert to replace it)")
+            seen.add(doc_id)
+        for name, arr in (("embeddings", vectors), ("importance", None if importance is None else importance[:, None])):
+            row = -1 if arr is None else first_nonfinite_row(arr)
+            if row >= 0:
+                d = int(np.searchsorted(off, row, side="right")) - 1
+                raise InvalidInputError(f"document {ids[d]!r}: {name} contain NaN or infinite values (first at row {row - off[d]})")
+        meta_json = [_meta_json(None if metadata is None else metadata[i], f"document {ids[i]!r}") for i in range(n)]
+        if vectors.dtype != np.float16 or self.codec != "float16":
+            vectors = vectors.astype(np.float32, copy=False)
+        step = n if commit_every is None else check_count(commit_every, "commit_every")
+        config = resolved.config()
+        for lo in range(0, n, max(step, 1)):
+            hi = min(lo + step, n)
+            a, b = int(off[lo]), int(off[hi])
+            positions = np.arange(b - a, dtype=np.int64) - np.repeat(off[lo:hi] - a, lengths[lo:hi])
+            imp = np.full(b - a, np.nan, np.float32) if importance is None else importance[a:b]
+            block = self._encode_block(ids[lo:hi], meta_json[lo:hi], lengths[lo:hi], lengths[lo:hi],
+                                       [_NO_GRID] * (hi - lo), vectors[a:b], positions, imp,
+                                       np.ones(b - a, np.uint8), {}, None)
+            self._commit_block(block, config)
+        self._maybe_merge()
+
     def _write(self, prepared, step: int, *, replace: bool) -> None:
         ids, pages, kept, meta_json, grid_rows, config = prepared
         if not ids:
             return
         for lo in range(0, len(ids), step):
             hi = min(lo + step, len(ids))
-            block = self._block(ids[lo:hi], pages[lo:hi], kept[lo:hi], meta_json[lo:hi], grid_rows[lo:hi])
-            entry = self._write_segment([block], block.n_vectors)
-            body = self._next_body()
-            if body["pruner"] is None or not len(self):
-                body["pruner"] = config
-            dels = None
-            if replace:
-                dels = self._delete_rows(body, [self._id_rows()[i] for i in ids[lo:hi] if i in self._id_rows()])
-            body["segments"].append(entry)
-            self._commit(body, dels)
+            self._commit_block(self._block(ids[lo:hi], pages[lo:hi], kept[lo:hi], meta_json[lo:hi], grid_rows[lo:hi]),
+                               config, replace=replace)
         self._maybe_merge()
 
+    def _commit_block(self, block: Block, config: dict[str, Any], *, replace: bool = False) -> None:
+        """Write ``block`` as a new segment and commit it (replacing live pages of the same ids when ``replace``)."""
+        entry = self._write_segment([block], block.n_vectors)
+        body = self._next_body()
+        if body["pruner"] is None or not len(self):
+            body["pruner"] = config
+        dels = None
+        if replace:
+            rows = self._id_rows()
+            dels = self._delete_rows(body, [rows[i] for i in block.ids if i in rows])
+        body["segments"].append(entry)
+        self._commit(body, dels)
+
     def _block(self, ids, pages: list[PrunedPage], kept, meta_json, grid_rows) -> Block:
-        codec = self.codec
-        lengths = np.array([p.vectors.shape[0] for p in pages], np.int64)
-        vec: dict[str, np.ndarray] = {}
-        if codec == "float16" and all(p.vectors.dtype == np.float16 for p in pages):
-            vec[L.VECTORS] = np.concatenate([p.vectors for p in pages])  # already finite halves (check_page)
-            flat = None
+        if self.codec == "float16" and all(p.vectors.dtype == np.float16 for p in pages):
+            flat = np.concatenate([p.vectors for p in pages])  # already finite halves (check_page)
         else:
             flat = np.concatenate([p.vectors for p in pages]).astype(np.float32, copy=False)
-        if flat is None:
-            pass
-        elif codec == "float32":
+        covers = None
+        if self.merged:
+            covers = [c for p in pages for c in (p.covers if p.covers is not None else [np.array([r]) for r in p.positions])]
+        return self._encode_block(
+            ids, meta_json, np.array([p.vectors.shape[0] for p in pages], np.int64),
+            np.array([p.n_original for p in pages], np.int64), grid_rows, flat,
+            np.concatenate([p.positions for p in pages]), np.concatenate([p.importance for p in pages]),
+            np.concatenate([p.patch_mask for p in pages]),
+            {name: np.concatenate([s[name] for s in kept]) for name in self.signal_names}, covers)
+
+    def _encode_block(self, ids, meta_json, lengths, n_original, grid_rows, flat, positions, importance, patch_mask,
+                      signals: dict[str, np.ndarray], covers: list[np.ndarray] | None) -> Block:
+        """Encode validated pages, given as flat per-vector arrays, into the index's stored form.
+
+        ``flat`` is (N, dim) float32, or float16 already checked finite when the codec is float16.
+        """
+        codec = self.codec
+        vec: dict[str, np.ndarray] = {}
+        if codec == "float16" and flat.dtype == np.float16:
             vec[L.VECTORS] = flat
+        elif codec == "float32":
+            vec[L.VECTORS] = flat.astype(np.float32, copy=False)
         elif codec == "float16":
             with np.errstate(over="ignore"):
                 half = flat.astype(np.float16)
-            if not np.isfinite(half).all():
-                bad = int(np.searchsorted(np.cumsum(lengths), int(np.flatnonzero(~np.isfinite(half).all(axis=1))[0]), side="right"))
+            bad_rows = ~np.isfinite(half).all(axis=1)
+            if bad_rows.any():
+                bad = int(np.searchsorted(np.cumsum(lengths), int(np.flatnonzero(bad_rows)[0]), side="right"))
                 raise InvalidInputError(f"document {ids[bad]!r}: values overflow float16 (|x| > 65504)")
             vec[L.VECTORS] = half
         elif codec == "int8":
-            vec[L.VECTORS], vec[L.SCALES] = quantize_int8(flat)
+            vec[L.VECTORS], vec[L.SCALES] = quantize_int8(flat.astype(np.float32, copy=False))
         else:
+            flat = flat.astype(np.float32, copy=False)
             vec[L.VECTORS] = pack_binary(flat).view(np.uint8)
             if self.has_rerank:
                 with np.errstate(over="ignore"):
                     vec[L.RERANK] = flat.astype(np.float16)
                 if not np.isfinite(vec[L.RERANK]).all():
                     raise InvalidInputError("values overflow float16 (|x| > 65504) in the rerank copy")
-        vec[L.POSITIONS] = np.concatenate([p.positions for p in pages]).astype(np.int32)
-        vec[L.IMPORTANCE] = np.concatenate([p.importance for p in pages]).astype(np.float32)
-        vec[L.PATCH_MASK] = np.concatenate([p.patch_mask for p in pages]).astype(np.uint8)
+        vec[L.POSITIONS] = positions.astype(np.int32, copy=False)
+        vec[L.IMPORTANCE] = importance.astype(np.float32, copy=False)
+        vec[L.PATCH_MASK] = patch_mask.astype(np.uint8, copy=False)
         for name in self.signal_names:
-            vec[f"{L.SIGNALS}/{name}"] = np.concatenate([s[name] for s in kept]).astype(np.float32)
+            vec[f"{L.SIGNALS}/{name}"] = signals[name].astype(np.float32, copy=False)
         cover_lengths = cover_rows = None
-        if self.merged:
-            covers = [c for p in pages for c in (p.covers if p.covers is not None else [np.array([r]) for r in p.positions])]
+        if covers is not None:
             cover_lengths = np.array([len(c) for c in covers], np.int64)
             cover_rows = np.concatenate(covers).astype(np.int32)
         summary = None
         centroids = int(self._manifest.get("summary_centroids", 0))
-        if centroids:
-            off = np.zeros(len(pages) + 1, np.int64)
-            np.cumsum(lengths, out=off[1:])
-            cvec, coff = page_centroids(vec[L.VECTORS], off, centroids)
-            codes, scales = quantize_int8(cvec)
-            summary = (codes, scales, np.diff(coff))
-        return Block(list(ids), list(meta_json), lengths, np.array([p.n_original for p in pages], np.int64),
+        if centroids:  # on a worker thread (the kernel releases the GIL) while the writer copies vectors
+            summary = _summary_pool().submit(_int8_summary, vec[L.VECTORS], np.asarray(lengths, np.int64), centroids)
+        return Block(list(ids), list(meta_json), np.asarray(lengths, np.int64), np.asarray(n_original, np.int64),
                      np.array(grid_rows, np.int32).reshape(-1, 2), vec, cover_lengths, cover_rows, summary)
 
     def _new_writer(self, n_vectors: int) -> tuple[SegmentWriter, str, str]:
@@ -1272,11 +1379,7 @@ class Index:
                 crow = np.concatenate([np.arange(soff[d], soff[d + 1]) for d in keep])
                 summary = (codes[crow], scales[crow], np.diff(soff)[keep])
             else:
-                sub_off = np.zeros(keep.size + 1, np.int64)
-                np.cumsum(np.diff(off)[keep], out=sub_off[1:])
-                cvec, coff = page_centroids(vec[L.VECTORS], sub_off, self._manifest["summary_centroids"])
-                codes, scales = quantize_int8(cvec)
-                summary = (codes, scales, np.diff(coff))
+                summary = _int8_summary(vec[L.VECTORS], np.diff(off)[keep].astype(np.int64), self._manifest["summary_centroids"])
         ids = seg.ids
         return Block([ids[d] for d in keep], _meta_of(seg, lo, hi, keep),
                      np.diff(off)[keep].astype(np.int64), seg.doc_table(L.DOC_N_ORIGINAL)[keep],
@@ -1494,6 +1597,24 @@ class Index:
         meta = [_meta_json(p.metadata, f"document {p.id!r}") for p in pages]
         self._write(([p.id for p in pages], out, kept, meta, [_NO_GRID if p.grid is None else p.grid for p in pages],
                      config or NoPruning().config()), len(pages), replace=False)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _summary_pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colprune-summary")
+    return _POOL
+
+
+def _int8_summary(vectors: np.ndarray, lengths: np.ndarray, centroids: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    off = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=off[1:])
+    cvec, coff = page_centroids(vectors, off, centroids)
+    codes, scales = quantize_int8(cvec)
+    return codes, scales, np.diff(coff)
 
 
 def _tier(n_docs: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -47,9 +48,11 @@ def _guarded(method):
 
 def hash_bytes(*arrays: np.ndarray) -> int:
     """xxh3_64 of the arrays' bytes, back to back (C order)."""
+    if len(arrays) == 1 and arrays[0].flags.c_contiguous:  # the common case, without a hasher object
+        return xxhash.xxh3_64_intdigest(arrays[0])
     h = xxhash.xxh3_64()
     for a in arrays:
-        h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+        h.update(a if a.flags.c_contiguous else np.ascontiguousarray(a))
     return h.intdigest()
 
 
@@ -61,7 +64,8 @@ class Block:
     ``positions``, ``importance``, ``patch_mask``, ``signals/<name>``) to ``(N, ...)`` arrays;
     ``lengths`` ``(n,)`` gives each document's vector count. ``cover_lengths`` ``(N,)`` and
     ``cover_rows`` are the merged rows each vector covers (merged collections only);
-    ``summary`` is ``(codes (C, dim) int8, scales (C,), counts (n,))`` or None.
+    ``summary`` is ``(codes (C, dim) int8, scales (C,), counts (n,))``, a Future of it (computed
+    while the writer copies the vectors), or None.
     """
 
     ids: list[str]
@@ -72,7 +76,7 @@ class Block:
     vec: dict[str, np.ndarray]
     cover_lengths: np.ndarray | None = None
     cover_rows: np.ndarray | None = None
-    summary: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    summary: tuple[np.ndarray, np.ndarray, np.ndarray] | Future | None = None
 
     @property
     def n_docs(self) -> int:
@@ -162,11 +166,6 @@ class SegmentWriter:
         if self.merged:
             self._extend(L.COVERS_ROWS, np.asarray(b.cover_rows, np.int32))
             self._cover_lengths.append(np.asarray(b.cover_lengths, np.int64))
-        if self.summary_centroids:
-            codes, scales, counts = b.summary
-            self._extend(L.SUMMARY_CODES, codes)
-            self._extend(L.SUMMARY_SCALES, scales)
-            self._summary_counts.append(np.asarray(counts, np.int64))
         # per-document hashes, over exactly the bytes a reader will check
         off = _csr(b.lengths)
         cov_off = _csr(b.cover_lengths) if self.merged else None
@@ -185,6 +184,11 @@ class SegmentWriter:
             hashes["meta"][d] = hash_bytes(meta_bytes[meta_off[d] : meta_off[d + 1]])
         for g, h in hashes.items():
             self._doc_hashes[g].append(h)
+        if self.summary_centroids:  # last: it may still be computing on another thread (see Block)
+            codes, scales, counts = b.summary.result() if isinstance(b.summary, Future) else b.summary
+            self._extend(L.SUMMARY_CODES, codes)
+            self._extend(L.SUMMARY_SCALES, scales)
+            self._summary_counts.append(np.asarray(counts, np.int64))
         self._lengths.append(np.asarray(b.lengths, np.int64))
         self._id_lengths.append(np.diff(id_off))
         self._meta_lengths.append(np.diff(meta_off))
@@ -269,7 +273,10 @@ def _write_filters(f: h5py.File, metadata: list[str]) -> None:
         for key, value in json.loads(text).items():
             if value is None or isinstance(value, (dict, list)):
                 continue
-            num, strs = columns.setdefault(key, (np.full(n, np.nan), [None] * n))
+            col = columns.get(key)
+            if col is None:  # not setdefault: that would build two n-long columns per document
+                col = columns[key] = (np.full(n, np.nan), [None] * n)
+            num, strs = col
             if isinstance(value, str):
                 strs[d] = value
             else:

@@ -13,65 +13,114 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .maxsim import balanced_bounds, threads
+from .maxsim import FASTMATH, _half_to_float, balanced_bounds, threads
 
 __all__ = ["page_centroids"]
 
 
-@njit(cache=True)
-def _kmeans_page(x, k, iters, out) -> None:
+@njit(cache=True, fastmath=FASTMATH)
+def _kmeans_page(x, norms, k, iters, out, assign, sums, norm_sum, count) -> None:
+    # x: (n, dim) float32 rows of one page; norms: their lengths; out: (k, dim) centroids
     n, dim = x.shape
     for c in range(k):  # evenly spaced starting rows
         r = (c * n) // k
         for t in range(dim):
             out[c, t] = x[r, t]
-    assign = np.zeros(n, dtype=np.int64)
-    sums = np.zeros((k, dim), dtype=np.float64)
-    norm_sum = np.zeros(k, dtype=np.float64)
-    count = np.zeros(k, dtype=np.int64)
     for _ in range(iters + 1):
         for j in range(n):
             best, arg = -np.inf, 0
             for c in range(k):
-                s = 0.0
+                s = np.float32(0.0)
                 for t in range(dim):
                     s += x[j, t] * out[c, t]
                 if s > best:
                     best, arg = s, c
             assign[j] = arg
-        sums[:] = 0.0
-        norm_sum[:] = 0.0
-        count[:] = 0
+        sums[:k] = np.float32(0.0)
+        norm_sum[:k] = np.float32(0.0)
+        count[:k] = 0
         for j in range(n):
             c = assign[j]
             count[c] += 1
-            nrm = 0.0
+            norm_sum[c] += norms[j]
             for t in range(dim):
                 sums[c, t] += x[j, t]
-                nrm += x[j, t] * x[j, t]
-            norm_sum[c] += np.sqrt(nrm)
         for c in range(k):
             if count[c] == 0:  # keep an empty cluster's centroid where it was
                 continue
-            length = 0.0
+            length = np.float32(0.0)
             for t in range(dim):
                 length += sums[c, t] * sums[c, t]
             length = np.sqrt(length)
-            scale = norm_sum[c] / count[c] / length if length > 0 else 0.0
+            scale = norm_sum[c] / np.float32(count[c]) / length if length > 0 else np.float32(0.0)
             for t in range(dim):
                 out[c, t] = sums[c, t] * scale
 
 
-@njit(parallel=True, cache=True)
-def _centroids(vectors, offsets, coff, iters, bounds, out) -> None:
+@njit(cache=True)
+def _longest(offsets) -> int:
+    out = 0
+    for d in range(offsets.size - 1):
+        out = max(out, offsets[d + 1] - offsets[d])
+    return out
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _load_half(bits, a, n, x, norms) -> None:
+    for j in range(n):
+        nrm = np.float32(0.0)
+        for t in range(x.shape[1]):
+            v = _half_to_float(bits[a + j, t])
+            x[j, t] = v
+            nrm += v * v
+        norms[j] = np.sqrt(nrm)
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _load_float(vectors, a, n, x, norms) -> None:
+    for j in range(n):
+        nrm = np.float32(0.0)
+        for t in range(x.shape[1]):
+            v = vectors[a + j, t]
+            x[j, t] = v
+            nrm += v * v
+        norms[j] = np.sqrt(nrm)
+
+
+# Two kernels, not one built by a factory around the loader: Numba's cache would not keep a
+# closure over a jitted function, and every process would compile again (3.5 s).
+@njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
+def _centroids_half(bits, offsets, coff, iters, bounds, out) -> None:
+    dim, longest, kmax = bits.shape[1], _longest(offsets), _longest(coff)
     for b in prange(bounds.size - 1):
+        x = np.empty((longest, dim), dtype=np.float32)  # per-thread scratch, reused page after page
+        norms = np.empty(longest, dtype=np.float32)
+        assign = np.empty(longest, dtype=np.int64)
+        sums = np.empty((kmax, dim), dtype=np.float32)
+        norm_sum = np.empty(kmax, dtype=np.float32)
+        count = np.empty(kmax, dtype=np.int64)
         for d in range(bounds[b], bounds[b + 1]):
-            x = vectors[offsets[d] : offsets[d + 1]].astype(np.float64)
-            k = coff[d + 1] - coff[d]
+            n, k = offsets[d + 1] - offsets[d], coff[d + 1] - coff[d]
             if k > 0:
-                buf = np.empty((k, x.shape[1]), dtype=np.float64)
-                _kmeans_page(x, k, iters, buf)
-                out[coff[d] : coff[d + 1]] = buf.astype(np.float32)
+                _load_half(bits, offsets[d], n, x, norms)
+                _kmeans_page(x[:n], norms, k, iters, out[coff[d] : coff[d + 1]], assign, sums, norm_sum, count)
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
+def _centroids_float(vectors, offsets, coff, iters, bounds, out) -> None:
+    dim, longest, kmax = vectors.shape[1], _longest(offsets), _longest(coff)
+    for b in prange(bounds.size - 1):
+        x = np.empty((longest, dim), dtype=np.float32)
+        norms = np.empty(longest, dtype=np.float32)
+        assign = np.empty(longest, dtype=np.int64)
+        sums = np.empty((kmax, dim), dtype=np.float32)
+        norm_sum = np.empty(kmax, dtype=np.float32)
+        count = np.empty(kmax, dtype=np.int64)
+        for d in range(bounds[b], bounds[b + 1]):
+            n, k = offsets[d + 1] - offsets[d], coff[d + 1] - coff[d]
+            if k > 0:
+                _load_float(vectors, offsets[d], n, x, norms)
+                _kmeans_page(x[:n], norms, k, iters, out[coff[d] : coff[d + 1]], assign, sums, norm_sum, count)
 
 
 def page_centroids(
@@ -97,19 +146,11 @@ def page_centroids(
     counts = np.minimum(np.diff(offsets), int(n_centroids))
     coff = np.r_[0, np.cumsum(counts)].astype(np.int64)
     out = np.zeros((int(coff[-1]), vectors.shape[1]), dtype=np.float32)
-    n_docs = offsets.size - 1
-    lo = 0
-    with threads(n_threads):
-        while lo < n_docs:  # slices of ~1M vectors, widened to float32 one at a time
-            hi = int(np.searchsorted(offsets, offsets[lo] + (1 << 20), side="right")) - 1
-            hi = min(max(hi, lo + 1), n_docs)
-            a, b = int(offsets[lo]), int(offsets[hi])
-            x = np.ascontiguousarray(vectors[a:b], dtype=np.float32)
-            sub_off = offsets[lo : hi + 1] - a
-            sub_coff = coff[lo : hi + 1] - coff[lo]
-            part = np.zeros((int(sub_coff[-1]), vectors.shape[1]), dtype=np.float32)
-            if part.size:
-                _centroids(x, sub_off, sub_coff, int(iters), balanced_bounds(sub_off, 4 * numba.get_num_threads()), part)
-            out[coff[lo] : coff[hi]] = part
-            lo = hi
+    if out.size:
+        if vectors.dtype == np.float16:  # widened row by row inside the kernel, no float32 copy of the store
+            kernel, data = _centroids_half, np.ascontiguousarray(vectors).view(np.uint16)
+        else:
+            kernel, data = _centroids_float, np.ascontiguousarray(vectors, dtype=np.float32)
+        with threads(n_threads):
+            kernel(data, offsets, coff, int(iters), balanced_bounds(offsets, 4 * numba.get_num_threads()), out)
     return out, coff
