@@ -1360,7 +1360,10 @@ class Index:
         if self.has_rerank:
             data.update(seg.read_vectors(lo, hi, rerank=True))
         aux = seg.aux(lo, hi)
-        rows = np.concatenate([np.arange(off[d], off[d + 1]) - a for d in keep])
+        kept_docs = np.zeros(seg.n_docs, bool)
+        kept_docs[keep] = True
+        lengths = np.diff(off)
+        rows = np.repeat(kept_docs[lo:hi], lengths[lo:hi])  # a row mask: compress, not a gather of indices
         vec = {n: v[rows] for n, v in data.items()}
         for n in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK):
             vec[n] = aux[n][rows]
@@ -1368,7 +1371,7 @@ class Index:
             vec[f"{L.SIGNALS}/{k}"] = v[rows]
         cover_lengths = cover_rows = None
         if self.merged:
-            covers = [aux["covers"][r] for r in rows]
+            covers = [aux["covers"][r] for r in np.flatnonzero(rows)]
             cover_lengths = np.array([len(c) for c in covers], np.int64)
             cover_rows = np.concatenate(covers).astype(np.int32) if covers else np.zeros(0, np.int32)
         summary = None
@@ -1376,10 +1379,10 @@ class Index:
         if self._manifest.get("summary_centroids"):
             if s is not None and seg.summary_centroids == self._manifest["summary_centroids"]:
                 codes, scales, soff = s
-                crow = np.concatenate([np.arange(soff[d], soff[d + 1]) for d in keep])
+                crow = np.repeat(kept_docs, np.diff(soff))
                 summary = (codes[crow], scales[crow], np.diff(soff)[keep])
             else:
-                summary = _int8_summary(vec[L.VECTORS], np.diff(off)[keep].astype(np.int64), self._manifest["summary_centroids"])
+                summary = _int8_summary(vec[L.VECTORS], lengths[keep].astype(np.int64), self._manifest["summary_centroids"])
         ids = seg.ids
         return Block([ids[d] for d in keep], _meta_of(seg, lo, hi, keep),
                      np.diff(off)[keep].astype(np.int64), seg.doc_table(L.DOC_N_ORIGINAL)[keep],

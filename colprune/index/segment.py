@@ -22,6 +22,7 @@ import xxhash
 
 from ..errors import ColpruneError, CorruptionError, FormatError
 from ..kernels import int8_corrections
+from ..kernels.checks import first_nonfinite_row
 from . import layout as L
 
 __all__ = ["Block", "SegmentWriter", "Segment", "LegacySegment", "open_h5_safely", "hash_bytes"]
@@ -491,21 +492,39 @@ class Segment:
             return
         want = self._doc_checks[group]
         off = self.offsets
-        for d in todo:
-            s, e = int(off[d]), int(off[d + 1])
+        names = [n for n in L.DOC_HASH_GROUPS[group] if n in self.f]
+        for c0 in range(0, todo.size, 4096):  # one read per dataset for a run of documents, not one per document
+            run = todo[c0 : c0 + 4096]
+            s0, e0 = int(off[run[0]]), int(off[run[-1] + 1])
             if group == "meta":
-                got = hash_bytes(self.f[L.DOC_META_BYTES][self._meta_off[d] : self._meta_off[d + 1]])
+                m0 = int(self._meta_off[run[0]])
+                meta = self.f[L.DOC_META_BYTES][m0 : int(self._meta_off[run[-1] + 1])]
             elif group == "aux":
-                got = hash_bytes(*self._aux_parts(s, e))
-            else:
-                names = [n for n in L.DOC_HASH_GROUPS[group] if n in self.f]
-                if data is not None:
+                parts = self._aux_parts(s0, e0)
+            elif data is None:
+                rows = {n: self.rows(n, s0, e0) for n in names}
+            for d in run:
+                s, e = int(off[d]), int(off[d + 1])
+                if group == "meta":
+                    got = hash_bytes(meta[self._meta_off[d] - m0 : self._meta_off[d + 1] - m0])
+                elif group == "aux":
+                    got = hash_bytes(*self._aux_slice(parts, s0, s, e))
+                elif data is not None:
                     got = hash_bytes(*(data[n][s - base : e - base] for n in names))
                 else:
-                    got = hash_bytes(*(self.rows(n, s, e) for n in names))
-            if got != int(want[d]):
-                raise CorruptionError(f"{self.path}: document {int(d)} ({group} rows {s}..{e}) does not match its checksum (damaged)")
+                    got = hash_bytes(*(rows[n][s - s0 : e - s0] for n in names))
+                if got != int(want[d]):
+                    raise CorruptionError(f"{self.path}: document {int(d)} ({group} rows {s}..{e}) does not match its checksum (damaged)")
         done[todo] = True
+
+    def _aux_slice(self, parts: list[np.ndarray], s0: int, s: int, e: int) -> list[np.ndarray]:
+        """Rows ``s..e`` of what :meth:`_aux_parts` read for rows ``s0..``."""
+        n = len(parts) - (2 if self.merged else 0)
+        out = [p[s - s0 : e - s0] for p in parts[:n]]
+        if self.merged:
+            c = self._cov_off
+            out += [parts[n][s - s0 : e - s0], parts[n + 1][c[s] - c[s0] : c[e] - c[s0]]]
+        return out
 
     def _aux_parts(self, s: int, e: int) -> list[np.ndarray]:
         f = self.f
@@ -545,7 +564,7 @@ class Segment:
         if not rerank:
             for n in (L.VECTORS, L.RERANK):
                 v = data.get(n)
-                if v is not None and v.dtype.kind == "f" and not np.isfinite(v).all():
+                if v is not None and v.dtype.kind == "f" and first_nonfinite_row(v) >= 0:
                     raise CorruptionError(f"{self.path}: non-finite stored vectors in documents {lo}..{hi}")
         return data
 
