@@ -838,15 +838,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     where = parse_where(args.where) if args.where else None
     texts, vectors, labels = _read_queries(args)
+    if args.query_encoder is not None and args.model is not None:
+        raise UsageError("--query-encoder and --model both choose the query encoder: give one")
     with _open_index(args.index, args=args) as index:
+        student = _load_student(args.query_encoder, index, _quiet(args)) if args.query_encoder and texts else None
         searcher = Searcher(index, quiet=_quiet(args), n_threads=args.threads, model=args.model,
-                            trust_index_encoder=args.trust_index_encoder)
+                            trust_index_encoder=args.trust_index_encoder, encoder=student)
         # everything checked before the model loads
         searcher.check_texts(texts)
         searcher.check_options(args.k, args.candidates, args.rerank)
         searcher.check_where(where)
         searcher.check_vectors(vectors, labels)
-        if texts:
+        if texts and student is None:
             _check_model(searcher.model_name())
         results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
                                   rerank=args.rerank)
@@ -864,6 +867,21 @@ def cmd_search(args: argparse.Namespace) -> int:
                 where_text = f"  {meta['source']}" + (f" p.{meta['page']}" if "page" in meta else "")
             print(f"  {h['rank']:>3}. {h['score']:9.4f}  {h['id']}{where_text}")
     return 0
+
+
+def _load_student(path: str, index, quiet: bool):
+    """The student query encoder at ``path``, refused unless ``index`` was built by its teacher."""
+    from .encoders.student import StudentQueryEncoder, check_teacher, read_config
+
+    if not os.path.exists(path):
+        raise NotFoundError(f"{path}: no such student folder (make one with `colprune distill-queries`)")
+    cfg = read_config(path)["config"]
+    check_teacher(index, cfg["teacher"], cfg["teacher_dim"], path)  # before any weights load
+    if quiet:
+        from .serve import quiet_libraries
+
+        quiet_libraries()
+    return StudentQueryEncoder(path)
 
 
 def _model_trust_arguments(p: argparse.ArgumentParser) -> None:
@@ -893,6 +911,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
                         "(default max(100, 10k); 0: Hamming order only)")
     p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
     _model_trust_arguments(p)
+    p.add_argument("--query-encoder", default=None, metavar="PATH",
+                   help="encode the queries with a student distilled from the index's encoder "
+                        "(`colprune distill-queries`); a student of another teacher is refused")
     p.add_argument("--json", action="store_true", help="print JSON: [{query, hits: [{rank, id, score, metadata}]}]")
     p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
     d = _distributed()
@@ -911,6 +932,7 @@ register(Command(
         "colprune search binary.h5 \"delta\" --rerank 200          # binary: rescore 200 exactly",
         "colprune search big.h5 \"delta\" --candidates 2000        # two-stage search",
         "colprune search pages.h5 queries.pt                      # precomputed query embeddings",
+        "colprune search pages.h5 \"delta\" --query-encoder student/  # a distilled student encodes the query",
     ],
     _search_arguments, cmd_search,
     description="Exact MaxSim search. Queries are text, encoded once with the model the index was built with\n"
@@ -1284,14 +1306,27 @@ def cmd_study(args: argparse.Namespace) -> int:
         from .serve import quiet_libraries
 
         quiet_libraries()
+    kw: dict[str, Any] = {}
+    if args.query_encoder is not None:
+        from .encoders.student import read_config, same_teacher
+
+        if not os.path.exists(args.query_encoder):
+            raise NotFoundError(f"{args.query_encoder}: no such student folder (make one with `colprune distill-queries`)")
+        teacher = read_config(args.query_encoder)["config"]["teacher"]
+        if not same_teacher(teacher, args.encoder):
+            raise SettingsMismatchError(f"the student {args.query_encoder} was distilled from {teacher!r}; the study "
+                                        f"encodes pages with {args.encoder!r}: pass --encoder {teacher}")
+        kw["query_encoder"] = args.query_encoder
     run_study(args.dataset, args.encoder, args.out, grid=grid, budgets=budgets, methods=methods, codecs=codecs,
-              progress=not _quiet(args))
+              progress=not _quiet(args), **kw)
     return 0
 
 
 def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="BEIR or ViDoRe dataset folder")
     p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
+    p.add_argument("--query-encoder", default=None, metavar="PATH",
+                   help="encode the queries with a student distilled from --encoder (pages stay --encoder's)")
     p.add_argument("--grid", default=None, help="JSON grid of methods (default: the built-in grid)")
     p.add_argument("--budgets", default=None, help="comma-separated shares of vectors kept (default 0.5,0.25,0.1)")
     p.add_argument("--methods", default=None, help="comma-separated method names from the grid ('default' = recommended)")
@@ -1322,8 +1357,110 @@ register(Command(
         "colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/",
         "colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/",
         "colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
+        "colprune study --dataset ds/ --encoder minilm --query-encoder student/ --methods default --out s-student/",
     ],
     _study_arguments, cmd_study, description=_study_description(),
+))
+
+
+# -- distill-queries -------------------------------------------------------------------------
+
+def cmd_distill_queries(args: argparse.Namespace) -> int:
+    from . import distill as dist
+
+    _check_inputs(args.texts)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists: add --overwrite to replace it")
+    if not 0 < args.fraction <= 1:
+        raise UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
+    if args.init_layers is not None:
+        try:
+            init_layers = [int(x) for x in args.init_layers.split(",")]
+        except ValueError:
+            raise UsageError(f"--init-layers {args.init_layers!r}: comma-separated layer numbers, e.g. 4,5") from None
+    else:
+        init_layers = None
+    _check_model(args.teacher)
+    if _quiet(args):
+        from .serve import quiet_libraries
+
+        quiet_libraries()
+    texts = dist.training_texts(args.texts, fraction=args.fraction, max_texts=args.max_texts, seed=args.seed,
+                                on_skip=lambda m: print(f"colprune distill-queries: skipped {m}", file=sys.stderr))
+    from .encoders import load_encoder
+    from .encoders.student import query_format_of
+    from .serve import load_query_encoder
+
+    teacher = load_query_encoder(args.teacher, quiet=_quiet(args)) if args.device is None else load_encoder(
+        args.teacher, device=args.device)
+    tokenizer, _ = query_format_of(teacher)
+    config = dist.default_config(teacher, tokenizer, layers=args.layers, embed_rank=args.embed_rank,
+                                 hidden=args.hidden, heads=args.heads, intermediate=args.intermediate, head=args.head)
+    _interrupt_hint(args, lambda: f"the last checkpoint is in {args.output.rstrip(os.sep)}.partial; run the same "
+                                  "command again to resume from it")
+    report = dist.distill(
+        teacher, texts, args.output, config=config, init=args.init, init_layers=init_layers, loss=args.loss,
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
+        device=args.device, threads=args.threads, checkpoint_seconds=args.checkpoint_seconds,
+        overwrite=args.overwrite, progress=not _quiet(args), log=print)
+    print(report.summary())
+    return 0
+
+
+def _distill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default="minilm",
+                   help="the page encoder whose query vectors the student learns (default minilm); an index built "
+                        "with it can then be searched with --query-encoder")
+    p.add_argument("--texts", nargs="+", required=True, metavar="FILE",
+                   help=".txt/.md (one text a line), BEIR corpus.jsonl / queries.jsonl, PDFs, or folders of them")
+    p.add_argument("-o", "--output", required=True, help="the student folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT, and start over instead of resuming")
+    g = p.add_argument_group("training text")
+    g.add_argument("--fraction", type=float, default=1.0, help="train on this share of the texts (default 1)")
+    g.add_argument("--max-texts", type=_positive_int, default=None, metavar="N", help="at most N texts")
+    g = p.add_argument_group("training")
+    g.add_argument("--loss", default="align", choices=["align", "infonce"],
+                   help="align: 1 - cosine to each teacher token vector (default, NanoVDR); infonce: in-batch "
+                        "contrastive over the batch's tokens")
+    g.add_argument("--epochs", type=_positive_int, default=3, help="passes over the texts (default 3)")
+    g.add_argument("--max-steps", type=_positive_int, default=None, metavar="N", help="stop after N steps")
+    g.add_argument("--batch", type=_positive_int, default=64, help="texts per step (default 64)")
+    g.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (default 1e-3)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default=None, help="torch device: cpu (default), cuda, or auto")
+    g.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all cores)")
+    g.add_argument("--checkpoint-seconds", type=_positive_float, default=300.0, metavar="T",
+                   help="checkpoint at least every T seconds and after each epoch (default 300)")
+    g = p.add_argument_group("student size (default: the teacher's width, 2 layers, 1024-wide feed-forward, "
+                             "rank-128 token table)")
+    g.add_argument("--layers", type=_positive_int, default=2)
+    g.add_argument("--hidden", type=_positive_int, default=None)
+    g.add_argument("--heads", type=_positive_int, default=None)
+    g.add_argument("--intermediate", type=_positive_int, default=None)
+    g.add_argument("--embed-rank", type=_positive_int, default=None)
+    g.add_argument("--head", default="mean", choices=["mean", "attention"],
+                   help="single-vector head: mean of the token vectors, or a learned attention pooling")
+    g.add_argument("--init", default="teacher", choices=["teacher", "random"],
+                   help="start from the teacher (SVD of its token table, a subset of its layers) or at random")
+    g.add_argument("--init-layers", default=None, metavar="I,J",
+                   help="teacher layers copied into the student (default the last ones)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+register(Command(
+    "distill-queries", "distil a small text-only query encoder (a student) from an index's page encoder",
+    [
+        "colprune distill-queries --teacher minilm --texts docs/ -o student/",
+        "colprune distill-queries --texts corpus.jsonl my-queries.txt -o student/ --epochs 2",
+        "colprune search pages.h5 \"who invented the thermometer\" --query-encoder student/",
+    ],
+    _distill_arguments, cmd_distill_queries,
+    description="Train a student that gives, for each query token, the teacher's query token vector (cosine\n"
+    "alignment: NanoVDR's recipe, one vector per token). Training text comes from your own corpus: sentences\n"
+    "and short spans cut from passages and PDF text layers, plus any queries (a .txt file, one a line, or a\n"
+    "BEIR queries.jsonl given by name). The teacher encodes every text as a query; the student starts from the\n"
+    "teacher (an SVD of its token table, its last layers). Each epoch prints the held-out alignment (mean token\n"
+    "cosine to the teacher). Checkpoints go to OUTPUT.partial; the same command resumes an interrupted run.",
 ))
 
 

