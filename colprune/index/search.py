@@ -128,15 +128,10 @@ def gather_docs(index, positions: np.ndarray, *, rerank: bool = False) -> tuple[
     seg_of = np.searchsorted(index._bases, positions, side="right") - 1
     for si in np.unique(seg_of):
         seg = index._segments[si]
-        rows = positions[seg_of == si] - index._bases[si]
-        # coalesce runs of consecutive rows into one read
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for run in np.split(rows, breaks):
-            lo, hi = int(run[0]), int(run[-1]) + 1
-            data = seg.read_vectors(lo, hi, rerank=rerank)
-            for name, arr in data.items():
-                parts.setdefault(name, []).append(arr)
-            lengths.append(np.diff(seg.offsets[lo : hi + 1]))
+        data, lens = seg.read_docs(positions[seg_of == si] - index._bases[si], rerank=rerank)
+        for name, arr in data.items():
+            parts.setdefault(name, []).append(arr)
+        lengths.append(lens)
     out = {name: np.concatenate(p) for name, p in parts.items()}
     off = np.zeros(len(positions) + 1, np.int64)
     if lengths:

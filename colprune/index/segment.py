@@ -553,6 +553,56 @@ class Segment:
         return sum(int(np.prod(self.f[n].shape)) * self.f[n].dtype.itemsize for n in names)
 
     @_guarded
+    def read_docs(self, docs: np.ndarray, *, rerank: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Stored vectors of scattered documents ``docs`` (sorted, unique), verified, as one CSR store.
+
+        Returns ``(data, lengths)``: dataset name -> rows of every listed document back to back,
+        and each document's vector count. One ``pread`` per run of consecutive documents, no
+        HDF5 call: this is the two-stage rerank's read path.
+        """
+        docs = np.asarray(docs, np.int64)
+        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES) if n in self._raw or n in self.f]
+        off = self.offsets
+        lengths = off[docs + 1] - off[docs]
+        if self.resident is not None or any(n not in self._raw for n in names):
+            breaks = np.flatnonzero(np.diff(docs) != 1) + 1
+            runs = [self.read_vectors(int(r[0]), int(r[-1]) + 1, rerank=rerank) for r in np.split(docs, breaks) if r.size]
+            return {n: np.concatenate([r[n] for r in runs]) for n in names}, lengths
+        total = int(lengths.sum())
+        starts = np.zeros(docs.size + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        breaks = np.flatnonzero(np.diff(docs) != 1) + 1
+        first = np.r_[0, breaks]
+        last = np.r_[breaks, docs.size]
+        data = {}
+        for n in names:
+            start, dt, tail = self._raw[n]
+            row = dt.itemsize * int(np.prod(tail, dtype=np.int64))
+            out = np.empty((total, *tail), dt)
+            flat = memoryview(out.reshape(-1).view(np.uint8))
+            for i, j in zip(first.tolist(), last.tolist()):
+                a, b = int(off[docs[i]]), int(off[docs[j - 1] + 1])
+                dst = int(starts[i]) * row
+                if b > a and os.preadv(self._fd, [flat[dst : dst + (b - a) * row]], start + a * row) != (b - a) * row:
+                    raise CorruptionError(f"{self.path}: short read of {n} rows {a}..{b} (truncated?)")
+            data[n] = out
+        group = "rerank" if rerank else "vectors"
+        if group in self._doc_checks:
+            want, done = self._doc_checks[group], self._verified[group]
+            for i in np.flatnonzero(~done[docs]).tolist():
+                s, e = int(starts[i]), int(starts[i + 1])
+                if hash_bytes(*(data[n][s:e] for n in names)) != int(want[docs[i]]):
+                    d = int(docs[i])
+                    raise CorruptionError(f"{self.path}: document {d} ({group} rows {int(off[d])}..{int(off[d + 1])}) "
+                                          "does not match its checksum (damaged)")
+            done[docs] = True
+        for n in names:
+            v = data[n]
+            if v.dtype.kind == "f" and v.ndim == 2 and first_nonfinite_row(v) >= 0:
+                raise CorruptionError(f"{self.path}: non-finite stored vectors in documents {docs.tolist()[:5]}...")
+        return data, lengths
+
+    @_guarded
     def read_vectors(self, lo: int, hi: int, *, rerank: bool = False) -> dict[str, np.ndarray]:
         """Stored vectors of documents ``lo..hi`` (and int8 scales), verified; keys are dataset names."""
         a, b = int(self.offsets[lo]), int(self.offsets[hi])
