@@ -328,12 +328,28 @@ class Index:
         for old in self._segments:
             if old not in segments:
                 old.close()
+        n_old = len(self._segments)
+        # a commit that only appended segments extends the id tables instead of rebuilding them
+        # (a build committing every 32 pages into a million-page collection would rebuild 1M ids each time)
+        appended = (getattr(self, "_rows", None) is not None and segments[:n_old] == self._segments
+                    and all(a is b or (a is not None and b is not None and np.array_equal(a, b))
+                            for a, b in zip(deleted, self._deleted)))
+        rows = self._rows if appended else None
+        live_ids = self._live_ids if appended else None
         self._segments = segments
         self._deleted = deleted
         self._bases = np.zeros(len(segments) + 1, np.int64)
         np.cumsum([s.n_docs for s in segments], out=self._bases[1:])
-        self._live_ids: list[str] | None = None
-        self._rows: dict[str, tuple[int, int]] | None = None
+        if rows is not None:
+            for si in range(n_old, len(segments)):
+                dele = deleted[si]
+                for r, doc_id in enumerate(segments[si].ids):
+                    if dele is None or not dele[r]:
+                        rows[doc_id] = (si, r)
+                        if live_ids is not None:
+                            live_ids.append(doc_id)
+        self._live_ids: list[str] | None = live_ids
+        self._rows: dict[str, tuple[int, int]] | None = rows
         self._summary_cache = None
         self._n_live = int(sum(s.n_docs - (0 if d is None else int(d.sum())) for s, d in zip(segments, deleted)))
         self._n_live_vectors = int(sum(
