@@ -1618,14 +1618,14 @@ class Index:
                      config or NoPruning().config()), len(pages), replace=False)
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _summary_pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colprune-summary")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid():  # a forked child inherits the pool but not its thread
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="colprune-summary"))
+    return _POOL[1]
 
 
 def _int8_summary(vectors: np.ndarray, lengths: np.ndarray, centroids: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
