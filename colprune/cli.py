@@ -1389,10 +1389,11 @@ def cmd_distill_queries(args: argparse.Namespace) -> int:
                                 on_skip=lambda m: print(f"colprune distill-queries: skipped {m}", file=sys.stderr))
     from .encoders import load_encoder
     from .encoders.student import query_format_of
-    from .serve import load_query_encoder
 
-    teacher = load_query_encoder(args.teacher, quiet=_quiet(args)) if args.device is None else load_encoder(
-        args.teacher, device=args.device)
+    try:
+        teacher = load_encoder(args.teacher, **({"device": args.device} if args.device else {}))
+    except Exception as e:  # noqa: BLE001 - a missing package, an offline hub, an unsupported type
+        raise ModelLoadError(f"cannot load the teacher {args.teacher!r}: {_one_line(e)}") from None
     tokenizer, _ = query_format_of(teacher)
     config = dist.default_config(teacher, tokenizer, layers=args.layers, embed_rank=args.embed_rank,
                                  hidden=args.hidden, heads=args.heads, intermediate=args.intermediate, head=args.head)
@@ -1401,6 +1402,7 @@ def cmd_distill_queries(args: argparse.Namespace) -> int:
     report = dist.distill(
         teacher, texts, args.output, config=config, init=args.init, init_layers=init_layers, loss=args.loss,
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
+        train_embeddings=args.train_embeddings,
         device=args.device, threads=args.threads, checkpoint_seconds=args.checkpoint_seconds,
         overwrite=args.overwrite, progress=not _quiet(args), log=print)
     print(report.summary())
@@ -1444,6 +1446,9 @@ def _distill_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from the teacher (SVD of its token table, a subset of its layers) or at random")
     g.add_argument("--init-layers", default=None, metavar="I,J",
                    help="teacher layers copied into the student (default the last ones)")
+    g.add_argument("--train-embeddings", action="store_true",
+                   help="also train the token table (default: frozen at the teacher's SVD, so words the training "
+                        "text never shows keep their teacher embedding)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
