@@ -40,7 +40,7 @@ setup(
         # PyLate and colpali-engine are peers too, but install them with --no-deps
         # (their dependencies pull torchvision, which has no CPU build for torch 2.13):
         #   pip install --no-deps pylate colpali-engine
-        "bench": ["maxsim-cpu"],
+        "bench": ["maxsim-cpu", "lancedb"],
     },
     entry_points={"console_scripts": ["colprune=colprune.cli:main"]},
     classifiers=[

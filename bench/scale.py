@@ -171,8 +171,44 @@ def recall(a: list[list[str]], b: list[list[str]]) -> float:
     return float(np.mean([len(set(x) & set(y)) / max(1, len(y)) for x, y in zip(a, b)]))
 
 
+LANCE_SEARCH = r"""
+import json, sys, time
+import numpy as np
+import lancedb
+db_path, qfile, exact_file, n_flat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+qs = [np.asarray(q, np.float32) for q in json.load(open(qfile))]
+exact = json.load(open(exact_file))
+table = lancedb.connect(db_path).open_table("pages")
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+out = {}
+for label, kw in (("ivf_pq_default", {}), ("ivf_pq_nprobes64_refine10", {"nprobes": 64, "refine_factor": 10}), ("flat", None)):
+    got, ts = [], []
+    for q in qs[: n_flat if kw is None else len(qs)]:
+        t = time.perf_counter()
+        s = table.search(q.tolist(), vector_column_name="vector").limit(10)
+        if kw:
+            s = s.nprobes(kw["nprobes"]).refine_factor(kw["refine_factor"])
+        else:
+            s = s.bypass_vector_index()
+        got.append(s.to_arrow()["id"].to_pylist())
+        ts.append(time.perf_counter() - t)
+    rec = float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(got, exact)]))
+    out[label] = {"ms_per_query": float(np.median(ts)) * 1e3, "recall@10": rec, "queries": len(got)}
+out["peak_rss_mb"] = peak_mb()
+print(json.dumps(out))
+"""
+
+
 def peers(args, tmp: str) -> dict:
-    """LanceDB on the first ``--peer-pages`` pages, next to colprune on the same pages."""
+    """LanceDB on the first ``--peer-pages`` pages, next to colprune on the same pages.
+
+    Each side is searched in a fresh process of its own, whose peak RSS is reported; recall is
+    against colprune's exact search (float16 MaxSim; LanceDB's multivector metric is cosine, the
+    same on these unit vectors).
+    """
     try:
         import lancedb
         import pyarrow as pa
@@ -182,48 +218,72 @@ def peers(args, tmp: str) -> dict:
     from colprune.synthetic import stream_corpus
 
     chunks, queries, _ = stream_corpus(args.peer_pages, **corpus_args(args))
-    rows = []
-    out: dict = {"pages": args.peer_pages}
+    out: dict = {"pages": args.peer_pages, "lancedb_version": lancedb.__version__}
     path = os.path.join(tmp, "peer.cpx")
+    db = lancedb.connect(os.path.join(tmp, "lance"))
+    table = None
+    t_col = t_lance = 0.0
     with cp.Index.create(path, dim=128, summary_centroids=args.centroids) as index:
         for ids, vectors, lengths, _imp in chunks:
-            off = np.zeros(len(ids) + 1, np.int64)
+            t = time.perf_counter()
+            index.add_packed(ids, vectors, lengths, metadata=[{"bucket": int(p[5:]) % 100} for p in ids])
+            t_col += time.perf_counter() - t
+            off = np.zeros(len(ids) + 1, np.int32)
             np.cumsum(lengths, out=off[1:])
-            for i, doc_id in enumerate(ids):
-                rows.append({"id": doc_id, "vector": vectors[off[i] : off[i + 1]].astype(np.float32).tolist()})
-            index.add_packed(ids, vectors, lengths)
+            t = time.perf_counter()
+            inner = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).reshape(-1)), 128)
+            batch = pa.table({"id": pa.array(ids), "vector": pa.ListArray.from_arrays(pa.array(off), inner)})
+            if table is None:
+                table = db.create_table("pages", data=batch)
+            else:
+                table.add(batch)
+            t_lance += time.perf_counter() - t
+    t = time.perf_counter()
+    table.create_index(metric="cosine", vector_column_name="vector")
+    out["lancedb_ingest_s"], out["lancedb_index_build_s"] = t_lance, time.perf_counter() - t
+    out["colprune_ingest_s"] = t_col
     qfile = os.path.join(tmp, "peer-q.json")
     json.dump([q.tolist() for q in queries], open(qfile, "w"))
     col = search_child(path, qfile, "all", args.candidates)
     exact = col["exact_ids"]
-    out["colprune"] = {"exact_ms_per_query": col["exact_batch_ms_per_query"], "exact_recall@10": 1.0,
+    out["colprune"] = {"exact_ms_per_query_batch": col["exact_batch_ms_per_query"], "exact_recall@10": 1.0,
                        "two_stage_ms_per_query": col["two_stage_steady_query_ms"],
                        "two_stage_recall@10": recall(col["two_stage_ids"], exact), "peak_rss_mb": col["peak_rss_mb"]}
-    db = lancedb.connect(os.path.join(tmp, "lance"))
-    schema = pa.schema([pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.list_(pa.float32(), 128)))])
-    table = db.create_table("pages", data=rows, schema=schema)
-    del rows
-    res: dict = {}
-    for label, kw in (("flat", None), ("ivf_pq_default", {}), ("ivf_pq_nprobes64_refine10", {"nprobes": 64, "refine_factor": 10})):
-        if kw is not None and "index_built" not in res:
-            t = time.perf_counter()
-            table.create_index(metric="cosine", vector_column_name="vector")
-            res["index_build_s"] = time.perf_counter() - t
-            res["index_built"] = True
-        got, ts = [], []
-        for q in queries[: 20 if label == "flat" else len(queries)]:
-            t = time.perf_counter()
-            s = table.search(q.astype(np.float32).tolist(), vector_column_name="vector").limit(10)
-            if kw:
-                s = s.nprobes(kw["nprobes"]).refine_factor(kw["refine_factor"])
-            if label == "flat":
-                s = s.bypass_vector_index()
-            got.append(s.to_pandas()["id"].tolist())
-            ts.append(time.perf_counter() - t)
-        res[label] = {"ms_per_query": float(np.median(ts)) * 1e3, "recall@10": recall(got, exact[: len(got)])}
-    res["peak_rss_mb_incl_build"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["lancedb"] = res
+    one = search_child_exact_single(path, qfile)
+    out["colprune"]["exact_ms_per_query_single"] = one
+    efile = os.path.join(tmp, "peer-exact.json")
+    json.dump(exact, open(efile, "w"))
+    res = subprocess.run([sys.executable, "-c", LANCE_SEARCH, os.path.join(tmp, "lance"), qfile, efile, str(args.peer_flat)],
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    out["lancedb"] = json.loads(res.stdout.strip().splitlines()[-1])
+    lance = out["lancedb"]["ivf_pq_nprobes64_refine10"]
+    out["speed_ratio_exact_single_vs_lancedb_tuned"] = lance["ms_per_query"] / one
+    out["rss_ratio_colprune_vs_lancedb"] = col["peak_rss_mb"] / out["lancedb"]["peak_rss_mb"]
     return out
+
+
+EXACT_SINGLE = r"""
+import json, sys, time
+import numpy as np
+import colprune as cp
+qs = [np.asarray(q, np.float32) for q in json.load(open(sys.argv[2]))]
+index = cp.Index.open(sys.argv[1])
+index.search(qs[0], k=10)
+ts = []
+for q in qs[1:21]:
+    t = time.perf_counter(); index.search(q, k=10); ts.append(time.perf_counter() - t)
+print(json.dumps(float(np.median(ts)) * 1e3))
+"""
+
+
+def search_child_exact_single(path: str, qfile: str) -> float:
+    """Median ms of exact searches one query at a time (as LanceDB is queried)."""
+    res = subprocess.run([sys.executable, "-c", EXACT_SINGLE, path, qfile], capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -238,6 +298,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peers", action="store_true")
     p.add_argument("--peer-pages", type=int, default=20_000)
+    p.add_argument("--peer-flat", type=int, default=3, help="queries timed on LanceDB's flat search (~80 s each at 20,000 pages)")
     p.add_argument("--json", action="store_true", help="only the JSON object on stdout")
     args = p.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="colprune-scale-", dir=args.dir)
@@ -265,6 +326,8 @@ def main(argv=None) -> int:
         two = s.pop("two_stage_ids")
         s["two_stage_recall@10"] = recall(two, exact)
         s["exact_top1_is_query_page"] = float(np.mean([e[0] == r for e, r in zip(exact, relevant)]))
+        # the page each query was drawn from: found by the shortlist? (ranks 2-10 are near-ties of one topic)
+        s["two_stage_top1_is_query_page"] = float(np.mean([bool(t) and t[0] == r for t, r in zip(two, relevant)]))
         res["search"] = s
         print("PHASE " + json.dumps({k: res[k] for k in ("ingest", "store", "search")}), file=sys.stderr, flush=True)
         # delete 10%, compact, search again

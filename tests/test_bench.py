@@ -21,3 +21,14 @@ def test_bench_quick_json(script):
         assert out["max_abs_diff"]["colprune-float32"] < 1e-4
     else:
         assert out["two_stage"] and out["exact_ms_per_query"] > 0
+
+
+def test_scale_bench_tiny(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--pages", "400", "--chunk", "150",
+                          "--queries", "4", "--raw-pages", "400", "--candidates", "40", "--json", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out["ingest"]["pages_per_s"] > 0 and out["search"]["pages"] == 400
+    assert out["delete_compact"]["deleted_never_returned"] and out["search"]["filtered_ok"]
+    assert out["delete_compact"]["reclaimed_share_of_deleted"] > 0.9
