@@ -973,6 +973,18 @@ class Index:
             out[k] = v
         return out
 
+    def _check_new_ids(self, ids: list, *, replacing: bool) -> None:
+        """Valid, unique within the call, and (unless ``replacing``) not already live."""
+        existing = self._id_rows()
+        seen: set[str] = set()
+        for doc_id in ids:
+            check_id(doc_id)
+            if doc_id in seen:
+                raise DuplicateIdError(f"document {doc_id!r} appears twice in this call")
+            if doc_id in existing and not replacing:
+                raise DuplicateIdError(f"document {doc_id!r} is already in {self.path} (use upsert to replace it)")
+            seen.add(doc_id)
+
     def _prepare(self, ids, embeddings, importance, pruner, metadata, patch_mask, grids, signals, *, replacing: bool):
         """Validate and prune every page of a call before anything is written."""
         self._check_writable()
@@ -985,15 +997,7 @@ class Index:
                           ("patch_mask", patch_mask), ("grids", grids), ("signals", signals)):
             if seq is not None and len(seq) != n:
                 raise InvalidInputError(f"{name} has {len(seq)} entries for {n} ids")
-        existing = self._id_rows()
-        seen: set[str] = set()
-        for doc_id in ids:
-            check_id(doc_id)
-            if doc_id in seen:
-                raise DuplicateIdError(f"document {doc_id!r} appears twice in this call")
-            if doc_id in existing and not replacing:
-                raise DuplicateIdError(f"document {doc_id!r} is already in {self.path} (use upsert to replace it)")
-            seen.add(doc_id)
+        self._check_new_ids(ids, replacing=replacing)
         pages, kept, meta_json, grid_rows = [], [], [], []
         for i, doc_id in enumerate(ids):
             what = f"document {doc_id!r}"
@@ -1128,15 +1132,7 @@ class Index:
                      None if importance is None else [importance[off[i] : off[i + 1]] for i in range(n)],
                      pruner=resolved, metadata=metadata, commit_every=commit_every)
             return
-        existing = self._id_rows()
-        seen: set[str] = set()
-        for doc_id in ids:
-            check_id(doc_id)
-            if doc_id in seen:
-                raise DuplicateIdError(f"document {doc_id!r} appears twice in this call")
-            if doc_id in existing:
-                raise DuplicateIdError(f"document {doc_id!r} is already in {self.path} (use upsert to replace it)")
-            seen.add(doc_id)
+        self._check_new_ids(ids, replacing=False)
         for name, arr in (("embeddings", vectors), ("importance", None if importance is None else importance[:, None])):
             row = -1 if arr is None else first_nonfinite_row(arr)
             if row >= 0:

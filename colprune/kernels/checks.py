@@ -9,23 +9,12 @@ __all__ = ["first_nonfinite_row"]
 
 
 @njit(cache=True)
-def _first_bad_half(bits) -> int:
-    # a half is NaN or infinite exactly when its five exponent bits are all ones
+def _first_bad(bits, exponent) -> int:
+    # NaN and inf are the values whose exponent bits are all ones (uint16 halves, uint32 singles)
     for j in range(bits.shape[0]):
         bad = 0
         for t in range(bits.shape[1]):
-            bad |= np.int32((bits[j, t] & 0x7C00) == 0x7C00)
-        if bad:
-            return j
-    return -1
-
-
-@njit(cache=True)
-def _first_bad_single(bits) -> int:
-    for j in range(bits.shape[0]):
-        bad = 0
-        for t in range(bits.shape[1]):
-            bad |= np.int32((bits[j, t] & 0x7F800000) == 0x7F800000)
+            bad |= np.int32((bits[j, t] & exponent) == exponent)
         if bad:
             return j
     return -1
@@ -39,7 +28,8 @@ def first_nonfinite_row(x: np.ndarray) -> int:
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array, got shape {x.shape}")
     if x.dtype in (np.float16, np.float32) and x.size:
-        view = np.ascontiguousarray(x).view(np.uint16 if x.dtype == np.float16 else np.uint32)
-        return int((_first_bad_half if x.dtype == np.float16 else _first_bad_single)(view))
+        if x.dtype == np.float16:
+            return int(_first_bad(np.ascontiguousarray(x).view(np.uint16), np.uint16(0x7C00)))
+        return int(_first_bad(np.ascontiguousarray(x).view(np.uint32), np.uint32(0x7F800000)))
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     return int(bad[0]) if bad.size else -1

@@ -65,6 +65,14 @@ def _longest(offsets) -> int:
     return out
 
 
+@njit(cache=True)
+def _scratch(longest, kmax, dim):
+    # one thread's buffers, reused page after page
+    return (np.empty((longest, dim), dtype=np.float32), np.empty(longest, dtype=np.float32),
+            np.empty(longest, dtype=np.int64), np.empty((kmax, dim), dtype=np.float32),
+            np.empty(kmax, dtype=np.float32), np.empty(kmax, dtype=np.int64))
+
+
 @njit(cache=True, inline="always", fastmath=FASTMATH)
 def _load_half(bits, a, n, x, norms) -> None:
     for j in range(n):
@@ -91,14 +99,9 @@ def _load_float(vectors, a, n, x, norms) -> None:
 # closure over a jitted function, and every process would compile again (3.5 s).
 @njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def _centroids_half(bits, offsets, coff, iters, bounds, out) -> None:
-    dim, longest, kmax = bits.shape[1], _longest(offsets), _longest(coff)
+    longest, kmax = _longest(offsets), _longest(coff)
     for b in prange(bounds.size - 1):
-        x = np.empty((longest, dim), dtype=np.float32)  # per-thread scratch, reused page after page
-        norms = np.empty(longest, dtype=np.float32)
-        assign = np.empty(longest, dtype=np.int64)
-        sums = np.empty((kmax, dim), dtype=np.float32)
-        norm_sum = np.empty(kmax, dtype=np.float32)
-        count = np.empty(kmax, dtype=np.int64)
+        x, norms, assign, sums, norm_sum, count = _scratch(longest, kmax, bits.shape[1])
         for d in range(bounds[b], bounds[b + 1]):
             n, k = offsets[d + 1] - offsets[d], coff[d + 1] - coff[d]
             if k > 0:
@@ -108,14 +111,9 @@ def _centroids_half(bits, offsets, coff, iters, bounds, out) -> None:
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def _centroids_float(vectors, offsets, coff, iters, bounds, out) -> None:
-    dim, longest, kmax = vectors.shape[1], _longest(offsets), _longest(coff)
+    longest, kmax = _longest(offsets), _longest(coff)
     for b in prange(bounds.size - 1):
-        x = np.empty((longest, dim), dtype=np.float32)
-        norms = np.empty(longest, dtype=np.float32)
-        assign = np.empty(longest, dtype=np.int64)
-        sums = np.empty((kmax, dim), dtype=np.float32)
-        norm_sum = np.empty(kmax, dtype=np.float32)
-        count = np.empty(kmax, dtype=np.int64)
+        x, norms, assign, sums, norm_sum, count = _scratch(longest, kmax, vectors.shape[1])
         for d in range(bounds[b], bounds[b + 1]):
             n, k = offsets[d + 1] - offsets[d], coff[d + 1] - coff[d]
             if k > 0:
