@@ -671,6 +671,10 @@ class Segment:
             out["covers"] = [rows[rel[i] : rel[i + 1]] for i in range(b - a)]
         return out
 
+    def forget_summary(self) -> None:
+        """Drop the summary read by :meth:`summary` (the next call reads and verifies it again)."""
+        self._summary = None
+
     @_guarded
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(codes (C, dim) int8, scales (C,), offsets (n_docs + 1,))`` or None when not stored."""
