@@ -203,6 +203,8 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.25)
     ap.add_argument("--quick", action="store_true", help="2,000 texts, 1 epoch, MS MARCO only")
     ap.add_argument("--json", action="store_true", help="print only the JSON")
+    ap.add_argument("--latency-only", default=None, metavar="STUDENT",
+                    help="only time query encoding: this student folder against MiniLM (no training)")
     args = ap.parse_args()
     if args.quick:
         args.max_texts, args.epochs, args.datasets = 2000, 1, "msmarco"
@@ -219,6 +221,19 @@ def main() -> None:
     from colprune.encoders.student import n_parameters
 
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    if args.latency_only:
+        from colprune.study import load_dataset
+
+        qs = [q for n in args.datasets.split(",") for q in load_dataset(DATASETS[n]).queries.values()]
+        la = latency(load_encoder("minilm"), load_encoder(args.latency_only, n_threads=args.threads), qs, repeats=5)
+        r = {"cpu": cpu_line(), "threads": args.threads, "load_average": os.getloadavg(), "latency": la,
+             "command": " ".join(["python", "bench/distill.py"] + sys.argv[1:])}
+        print(json.dumps(r, indent=2))
+        if not args.json:
+            print(f"\none query: teacher {la['teacher']['one_query_ms']:.2f} ms, student {la['student']['one_query_ms']:.2f} "
+                  f"ms ({la['speedup_one_query']:.1f}x); batch of {len(qs)}: {la['teacher']['batch_ms']:.1f} vs "
+                  f"{la['student']['batch_ms']:.1f} ms ({la['speedup_batch']:.1f}x)")
+        return
     os.makedirs(args.cache, exist_ok=True)
     names = args.datasets.split(",")
     r: dict = {"cpu": cpu_line(), "threads": args.threads, "torch": torch.__version__,

@@ -103,6 +103,7 @@ def test_save_load_round_trip_and_alignment(tiny, tmp_path):
     vs, vt = student.encode_queries(q), teacher.encode_queries(q)
     assert [v.shape for v in vs] == [v.shape for v in vt]  # one vector per teacher token
     assert all(np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5) for v in vs)
+    assert all(np.allclose(v, student.encode_queries([t])[0], atol=1e-5) for v, t in zip(vs, q))  # unpadded path
     # saved again from the loaded model: the same vectors
     save_student(str(tmp_path / "again"), student.model, student.tokenizer, student.fmt)
     again = load_encoder(str(tmp_path / "again")).encode_queries(q)

@@ -173,13 +173,13 @@ def _build_model_class():
             self.pool = nn.Linear(cfg.hidden, 1) if cfg.head == "attention" else None
 
         def hidden(self, ids, mask):
-            """Last hidden states ``(b, s, hidden)``."""
+            """Last hidden states ``(b, s, hidden)``; ``mask`` None when every row is real."""
             s = ids.shape[1]
             if s > self.cfg.max_positions:
                 raise InvalidInputError(f"a query of {s} tokens is longer than the student's {self.cfg.max_positions}")
             pos = torch.arange(s, device=ids.device)
             x = self.ln(self.tok_proj(self.tok(ids)) + self.pos(pos)[None])
-            att = mask[:, None, None, :].bool()
+            att = None if mask is None else mask[:, None, None, :].bool()
             for layer in self.layers:
                 x = layer(x, att)
             return x
@@ -428,16 +428,15 @@ class StudentQueryEncoder(Encoder):
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
 
-    def _run(self, ids: list[list[int]], group: list[int]):
+    def _inputs(self, ids: list[list[int]], group: list[int]):
+        """Padded ids ``(b, s)`` and the mask ``(b, s)``, or None when no row is padded."""
         torch = self._torch
         s = max(len(ids[i]) for i in group)
-        x = torch.full((len(group), s), self.cfg.pad_id, dtype=torch.long)
-        m = torch.zeros((len(group), s), dtype=torch.bool)
-        for r, i in enumerate(group):
-            x[r, : len(ids[i])] = torch.tensor(ids[i])
-            m[r, : len(ids[i])] = True
-        with torch.inference_mode():
-            return self.model.both(x.to(self.device), m.to(self.device))
+        x = torch.tensor([ids[i] + [self.cfg.pad_id] * (s - len(ids[i])) for i in group], dtype=torch.long)
+        if all(len(ids[i]) == s for i in group):
+            return x.to(self.device), None
+        m = torch.tensor([[True] * len(ids[i]) + [False] * (s - len(ids[i])) for i in group])
+        return x.to(self.device), m.to(self.device)
 
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
         for i, t in enumerate(texts):
@@ -450,7 +449,8 @@ class StudentQueryEncoder(Encoder):
         ids = self._ids(texts)
         out: dict[int, np.ndarray] = {}
         for group in self._batches(ids, batch_size):
-            y, _ = self._run(ids, group)
+            with self._torch.inference_mode():
+                y = self.model(*self._inputs(ids, group))
             y = self._torch.nn.functional.normalize(y.float(), dim=-1).cpu().numpy()
             for r, i in enumerate(group):
                 out[i] = np.ascontiguousarray(y[r, : len(ids[i])], dtype=np.float32)
@@ -462,7 +462,9 @@ class StudentQueryEncoder(Encoder):
         ids = self._ids(texts)
         out = np.zeros((len(ids), self.dim), np.float32)
         for group in self._batches(ids, batch_size):
-            _, single = self._run(ids, group)
+            x, m = self._inputs(ids, group)
+            with self._torch.inference_mode():
+                _, single = self.model.both(x, self._torch.ones_like(x, dtype=self._torch.bool) if m is None else m)
             out[group] = single.float().cpu().numpy()
         return out
 
