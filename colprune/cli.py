@@ -1457,7 +1457,7 @@ register(Command(
     [
         "colprune distill-queries --teacher minilm --texts docs/ -o student/",
         "colprune distill-queries --texts corpus.jsonl my-queries.txt -o student/ --epochs 2",
-        "colprune search pages.h5 \"who invented the thermometer\" --query-encoder student/",
+        "colprune distill-queries --texts docs/ -o student-25/ --fraction 0.25 --loss infonce",
     ],
     _distill_arguments, cmd_distill_queries,
     description="Train a student that gives, for each query token, the teacher's query token vector (cosine\n"
