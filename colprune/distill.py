@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def read_texts(paths: Sequence[str], *, on_skip: Callable[[str], None] | None = 
       by name, so held-out test queries are never read by accident), else every PDF and
       ``.txt``/``.md`` file under it.
     """
-    from .encoders.sources import PDF_EXTS, TEXT_EXTS, PageError, collect_pages
+    from .encoders.sources import PDF_EXTS, TEXT_EXTS, collect_pages
 
     out: list[tuple[str, str]] = []
 
@@ -160,13 +160,10 @@ def read_texts(paths: Sequence[str], *, on_skip: Callable[[str], None] | None = 
         elif ext in TEXT_EXTS:
             add_text_file(item)
         elif ext in PDF_EXTS:
-            try:
-                for page in collect_pages([item]):
-                    text = page.text()
-                    if text.strip():
-                        out.append((text, "passage"))
-            except PageError:
-                raise
+            for page in collect_pages([item]):  # an unreadable PDF given by name raises PageError
+                text = page.text()
+                if text.strip():
+                    out.append((text, "passage"))
         else:
             raise InvalidInputError(f"{item}: training text comes from .txt/.md (one text a line), .jsonl (BEIR "
                                     f"corpus or queries), PDFs or folders of them; got {ext or 'no extension'!r}")

@@ -192,19 +192,24 @@ def test_cli_distill_then_search_with_the_student(tiny, tmp_path, capsys):
     assert main(["search", str(tmp_path / "pages.h5"), "what", "--query-encoder", str(tmp_path / "nope")]) == 3
 
 
-def test_study_with_a_student(tiny, tmp_path):
+def test_study_with_a_student(tiny, tmp_path, capsys):
     from colprune.study import run_study
 
     path, teacher = tiny
     folder = shared_path("data", "pages", "arxivqa")
+    student = str(tmp_path / "student")
     _distill(teacher, tmp_path / "student", epochs=1)
-    rows = run_study(str(folder), path, str(tmp_path / "out"), methods=["random"], budgets=[0.5], codecs=["float16"],
-                     progress=False, log=lambda m: None, query_encoder=str(tmp_path / "student"))
-    assert [r["method"] for r in rows] == ["none", "meanpool", "random"]
+    args = ["study", "--dataset", str(folder), "--encoder", path, "--query-encoder", student, "--methods", "random",
+            "--budgets", "0.5", "--codecs", "float16", "--out", str(tmp_path / "out"), "-q"]
+    assert main(args) == 0
+    with open(tmp_path / "out" / "results.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["none", "meanpool", "random"]
     assert "queries from" in (tmp_path / "out" / "results.md").read_text()
+    assert main([*args[:4], "minilm", *args[5:]]) == 6  # pages by minilm, a student of the tiny model
+    assert "pass --encoder" in capsys.readouterr().err
     with pytest.raises(SettingsMismatchError, match="distilled from"):
         run_study(str(folder), "minilm", str(tmp_path / "out2"), methods=["random"], budgets=[0.5], progress=False,
-                  log=lambda m: None, query_encoder=str(tmp_path / "student"))
+                  log=lambda m: None, query_encoder=student)
 
 
 def test_minilm_student_with_every_teacher_layer_is_the_teacher(tmp_path):
