@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from .encoders.student import (
     save_student,
 )
 from .errors import InvalidInputError, NotFoundError, UsageError
+from .study.datasets import read_jsonl
 
 __all__ = [
     "cut_sentences",
@@ -89,16 +90,6 @@ def cut_sentences(text: str, *, max_words: int = MAX_WORDS, min_words: int = MIN
                 s = rng.randint(0, len(piece) - n)
                 out.append(" ".join(piece[s : s + n]))
     return out
-
-
-def _jsonl_texts(path: str) -> Iterable[dict]:
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InvalidInputError(f"{path} line {i}: not JSON ({e})") from None
 
 
 def read_texts(paths: Sequence[str], *, on_skip: Callable[[str], None] | None = None) -> list[tuple[str, str]]:
@@ -151,7 +142,7 @@ def read_texts(paths: Sequence[str], *, on_skip: Callable[[str], None] | None = 
             continue
         if ext == ".jsonl":
             kind = "query" if os.path.basename(item).lower().startswith("queries") else "passage"
-            for rec in _jsonl_texts(item):
+            for rec in read_jsonl(item):
                 text = rec.get("text") or rec.get("query") or ""
                 title = rec.get("title") or ""
                 text = f"{title}. {text}" if title and kind == "passage" else text

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
 
-__all__ = ["Dataset", "load_beir", "load_vidore", "load_pdf_folder", "load_dataset"]
+__all__ = ["Dataset", "load_beir", "load_vidore", "load_pdf_folder", "load_dataset", "read_jsonl"]
 
 
 @dataclass
@@ -81,7 +81,8 @@ class Dataset:
         return [q for q in self.queries if any(g > 0 for g in self.qrels.get(q, {}).values())]
 
 
-def _jsonl(path: str):
+def read_jsonl(path: str):
+    """The records of a JSON-lines file, blank lines skipped; a bad line raises naming the file and line."""
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if line.strip():
@@ -98,7 +99,7 @@ def load_beir(path: str, split: str = "test") -> Dataset:
     if missing:
         raise InvalidInputError(f"{path} is not a BEIR dataset folder: missing {', '.join(missing)}")
     ds = Dataset(os.path.basename(os.path.normpath(path)))
-    for rec in _jsonl(need[0]):
+    for rec in read_jsonl(need[0]):
         doc_id = str(rec["_id"])
         if "image" in rec:
             img = rec["image"]
@@ -106,7 +107,7 @@ def load_beir(path: str, split: str = "test") -> Dataset:
         else:
             title, text = rec.get("title") or "", rec.get("text") or ""
             ds.corpus[doc_id] = f"{title}. {text}" if title else text
-    for rec in _jsonl(need[1]):
+    for rec in read_jsonl(need[1]):
         ds.queries[str(rec["_id"])] = rec["text"]
     with open(need[2], encoding="utf-8") as f:
         rows = csv.reader(f, delimiter="\t")
@@ -205,7 +206,7 @@ def load_pdf_folder(path: str, split: str = "test") -> Dataset:
         raise InvalidInputError(f"{path} is not a PDF-folder dataset: missing "
                                 + ", ".join(missing + ([] if pages else ["a folder of PDFs or page images"])))
     ds = Dataset(os.path.basename(os.path.normpath(path)), pages_dir=pages)
-    for rec in _jsonl(need[0]):
+    for rec in read_jsonl(need[0]):
         ds.queries[str(rec["_id"])] = rec["text"]
     _read_qrels(need[1], ds)
     known = set(ds.doc_ids)
