@@ -911,12 +911,12 @@ class Index:
                 s = seg.summary()
                 if s is None:  # older files and summary-less segments: computed here, not stored
                     data = seg.read_vectors(0, seg.n_docs)
-                    cvec, coff = page_centroids(data[L.VECTORS], seg.offsets, n_centroids or 4)
-                    codes, sc = quantize_int8(cvec)
-                    s = (codes, sc, coff)
-                parts.append(s[0])
-                scales.append(s[1])
-                counts.append(np.diff(s[2]))
+                    codes, sc, cnt = _int8_summary(data[L.VECTORS], np.diff(seg.offsets), n_centroids or 4)
+                else:
+                    codes, sc, cnt = s[0], s[1], np.diff(s[2])
+                parts.append(codes)
+                scales.append(sc)
+                counts.append(cnt)
             codes = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.int8)
             off = np.zeros(int(self._bases[-1]) + 1, np.int64)
             if counts:
@@ -1209,9 +1209,9 @@ class Index:
         elif codec == "float16":
             with np.errstate(over="ignore"):
                 half = flat.astype(np.float16)
-            bad_rows = ~np.isfinite(half).all(axis=1)
-            if bad_rows.any():
-                bad = int(np.searchsorted(np.cumsum(lengths), int(np.flatnonzero(bad_rows)[0]), side="right"))
+            row = first_nonfinite_row(half)
+            if row >= 0:
+                bad = int(np.searchsorted(np.cumsum(lengths), row, side="right"))
                 raise InvalidInputError(f"document {ids[bad]!r}: values overflow float16 (|x| > 65504)")
             vec[L.VECTORS] = half
         elif codec == "int8":

@@ -564,14 +564,13 @@ class Segment:
         names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES) if n in self._raw or n in self.f]
         off = self.offsets
         lengths = off[docs + 1] - off[docs]
+        breaks = np.flatnonzero(np.diff(docs) != 1) + 1  # runs of consecutive documents
         if self.resident is not None or any(n not in self._raw for n in names):
-            breaks = np.flatnonzero(np.diff(docs) != 1) + 1
             runs = [self.read_vectors(int(r[0]), int(r[-1]) + 1, rerank=rerank) for r in np.split(docs, breaks) if r.size]
             return {n: np.concatenate([r[n] for r in runs]) for n in names}, lengths
         total = int(lengths.sum())
         starts = np.zeros(docs.size + 1, np.int64)
         np.cumsum(lengths, out=starts[1:])
-        breaks = np.flatnonzero(np.diff(docs) != 1) + 1
         first = np.r_[0, breaks]
         last = np.r_[breaks, docs.size]
         data = {}
