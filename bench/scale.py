@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -105,13 +104,9 @@ def build(args, path: str, res: dict) -> tuple[list, list]:
     return [q.tolist() for q in queries], relevant
 
 
-SEARCH = r"""
-import json, resource, sys, time
-import numpy as np
-t0 = time.perf_counter()
-import colprune as cp
-path, qfile, mode, cand = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-qs = [np.asarray(q, np.float32) for q in json.load(open(qfile))]
+# prepended to every search child: its own peak RSS
+PEAK_MB = r"""
+import resource
 def peak_mb():
     # this process's own high-water mark: ru_maxrss would also count the parent's memory,
     # which Linux carries over through fork and exec
@@ -122,6 +117,24 @@ def peak_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+
+def run_child(script: str, *args: object):
+    """Run a search script in a fresh process (``peak_mb()`` defined); its last stdout line, as JSON."""
+    res = subprocess.run([sys.executable, "-c", PEAK_MB + script, *map(str, args)], capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+SEARCH = r"""
+import json, sys, time
+import numpy as np
+t0 = time.perf_counter()
+import colprune as cp
+path, qfile, mode, cand = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+qs = [np.asarray(q, np.float32) for q in json.load(open(qfile))]
 out = {}
 t = time.perf_counter()
 index = cp.Index.open(path)
@@ -161,10 +174,7 @@ print(json.dumps(out))
 
 
 def search_child(path: str, qfile: str, mode: str, cand: int) -> dict:
-    res = subprocess.run([sys.executable, "-c", SEARCH, path, qfile, mode, str(cand)], capture_output=True, text=True)
-    if res.returncode:
-        raise RuntimeError(res.stderr[-3000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_child(SEARCH, path, qfile, mode, cand)
 
 
 def recall(a: list[list[str]], b: list[list[str]]) -> float:
@@ -179,10 +189,6 @@ db_path, qfile, exact_file, n_flat = sys.argv[1], sys.argv[2], sys.argv[3], int(
 qs = [np.asarray(q, np.float32) for q in json.load(open(qfile))]
 exact = json.load(open(exact_file))
 table = lancedb.connect(db_path).open_table("pages")
-def peak_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 out = {}
 for label, kw in (("ivf_pq_default", {}), ("ivf_pq_nprobes64_refine10", {"nprobes": 64, "refine_factor": 10}), ("flat", None)):
     got, ts = [], []
@@ -257,11 +263,7 @@ def peers(args, tmp: str) -> dict:
     out["colprune"]["peak_rss_mb_1gb_budget"] = big_rss
     efile = os.path.join(tmp, "peer-exact.json")
     json.dump(exact, open(efile, "w"))
-    res = subprocess.run([sys.executable, "-c", LANCE_SEARCH, os.path.join(tmp, "lance"), qfile, efile, str(args.peer_flat)],
-                         capture_output=True, text=True)
-    if res.returncode:
-        raise RuntimeError(res.stderr[-3000:])
-    out["lancedb"] = json.loads(res.stdout.strip().splitlines()[-1])
+    out["lancedb"] = run_child(LANCE_SEARCH, os.path.join(tmp, "lance"), qfile, efile, args.peer_flat)
     # at equal recall: LanceDB's fastest configuration reaching recall@10 >= 0.99, against exact search
     ok = [v["ms_per_query"] for k, v in out["lancedb"].items() if isinstance(v, dict) and v["recall@10"] >= 0.99]
     if ok:
@@ -285,17 +287,13 @@ index.search(qs[0], k=10)
 ts = []
 for q in qs[1:21]:
     t = time.perf_counter(); index.search(q, k=10); ts.append(time.perf_counter() - t)
-hwm = next(int(ln.split()[1]) / 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
-print(json.dumps([float(np.median(ts)) * 1e3, hwm]))
+print(json.dumps([float(np.median(ts)) * 1e3, peak_mb()]))
 """
 
 
 def search_child_exact_single(path: str, qfile: str, budget: int | None) -> tuple[float, float]:
     """Median ms of exact searches one query at a time (as LanceDB is queried), and the process's peak RSS (MB)."""
-    res = subprocess.run([sys.executable, "-c", EXACT_SINGLE, path, qfile, str(budget or 0)], capture_output=True, text=True)
-    if res.returncode:
-        raise RuntimeError(res.stderr[-3000:])
-    ms, rss = json.loads(res.stdout.strip().splitlines()[-1])
+    ms, rss = run_child(EXACT_SINGLE, path, qfile, budget or 0)
     return ms, rss
 
 
