@@ -7,8 +7,9 @@
 Each phase runs in its own process (so peak resident memory is the phase's own), one after the
 other in the same run: a bare forward pass of the same model over the very same token windows
 (text extracted beforehand, untimed; windows and length-sorted batches from the encoder's own
-``windows``/``batches``), then the whole build (PDF reading, encoding with the attention the
-importance signal needs, pruning, writing the index), then the bare forward pass again; the
+``windows``/``batches``), then the whole build as ``colprune build`` runs it by default (PDF
+reading, encoding with the attention the default importance signal needs, DocPruner pruning at
+k=-0.25, writing the index), then the bare forward pass again; the
 ratio is the build's pages/s over the faster of the two forward passes. With ``--visual N``
 the same is done for a random-weight tiny ColQwen2 (``tests/tiny_models.py``) on the first N
 rendered pages: forward = processor output → model, without attention weights.
@@ -76,16 +77,17 @@ def child_forward(files: list[str], quantize: str | None, dtype: str | None, bat
 
 
 def child_build(files: list[str], quantize: str | None, dtype: str | None, batch: int, model: str | None) -> dict:
-    from colprune.pipeline import build
+    from colprune.pipeline import DEFAULT_IMPORTANCE, build
 
     encoder = None
     if model is None:
         from colprune.encoders import TextTokenEncoder
 
-        encoder = TextTokenEncoder("minilm", quantize=quantize, dtype=dtype)
+        # what `colprune build` does by default: DocPruner (k=-0.25) over the default signal
+        encoder = TextTokenEncoder("minilm", quantize=quantize, dtype=dtype, importance=DEFAULT_IMPORTANCE)
     with tempfile.TemporaryDirectory() as tmp:
         report = build(files, os.path.join(tmp, "bench.h5"), model=model or "minilm", encoder=encoder,
-                       progress=False, commit_pages=batch, overwrite=True)
+                       pruner="adaptive", progress=False, commit_pages=batch, overwrite=True)
     return {"pages": report.indexed, "skipped": len(report.skipped), "seconds": report.seconds,
             "pages_per_s": report.pages_per_second, "peak_rss_mb": _rss_mb()}
 

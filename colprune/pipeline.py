@@ -53,9 +53,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import InvalidInputError
 
-__all__ = ["build", "BuildReport", "PageJob", "list_pages", "page_id", "file_sha256", "NO_TEXT"]
+__all__ = ["build", "BuildReport", "PageJob", "list_pages", "page_id", "file_sha256", "NO_TEXT", "DEFAULT_IMPORTANCE"]
 
 #: Reason recorded for a PDF page without a text layer when the encoder reads text.
+#: The importance signal a new index is pruned by unless told otherwise: the attention each
+#: patch/token *receives* in the last layer (mean over heads and over the other tokens). With
+#: DocPruner's mean + k*std rule it is the recommended method (docs/study-financebench.md): on real
+#: filings it holds at 10% of the vectors where the global token's attention ("cls"/"eos") does not.
+DEFAULT_IMPORTANCE = "indegree"
+
 NO_TEXT = "no text layer (a blank, scanned or image-only page); the text encoder reads text only"
 
 
@@ -369,6 +375,11 @@ def _check_existing(output: str, model: str, pruner, dtype: str, dim: int | None
     return held
 
 
+def _same_signal(name: str) -> str:
+    """One name for the global-token signal ("cls" for text encoders, "eos" for image encoders)."""
+    return "eos" if name == "cls" else name
+
+
 def _model_dim(model: str) -> int | None:
     """The output dimension from the model's config, without loading weights (None if unknown)."""
     import json
@@ -414,6 +425,7 @@ def build(
     signals: bool = False,
     importance: str | None = None,
     device: str | None = None,
+    quantize: str | None = None,
 ) -> BuildReport:
     """Build (or extend) the index ``output`` from PDFs, images, text files and folders.
 
@@ -437,7 +449,12 @@ def build(
     overwrite : replace ``output`` instead of extending it
     on_event : ``callback(kind, info)``; see the module docstring
     signals : also store every importance signal the encoder computes (a full index for studies)
-    importance, device : passed to :func:`~colprune.encoders.load_encoder`
+    importance : the signal pages are pruned by (``cls``/``eos``, ``indegree``, ``indegree_mid``,
+        ``norm``); default: the index's recorded signal when appending, else
+        :data:`DEFAULT_IMPORTANCE`. Recorded with the pruner (``"signal"``) in a new index.
+    device : passed to :func:`~colprune.encoders.load_encoder`
+    quantize : ``"int8"``: dynamic int8 quantisation of a text encoder's Linear layers (CPU;
+        about 1.5x faster builds, see the README for its retrieval change)
 
     Returns
     -------
@@ -467,6 +484,13 @@ def build(
         if pr is None and held["pruner"] is not None:
             pr = make_pruner({k: v for k, v in held["pruner"].items() if k in ("name", "params")})
     pr = pr or make_pruner(None)
+    # the signal the pages are pruned by: the index's when it records one (older files: the encoder's default)
+    held_signal = (held.get("pruner") or {}).get("signal") if appending else None
+    if importance is not None and held_signal is not None and _same_signal(importance) != _same_signal(held_signal):
+        raise InvalidInputError(f"{output} already holds pages pruned by the {held_signal!r} signal (this build: "
+                                f"{importance!r}); leave out --importance, or write a new index")
+    if importance is None and encoder is None:
+        importance = held_signal if appending else (DEFAULT_IMPORTANCE if pr.needs_importance else None)
 
     # what is already there
     done: set[str] = set()
@@ -508,11 +532,16 @@ def build(
         return report
 
     if encoder is None:
-        kwargs = {k: v for k, v in (("importance", importance), ("device", device)) if v is not None}
+        kwargs = {k: v for k, v in (("importance", importance), ("device", device), ("quantize", quantize))
+                  if v is not None}
         encoder = load_encoder(model, **kwargs)
     kind = encoder.input_kind
     if appending:
         _check_existing(output, model_name, pr, dtype, encoder.dim, True)
+        have = getattr(encoder, "importance", None)
+        if held_signal is not None and have is not None and _same_signal(have) != _same_signal(held_signal):
+            raise InvalidInputError(f"{output} already holds pages pruned by the {held_signal!r} signal; this encoder "
+                                    f"gives {have!r}: load it with importance={held_signal!r}")
 
     # compute only the attention the stored signals need (all of them for a study's full index)
     enc_kw: dict = {}
@@ -565,6 +594,10 @@ def build(
             else:
                 ix.add(*args, **kw)
                 report.indexed += len(group)
+            signal = getattr(encoder, "importance", None)
+            cfg = ix.pruner_config or {}
+            if pr.needs_importance and signal and "signal" not in cfg:  # recorded once, with the first pages
+                ix._set_pruner({**cfg, "signal": signal})
         emit("committed", {"pages": len(pending), "indexed": report.indexed + report.replaced})
         pending = []
         last_commit = time.perf_counter()

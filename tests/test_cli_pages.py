@@ -330,3 +330,13 @@ def _sigint_default() -> None:
     # a runner started in the background (nohup, `cmd &`) ignores SIGINT, and Python keeps an
     # ignored SIGINT ignored: give the child the default so it sees Ctrl-C as a user's terminal does
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_int8_build_records_the_same_encoder_and_finds_the_page(corpus, tmp_path, loads, capsys):
+    out = str(tmp_path / "q8.h5")
+    assert main(["build", str(corpus["docs"]), "-o", out, "--quantize", "int8", "-q"]) == 0
+    with cp.Index.open(out) as ix:
+        assert len(ix) == 16 and ix.encoder == "minilm"
+    capsys.readouterr()
+    assert main(["search", out, QUERIES[0], "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["hits"][0]["id"] == "thermometry.pdf#1"

@@ -149,8 +149,9 @@ def test_summary_vector_is_the_page_mean_and_counts_in_the_budget(rng):
     x = rng.standard_normal((n, 8)).astype(np.float32)
     mask = np.r_[False, np.ones(40, bool)]
     imp = rng.random(n)
-    for name in ("adaptive-ward", "entropy-ward"):
+    for name in ("adaptive-ward", "entropy-ward", "adaptive"):
         plain, summ = make_pruner(name), make_pruner(name, summary=True)
+        assert summ.merges
         a, b = plain.prune(x, imp, patch_mask=mask), summ.prune(x, imp, patch_mask=mask)
         assert b.n_kept == a.n_kept + 1 and summ.n_keep(imp[1:]) == plain.n_keep(imp[1:]) + 1
         full = [i for i, c in enumerate(b.covers) if len(c) == 40]
@@ -158,3 +159,16 @@ def test_summary_vector_is_the_page_mean_and_counts_in_the_budget(rng):
         m = x[1:].mean(axis=0)
         assert_allclose(b.vectors[full[0]], m / np.linalg.norm(m) * np.linalg.norm(x[1:], axis=1).mean(), rtol=1e-5)
         assert list(b.positions) == sorted(b.positions) and make_pruner(summ.config()) == summ
+
+
+def test_docpruner_with_summary_keeps_the_selected_rows_exactly(rng):
+    n = 1 + 50
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    mask = np.r_[False, np.ones(50, bool)]
+    imp = rng.random(n) ** 3
+    sel = make_pruner("adaptive", k=0.5).prune(x, imp, patch_mask=mask)
+    summ = make_pruner("adaptive", k=0.5, summary=True).prune(x, imp, patch_mask=mask)
+    single = [i for i, c in enumerate(summ.covers) if len(c) == 1]
+    assert_allclose(summ.vectors[single], sel.vectors)  # the selection is untouched, the summary is added
+    assert [int(summ.covers[i][0]) for i in single] == list(sel.positions)
+    assert not make_pruner("adaptive").merges

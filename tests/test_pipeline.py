@@ -160,3 +160,26 @@ def test_pages_are_recorded_in_the_index_when_it_can(docs, tmp_path, minilm):
     retry = build([str(docs)], out, encoder=minilm, progress=False, retry_skipped=True)
     assert retry.skipped["gaps.pdf#2"] == NO_TEXT and retry.indexed == 0
     assert os.path.exists(out)
+
+
+def test_a_new_index_is_pruned_by_the_default_signal_and_records_it(tmp_path, minilm):
+    from colprune.pipeline import DEFAULT_IMPORTANCE
+
+    folder = tmp_path / "few"
+    _pdf(folder.with_suffix(".pdf"), ["whales sing in the deep ocean and owls hunt at night", "glaciers carve valleys"])
+    out = str(tmp_path / "d.h5")
+    build([str(folder.with_suffix(".pdf"))], out, model="minilm", pruner="adaptive", progress=False)
+    with cp.Index.open(out) as ix:
+        assert DEFAULT_IMPORTANCE == "indegree" and ix.pruner_config["signal"] == "indegree"
+        assert ix.pruner_config["name"] == "adaptive" and len(ix) == 2
+    # appending by another signal is refused before anything is written; the index's own is used
+    with pytest.raises(cp.InvalidInputError, match="'indegree' signal"):
+        build([str(folder.with_suffix(".pdf"))], out, encoder=minilm, progress=False, upsert=True, overwrite=False,
+              id_root=str(tmp_path / "elsewhere"))
+    # a pre-loaded encoder prunes by its own signal, and that is what the index records
+    build([str(folder.with_suffix(".pdf"))], str(tmp_path / "c.h5"), encoder=minilm, pruner="adaptive", progress=False)
+    with cp.Index.open(tmp_path / "c.h5") as ix:
+        assert ix.pruner_config["signal"] == "cls"
+    build([str(folder.with_suffix(".pdf"))], str(tmp_path / "n.h5"), encoder=minilm, pruner="none", progress=False)
+    with cp.Index.open(tmp_path / "n.h5") as ix:
+        assert "signal" not in (ix.pruner_config or {})

@@ -41,7 +41,7 @@ def test_bootstrap_interval_brackets_the_mean():
 
 def test_grid_expansion_and_filters():
     vs = expand_grid(DEFAULT_GRID)
-    assert sum(v.method == "random" for v in vs) == 3 and sum(v.method.startswith("docpruner") for v in vs) == 5 + 3
+    assert sum(v.method == "random" for v in vs) == 3 and sum(v.method.startswith("docpruner") for v in vs) == 5 + 3 + 3
     only = expand_grid(DEFAULT_GRID, budgets=[0.5, 0.2], methods=["default", "random"])
     assert sorted((v.method, v.budget) for v in only) == [("default", 0.2), ("default", 0.5), ("random", 0.2), ("random", 0.5)]
     grid = {"methods": [{"name": "m", "pruner": "adaptive", "params": {"k": [0, 1]}}]}
@@ -50,7 +50,7 @@ def test_grid_expansion_and_filters():
         expand_grid(DEFAULT_GRID, methods=["nope"])
     with pytest.raises(InvalidInputError, match="budgets"):
         expand_grid(DEFAULT_GRID, budgets=[1.5])
-    same = [v for v in vs if v.method in ("default", "docpruner") and v.budget == 0.5]
+    same = [v for v in vs if v.method in ("default", "docpruner-indegree") and v.budget == 0.5]
     assert len({v.slug for v in same}) == 1  # identical configs share one cached index
 
 
@@ -94,7 +94,9 @@ def test_adaptive_methods_solve_the_budget_and_pdf_folders_run(tmp_path):
     loaded = load_dataset(str(ds))
     assert loaded.pages_dir.endswith("pdfs") and len(loaded.doc_ids) == 16 and "cells.pdf#1" in loaded.doc_ids
     grid = {"methods": [{"name": n, "pruner": n, "signal": "cls", "budget": True}
-                        for n in ("adaptive-ward", "entropy-ward", "entropy-top")]}
+                        for n in ("adaptive-ward", "entropy-ward", "entropy-top")]
+            + [{"name": "docpruner+summary", "pruner": "adaptive", "signal": "cls", "budget": True,
+                "params": {"summary": True}}]}
     rows = run_study(str(ds), "minilm", str(tmp_path / "out"), grid=grid, budgets=[0.5, 0.25], codecs=["float16"],
                      progress=False, log=lambda m: None)
     assert [r["method"] for r in rows[:3]] == ["none", "meanpool", "bm25"]
@@ -104,6 +106,12 @@ def test_adaptive_methods_solve_the_budget_and_pdf_folders_run(tmp_path):
         assert abs(r["keep_ratio"] - budget) < 0.03, r  # the collection keeps the budget
         assert r["delta_lo"] <= r["delta_ndcg@10"] <= r["delta_hi"]
     assert rows[1]["bytes_per_page"] == 768 and rows[1]["keep_ratio"] < 0.1
+    # int8 dynamic quantisation: its own index and variants beside the float32 ones, same questions
+    q8 = run_study(str(ds), "minilm", str(tmp_path / "out"), grid=grid, budgets=[0.25], methods=["docpruner+summary"],
+                   codecs=["float16"], progress=False, log=lambda m: None, references=False, quantize="int8")
+    assert os.path.exists(tmp_path / "out" / "full-int8.h5") and os.path.isdir(tmp_path / "out" / "variants-int8")
+    assert os.path.exists(tmp_path / "out" / "results-int8.csv") and os.path.exists(tmp_path / "out" / "results.csv")
+    assert [r["method"] for r in q8] == ["none", "docpruner+summary"] and q8[0]["hit@10"] == 1.0
 
 
 def test_pareto_frontier():
@@ -185,3 +193,25 @@ def test_loads_vidore_arrow_and_runs_an_image_study(tmp_path):
                      codecs=["float16"], progress=False, log=lambda m: None)
     assert [r["method"] for r in rows] == ["none", "meanpool", "docpruner", "random"]  # images: no text for BM25
     assert all(abs(r["keep_ratio"] - 0.5) < 0.05 for r in rows[2:])
+
+
+def test_paired_to_pairs_queries_at_the_same_budget_and_codec(tmp_path):
+    from colprune.study import paired_to
+
+    path = tmp_path / "per_query.csv"
+    rows = [("none", "", "float16", q, 0.5) for q in "abcd"]
+    rows += [("ward", "budget=0.5", "float16", q, v) for q, v in zip("abcd", [0.5, 0.5, 0.0, 1.0])]
+    rows += [("ward", "budget=0.1", "float16", q, 0.2) for q in "abcd"]
+    rows += [("docpruner", "signal=cls budget=0.5", "float16", q, v) for q, v in zip("abcd", [1.0, 0.5, 0.0, 1.0])]
+    rows += [("docpruner", "signal=cls budget=0.1", "float16", q, 0.2) for q in "abcd"]
+    rows += [("docpruner", "signal=cls budget=0.1", "int8", q, 0.0) for q in "abcd"]  # no int8 ward: unpaired
+    with open(path, "w") as f:
+        f.write("method,params,codec,query_id,ndcg@10\n")
+        f.writelines(",".join(map(str, r)) + "\n" for r in rows)
+    got = {(t["method"], t["budget"], t["codec"]): t for t in paired_to(str(path), "ward")}
+    assert set(got) == {("docpruner", 0.5, "float16"), ("docpruner", 0.1, "float16")}
+    half = got["docpruner", 0.5, "float16"]
+    assert half["delta"] == 0.125 and half["queries"] == 4 and half["lo"] <= 0.125 <= half["hi"]
+    assert got["docpruner", 0.1, "float16"]["delta"] == 0.0
+    with pytest.raises(InvalidInputError, match="kmeans"):
+        paired_to(str(path), "kmeans")

@@ -74,6 +74,11 @@ def test_non_eager_attention_is_refused(checkpoints):
         VisualEncoder(checkpoints["colqwen2"], attn_implementation="sdpa")
 
 
+def test_int8_quantisation_is_for_text_encoders(checkpoints):
+    with pytest.raises(cp.InvalidInputError, match="text encoders only"):
+        load_encoder(checkpoints["colqwen2"], quantize="int8")
+
+
 def test_build_page_images_and_a_pdf_then_search(checkpoints, tmp_path, capsys, monkeypatch):
     images = shared_path("data", "pages", "arxivqa", "images")
     monkeypatch.chdir(tmp_path)

@@ -48,6 +48,9 @@ def load_encoder(model: str = "minilm", **kwargs) -> Encoder:
     except Exception as e:  # offline hub, typo, private repo...
         raise InvalidInputError(f"cannot load model {model!r}: {e}") from None
     if model_type in VISUAL_MODEL_TYPES:
+        if kwargs.get("quantize") is not None:
+            raise InvalidInputError(f"{model}: quantize={kwargs['quantize']!r} applies to text encoders only "
+                                    "(for an image encoder on CPU use dtype='bfloat16')")
         if kwargs.get("importance") == "cls":
             kwargs["importance"] = "eos"  # the text encoder's default name for the global-token signal
         return VisualEncoder(model, **kwargs)

@@ -141,7 +141,11 @@ class TextTokenEncoder(Encoder):
         self.model = AutoModel.from_pretrained(path, attn_implementation="sdpa", dtype=self.dtype)
         self.model.to(self.device).eval()
         if quantize == "int8":
-            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            import warnings
+
+            with warnings.catch_warnings():  # torch deprecates the eager API for torchao, which it does not ship
+                warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self.quantize = quantize
         cfg = self.model.config
         self.dim = int(cfg.hidden_size)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from .base import Pruner, check_ratio, n_from_ratio
+from .counts import docpruner_count
+from .merging import add_summary
 
 __all__ = ["AdaptiveThreshold", "TopRatio", "Random", "NoPruning", "GlobalThreshold", "PivotDedup"]
 
@@ -18,23 +20,39 @@ class AdaptiveThreshold(Pruner):
     Keeps patch ``j`` when ``importance_j > mean + k * std`` over that page's patch
     importances (population std, strict ``>``); if nothing survives, keeps the argmax.
     Lower ``k`` keeps more; DocPruner's recommended range is about ``k in [-0.5, 0.5]``.
+    ``summary=True`` also stores the mean of all the page's patch vectors (one more vector,
+    covering every patch), so a page never holds less than its own single-vector embedding;
+    such pages carry ``covers`` and need an index created with ``merged=True``.
     """
 
     name = "adaptive"
+    #: The parameter a collection budget solves for, and whether the count rises with it.
+    budget_param: ClassVar[str] = "k"
+    budget_rising: ClassVar[bool] = False
 
-    def __init__(self, k: float = -0.25) -> None:
+    def __init__(self, k: float = -0.25, summary: bool = False) -> None:
         k = float(k)
         if not np.isfinite(k):
             raise InvalidInputError(f"k must be finite, got {k}")
         self.k = k
+        self.summary = bool(summary)
+        self.merges = self.summary  # the summary vector stands for every patch row
+
+    def n_keep(self, importance: np.ndarray) -> int:
+        """Patch vectors this page keeps (importance over its patch rows), the summary included."""
+        return min(docpruner_count(importance, self.k), importance.size) + int(self.summary)
 
     def _select(self, importance: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         threshold = importance.mean() + self.k * importance.std()
         keep = np.flatnonzero(importance > threshold)
         return keep if keep.size else np.array([int(np.argmax(importance))])
 
+    def _prune_checked(self, vectors, imp, mask, grid=None):
+        page = super()._prune_checked(vectors, imp, mask, grid)
+        return add_summary(page, vectors, imp, mask) if self.summary else page
+
     def params(self) -> dict[str, Any]:
-        return {"k": self.k}
+        return {"k": self.k} | ({"summary": True} if self.summary else {})
 
 
 class TopRatio(Pruner):

@@ -10,6 +10,7 @@ from .runner import (
     Variant,
     encode_dataset,
     expand_grid,
+    paired_to,
     pareto_frontier,
     run_study,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "encode_dataset",
     "expand_grid",
     "pareto_frontier",
+    "paired_to",
     "Variant",
     "DEFAULT_GRID",
     "DEFAULT_METHOD",

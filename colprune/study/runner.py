@@ -23,7 +23,8 @@ from ..pruning import PRUNERS, make_pruner
 from .datasets import Dataset, load_dataset
 from .metrics import bm25_rank, bootstrap_ci, hit_at, ndcg_at, recall_at
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "encode_dataset", "run_study", "COLUMNS"]
+__all__ = ["DEFAULT_GRID", "DEFAULT_METHOD", "Variant", "expand_grid", "encode_dataset", "run_study", "COLUMNS",
+           "paired_to"]
 
 GRID_HELP = """Grid file (JSON): shares of vectors to keep, codecs to evaluate, and methods:
 
@@ -48,13 +49,13 @@ and at each budget, every signal at each budget, random, three mergers, and "def
 recommended method). Budgets are exact across the collection: the per-page share (or k) is
 solved so that all methods keep the same number of vectors, special rows included."""
 
-#: The method colprune recommends (docs/study-financebench.md): DocPruner, each page's own
-#: [CLS] attention deciding how many of its vectors it keeps (mean + k*std), k solved for the
-#: collection budget. On whole financebench-dev pages it is above random and fixed-share Ward at
-#: 50/25/10% of the vectors (0.222/0.231/0.163 against Ward's 0.167/0.179/0.182, unpruned 0.180)
-#: and keeps 91% at 10%; it does not beat one mean vector per page (0.210), which beats the
-#: unpruned MiniLM token index itself. On MS MARCO all methods tie within +-0.04.
-DEFAULT_METHOD = {"name": "default", "pruner": "adaptive", "signal": "cls", "budget": True}
+#: The method colprune recommends (docs/study-financebench.md): DocPruner's per-page rule (keep
+#: the patches whose importance exceeds mean + k*std of their own page, k solved for the
+#: collection budget) over the attention each patch *receives* in the last layer ("indegree").
+#: On whole financebench-dev pages it keeps 0.230/0.202/0.225 nDCG@10 at 50/25/10% of the
+#: vectors (unpruned 0.180, fixed-share Ward 0.167/0.179/0.182, random 0.175/0.181/0.151, one
+#: mean vector per page 0.210); on MS MARCO 0.803/0.793/0.778 (Ward 0.807/0.803/0.800).
+DEFAULT_METHOD = {"name": "default", "pruner": "adaptive", "signal": "indegree", "budget": True}
 
 DEFAULT_GRID: dict[str, Any] = {
     "budgets": [0.5, 0.25, 0.1],
@@ -62,6 +63,7 @@ DEFAULT_GRID: dict[str, Any] = {
     "methods": [
         {"name": "docpruner-k", "pruner": "adaptive", "signal": "cls", "params": {"k": [-0.5, -0.25, 0.0, 0.5, 1.0]}},
         {"name": "docpruner", "pruner": "adaptive", "signal": "cls", "budget": True},
+        {"name": "docpruner-indegree", "pruner": "adaptive", "signal": "indegree", "budget": True},
         {"name": "cls-attention", "pruner": "ratio", "signal": "cls", "budget": True},
         {"name": "indegree", "pruner": "ratio", "signal": "indegree", "budget": True},
         {"name": "indegree-mid", "pruner": "ratio", "signal": "indegree_mid", "budget": True},
@@ -151,14 +153,17 @@ def expand_grid(grid: dict, *, budgets: Sequence[float] | None = None, methods: 
 
 # -- encoding once -----------------------------------------------------------------------
 
-def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batch: int = 256) -> None:
+def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batch: int = 256,
+                 quantize: str | None = None) -> None:
     from ..encoders import load_encoder
+
+    kw = {} if quantize is None else {"quantize": quantize}
 
     if ds.pages_dir is not None:  # a folder of PDFs/images: the build pipeline, every signal kept
         from ..pipeline import build
 
         report = build([ds.pages_dir], path, model=encoder_name, signals=True, progress=progress,
-                       commit_pages=64, commit_seconds=60.0)
+                       commit_pages=64, commit_seconds=60.0, **kw)
         if report.skipped:
             print(report.warning_line())
         return
@@ -172,7 +177,7 @@ def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batc
     todo = [d for d in ids if d not in done]
     if not todo:
         return
-    encoder = load_encoder(encoder_name)
+    encoder = load_encoder(encoder_name, **kw)
     from tqdm.auto import tqdm
 
     index = Index.open(path, mode="a") if done else None
@@ -195,24 +200,27 @@ def _encode_full(ds: Dataset, encoder_name: str, path: str, progress: bool, batc
             index.close()
 
 
-def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str]) -> list[np.ndarray]:
+def _queries(ds: Dataset, encoder_name: str, out: str, qids: list[str], quantize: str | None = None) -> list[np.ndarray]:
     """The judged queries encoded by ``encoder_name`` (the page encoder, or a student of it),
-    cached in ``out/queries.npz`` under that name."""
+    cached in ``out/queries.npz`` under that name (and its quantisation)."""
     cache = os.path.join(out, "queries.npz")
+    tag = encoder_name if quantize is None else f"{encoder_name}+{quantize}"
     if os.path.exists(cache):
         with np.load(cache, allow_pickle=False) as z:
-            if str(z["encoder"]) == encoder_name and list(z["ids"]) == qids:
+            if str(z["encoder"]) == tag and list(z["ids"]) == qids:
                 return [z["vectors"][a:b] for a, b in zip(z["offsets"][:-1], z["offsets"][1:])]
     from ..encoders import load_encoder
 
-    vecs = load_encoder(encoder_name).encode_queries([ds.queries[q] for q in qids])
+    kw = {} if quantize is None else {"quantize": quantize}
+    vecs = load_encoder(encoder_name, **kw).encode_queries([ds.queries[q] for q in qids])
     offsets = np.r_[0, np.cumsum([v.shape[0] for v in vecs])]
-    np.savez(cache, vectors=np.concatenate(vecs), offsets=offsets, ids=np.array(qids), encoder=np.array(encoder_name))
+    np.savez(cache, vectors=np.concatenate(vecs), offsets=offsets, ids=np.array(qids), encoder=np.array(tag))
     return vecs
 
 
 def encode_dataset(
-    dataset: str | Dataset, encoder: str, out: str, *, progress: bool = True, query_encoder: str | None = None
+    dataset: str | Dataset, encoder: str, out: str, *, progress: bool = True, query_encoder: str | None = None,
+    quantize: str | None = None,
 ) -> tuple[str, list[np.ndarray], list[str]]:
     """Encode a dataset's corpus and judged queries once, cached under ``out``.
 
@@ -220,7 +228,11 @@ def encode_dataset(
     A second call with the same encoder reuses both caches (and finishes an interrupted
     corpus encoding). ``query_encoder``: a student folder distilled from ``encoder``
     (``colprune distill-queries``) encodes the queries instead; the pages stay ``encoder``'s.
+    ``quantize="int8"``: pages and queries through the encoder's int8 dynamic quantisation
+    (index ``out/full-int8.h5``).
     """
+    if query_encoder is not None and quantize is not None:
+        raise InvalidInputError("quantize applies to the page encoder's own queries, not to a student's")
     if query_encoder is not None:
         from ..encoders.student import read_config, same_teacher
 
@@ -235,9 +247,9 @@ def encode_dataset(
     if not qids:
         raise InvalidInputError(f"{ds.name}: no query has a relevant document in its qrels")
     os.makedirs(out, exist_ok=True)
-    full_path = os.path.join(out, "full.h5")
-    _encode_full(ds, encoder, full_path, progress)
-    return full_path, _queries(ds, query_encoder or encoder, out, qids), qids
+    full_path = os.path.join(out, "full.h5" if quantize is None else f"full-{quantize}.h5")
+    _encode_full(ds, encoder, full_path, progress, quantize=quantize)
+    return full_path, _queries(ds, query_encoder or encoder, out, qids, quantize), qids
 
 
 # -- variants ----------------------------------------------------------------------------
@@ -425,6 +437,8 @@ def run_study(
     references: bool = True,
     log_rows: bool = False,
     query_encoder: str | None = None,
+    quantize: str | None = None,
+    paired_reference: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run a study and write ``out/results.csv``, ``results.md``, ``per_query.csv`` and
     ``pareto.png``; returns the rows.
@@ -433,7 +447,10 @@ def run_study(
     and the paired difference of nDCG@10 to the unpruned index per query (mean and 95%
     bootstrap interval of the differences). ``references`` adds two rows a user would weigh:
     ``meanpool`` (one vector per page) and ``bm25`` over the page text. ``query_encoder``: a
-    student of ``encoder`` encodes the queries (the pages stay ``encoder``'s).
+    student of ``encoder`` encodes the queries (the pages stay ``encoder``'s). ``quantize``:
+    ``"int8"`` encodes pages and queries with the encoder's int8 dynamic quantisation.
+    ``paired_reference``: a method of the grid (``"ward"``, say); ``results.md`` then also gives
+    every method's paired difference to it at the same budget and codec (:func:`paired_to`).
     """
     from tqdm.auto import tqdm
 
@@ -441,8 +458,10 @@ def run_study(
     codecs = list(codecs or grid.get("codecs", ["float16"]))
     variants = expand_grid(grid, budgets=budgets, methods=methods)
     ds = load_dataset(dataset)
-    full_path, queries, qids = encode_dataset(ds, encoder, out, progress=progress, query_encoder=query_encoder)
-    os.makedirs(os.path.join(out, "variants"), exist_ok=True)
+    full_path, queries, qids = encode_dataset(ds, encoder, out, progress=progress, query_encoder=query_encoder,
+                                             quantize=quantize)
+    variants_dir = os.path.join(out, "variants" if quantize is None else f"variants-{quantize}")
+    os.makedirs(variants_dir, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with Index.open(full_path) as full:
         # the global-token signal is "cls" for text encoders and "eos" for image encoders
@@ -471,20 +490,70 @@ def run_study(
                 rows.append(_row("bm25", "page text, k1=1.2 b=0.75", bm, "-", base_per, dim))
         for v in tqdm(variants, desc="variants", unit="variant", disable=not progress):
             for codec in codecs:
-                with _derive(full, col, v, os.path.join(out, "variants"), codec) as ix:
+                with _derive(full, col, v, variants_dir, codec) as ix:
                     rows.append(_row(v.method, v.label, _evaluate(ix, queries, qids, ds), codec, base_per, dim))
                 if log_rows:
                     r = rows[-1]
                     log(f"{r['method']:>16} {r['params']:<40} {codec:<8} keep {r['keep_ratio']:.3f} nDCG@10 {r['ndcg@10']:.3f} "
                         f"hit@10 {r['hit@10']:.3f} delta {r['delta_ndcg@10']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]")
-    _write(rows, out, ds.name, encoder if query_encoder is None else f"{encoder}, queries from {query_encoder}", len(qids))
-    with open(os.path.join(out, "per_query.csv"), "w", newline="") as f:
+    name = encoder if quantize is None else f"{encoder} ({quantize} dynamic quantisation)"
+    tag = "" if quantize is None else f"-{quantize}"  # a quantised run never overwrites the float one's outputs
+    _write(rows, out, ds.name, name if query_encoder is None else f"{encoder}, queries from {query_encoder}", len(qids),
+           tag)
+    with open(os.path.join(out, f"per_query{tag}.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "params", "codec", "query_id", "ndcg@10"])
         for r in rows:
             w.writerows([r["method"], r["params"], r["codec"], q, round(v, 5)] for q, v in zip(qids, r["_per_query"]))
-    log(f"wrote {os.path.join(out, 'results.csv')}, results.md and pareto.png ({len(rows)} rows, {len(qids)} queries)")
+    if paired_reference is not None:
+        table = paired_to(os.path.join(out, f"per_query{tag}.csv"), paired_reference)
+        with open(os.path.join(out, f"results{tag}.md"), "a") as f:
+            f.write(f"\n## Paired difference to {paired_reference} at the same budget\n\n"
+                    f"Per query, nDCG@10 of the method minus that of {paired_reference} at the same share of vectors "
+                    "and codec: mean and 95% bootstrap interval of the differences.\n\n"
+                    f"| method | budget | codec | Δ nDCG@10 to {paired_reference} [95% CI] |\n|---|---|---|---|\n")
+            f.writelines(f"| {t['method']} | {t['budget']} | {t['codec']} | {t['delta']:+.3f} "
+                         f"[{t['lo']:+.3f}, {t['hi']:+.3f}] |\n" for t in table)
+    log(f"wrote {os.path.join(out, f'results{tag}.csv')}, results{tag}.md and pareto{tag}.png ({len(rows)} rows, "
+        f"{len(qids)} queries)")
     return rows
+
+
+def _budget_of(params: str) -> str | None:
+    for part in params.split():
+        if part.startswith("budget="):
+            return part.split("=", 1)[1]
+    return None
+
+
+def paired_to(per_query_csv: str, reference: str) -> list[dict[str, Any]]:
+    """Each budgeted method's paired difference of nDCG@10 to ``reference`` at the same budget.
+
+    Reads a study's ``per_query.csv``; for every method row whose params carry ``budget=b``
+    and a row of ``reference`` with the same budget and codec, returns ``{"method", "budget",
+    "codec", "delta", "lo", "hi", "queries"}``: the mean per-query difference and its 95%
+    percentile bootstrap interval. Raises :class:`InvalidInputError` when ``reference`` has no
+    budgeted row.
+    """
+    per: dict[tuple[str, str, str], dict[str, float]] = {}
+    with open(per_query_csv, newline="") as f:
+        for r in csv.DictReader(f):
+            b = _budget_of(r["params"])
+            if b is not None:
+                per.setdefault((r["method"], b, r["codec"]), {})[r["query_id"]] = float(r["ndcg@10"])
+    refs = {(b, c): v for (m, b, c), v in per.items() if m == reference}
+    if not refs:
+        raise InvalidInputError(f"{per_query_csv}: no budgeted rows of method {reference!r} to pair with")
+    out = []
+    for (m, b, c), v in per.items():
+        if m == reference or (b, c) not in refs:
+            continue
+        qs = sorted(set(v) & set(refs[b, c]))
+        diff = np.array([v[q] - refs[b, c][q] for q in qs])
+        lo, hi = bootstrap_ci(diff)
+        out.append({"method": m, "budget": float(b), "codec": c, "delta": round(float(diff.mean()), 4),
+                    "lo": round(lo, 4), "hi": round(hi, 4), "queries": len(qs)})
+    return out
 
 
 def _row(method: str, params: str, ev: dict, codec: str, base_per: list[float], dim: int) -> dict[str, Any]:
@@ -511,13 +580,13 @@ def _row(method: str, params: str, ev: dict, codec: str, base_per: list[float], 
 
 # -- outputs -----------------------------------------------------------------------------
 
-def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_queries: int) -> None:
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_queries: int, tag: str = "") -> None:
+    with open(os.path.join(out, f"results{tag}.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     frontier = pareto_frontier(rows)
-    with open(os.path.join(out, "results.md"), "w") as f:
+    with open(os.path.join(out, f"results{tag}.md"), "w") as f:
         f.write(f"# Study: {dataset}, encoder {encoder}, {n_queries} judged queries\n\n")
         f.write("nDCG@10 interval: 95% bootstrap over queries. Δ: the paired difference of nDCG@10 to the unpruned "
                 "index, per query, mean and 95% bootstrap interval. Retention: nDCG@10 / unpruned. "
@@ -533,7 +602,7 @@ def _write(rows: list[dict[str, Any]], out: str, dataset: str, encoder: str, n_q
                     f"{r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['hit@10']:.3f} | "
                     f"{r['ndcg@10']:.3f} [{r['ndcg@10_lo']:.3f}, {r['ndcg@10_hi']:.3f}] | "
                     f"{r['delta_ndcg@10']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}] | {r['retention']:.1%} |\n")
-    pareto_plot(rows, os.path.join(out, "pareto.png"), f"{dataset} ({encoder}, {n_queries} queries)")
+    pareto_plot(rows, os.path.join(out, f"pareto{tag}.png"), f"{dataset} ({encoder}, {n_queries} queries)")
 
 
 def pareto_frontier(rows: list[dict[str, Any]]) -> set[int]:
