@@ -489,8 +489,8 @@ def build(
     if importance is not None and held_signal is not None and _same_signal(importance) != _same_signal(held_signal):
         raise InvalidInputError(f"{output} already holds pages pruned by the {held_signal!r} signal (this build: "
                                 f"{importance!r}); leave out --importance, or write a new index")
-    if importance is None and encoder is None:
-        importance = held_signal if appending else (DEFAULT_IMPORTANCE if pr.needs_importance else None)
+    if importance is None and encoder is None:  # also for a full index: what it stores is what `prune` reads
+        importance = held_signal if appending else DEFAULT_IMPORTANCE
 
     # what is already there
     done: set[str] = set()
@@ -596,7 +596,7 @@ def build(
                 report.indexed += len(group)
             signal = getattr(encoder, "importance", None)
             cfg = ix.pruner_config or {}
-            if pr.needs_importance and signal and "signal" not in cfg:  # recorded once, with the first pages
+            if signal and "signal" not in cfg:  # recorded once, with the first pages
                 ix._set_pruner({**cfg, "signal": signal})
         emit("committed", {"pages": len(pending), "indexed": report.indexed + report.replaced})
         pending = []

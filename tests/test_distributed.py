@@ -349,3 +349,13 @@ def test_ray_search_equals_one_index(tmp_path, corpus, ray_local):
         for kw in SEARCHES:
             _same(s.search(queries, k=8, **kw), one.search(queries, k=8, **kw))
         one.close()
+
+
+def test_a_new_collection_records_the_signal_its_pages_are_pruned_by(tmp_path):
+    from colprune.distributed.raybuild import _settings
+
+    st = _settings(DIM, "float16", "minilm", "adaptive", (), None, "indegree")
+    assert st["pruner"] == {"name": "adaptive", "params": {"k": -0.25}, "signal": "indegree"}
+    assert _settings(DIM, "float16", "minilm", "adaptive", (), None)["pruner"] == {"name": "adaptive", "params": {"k": -0.25}}
+    with ShardedIndex.create(tmp_path / "s", n_shards=2, dim=DIM, pruner=st["pruner"]) as s:
+        assert s.pruner_config["signal"] == "indegree"

@@ -180,6 +180,9 @@ def test_a_new_index_is_pruned_by_the_default_signal_and_records_it(tmp_path, mi
     build([str(folder.with_suffix(".pdf"))], str(tmp_path / "c.h5"), encoder=minilm, pruner="adaptive", progress=False)
     with cp.Index.open(tmp_path / "c.h5") as ix:
         assert ix.pruner_config["signal"] == "cls"
-    build([str(folder.with_suffix(".pdf"))], str(tmp_path / "n.h5"), encoder=minilm, pruner="none", progress=False)
+    # a full index stores (and records) the importance too, and what derives from it keeps the record
+    build([str(folder.with_suffix(".pdf"))], str(tmp_path / "n.h5"), model="minilm", pruner="none", progress=False)
     with cp.Index.open(tmp_path / "n.h5") as ix:
-        assert "signal" not in (ix.pruner_config or {})
+        assert ix.pruner_config["signal"] == "indegree"
+        with ix.derive(str(tmp_path / "p.h5"), "adaptive", k=0.0) as small:
+            assert small.pruner_config["signal"] == "indegree" and small.pruner_config["name"] == "adaptive"

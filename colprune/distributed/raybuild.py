@@ -328,7 +328,8 @@ def _open_target(output: str, n_shards: int | None, settings: dict[str, Any], ov
                 problems.append(f"{key} {held.get(key)!r} (this build: {settings[key]!r})")
         if settings.get("encoder") and held.get("encoder") and held["encoder"] != settings["encoder"]:
             problems.append(f"encoder {held['encoder']!r} (this build: {settings['encoder']!r})")
-        if settings.get("pruner") is not None and held.get("pruner") is not None and held["pruner"] != settings["pruner"]:
+        if settings.get("pruner") is not None and held.get("pruner") is not None and (
+                {k: held["pruner"].get(k) for k in ("name", "params")} != settings["pruner"]):
             problems.append(f"pruner {held['pruner']} (this build: {settings['pruner']})")
         if n_shards is not None and n_shards != sh.n_shards:
             problems.append(f"{sh.n_shards} shards (this build asks for {n_shards}; the count is fixed at creation)")
@@ -373,11 +374,13 @@ def _run_writers(ray, sh, rows_ds, buckets: set[int], commit_every: int, small_c
     return sum(r["written"] for r in results), sorted(r["bucket"] for r in results if r["written"] or r["new"]), skipped
 
 
-def _settings(dim: int, dtype: str, encoder: str | None, pruner, signals: Sequence[str], merged: bool | None) -> dict:
+def _settings(dim: int, dtype: str, encoder: str | None, pruner, signals: Sequence[str], merged: bool | None,
+              signal: str | None = None) -> dict:
     from ..pruning import make_pruner
 
     pr = None if pruner is None else make_pruner(pruner)
-    return {"dim": int(dim), "codec": dtype, "encoder": encoder or "", "pruner": None if pr is None else pr.config(),
+    cfg = None if pr is None else pr.config() | ({"signal": signal} if signal else {})
+    return {"dim": int(dim), "codec": dtype, "encoder": encoder or "", "pruner": cfg,
             "signals": sorted(signals), "merged": bool(merged if merged is not None else (pr is not None and pr.merges)),
             "rerank": True, "summary_centroids": 4}
 
@@ -421,7 +424,8 @@ def build(
     workers : encode actors (one model each)
     num_gpus : GPUs per encode actor (e.g. 1 on a GPU cluster; default none)
     id_root, strict, retry_skipped, dpi, importance : as :func:`colprune.pipeline.build` (shards
-        store the importance signal only, not every signal: no ``signals=`` here)
+        store the importance signal only, not every signal: no ``signals=`` here; a new
+        collection with a pruner records the signal in its settings)
     batch_size : pages per read task and per encoder call
     commit_every : pages per commit in a shard
     limit : build at most this many new pages (in listing order) this run
@@ -433,7 +437,7 @@ def build(
     -------
     DistributedBuildReport
     """
-    from ..pipeline import _files, _model_dim
+    from ..pipeline import DEFAULT_IMPORTANCE, _files, _model_dim, _same_signal
     from .ray_search import ensure_ray
 
     t0 = time.perf_counter()
@@ -485,9 +489,18 @@ def build(
 
             probe = load_encoder(model)
         dim, enc_name = probe.dim, (probe.name or enc_name)
-    settings = _settings(dim, dtype, enc_name, pruner, (), None)
+    new_target = overwrite or not os.path.exists(output)
+    if importance is None and encoder_factory is None and new_target:
+        importance = DEFAULT_IMPORTANCE
+    settings = _settings(dim, dtype, enc_name, pruner, (), None, importance if new_target else None)
     sh = _open_target(output, n_shards, settings, overwrite, workers)
     try:
+        held_signal = (sh.settings.get("pruner") or {}).get("signal")
+        if held_signal is not None:
+            if importance is not None and _same_signal(importance) != _same_signal(held_signal):
+                raise InvalidInputError(f"{output} holds pages pruned by the {held_signal!r} signal (this build: "
+                                        f"{importance!r}); leave out importance, or write a new collection")
+            importance = held_signal
         report.n_shards = sh.n_shards
         done: set[str] = set()
         recorded: dict[str, str] = {}

@@ -271,7 +271,8 @@ class ShardedIndex:
             SM.ShardedLock(path).release()  # refuse to replace a collection another process writes
             shutil.rmtree(path)
         settings = {"dim": dim, "codec": dtype, "encoder": encoder or "",
-                    "pruner": None if pruner is None else make_pruner(pruner).config(),
+                    "pruner": None if pruner is None else make_pruner(pruner).config() | (
+                        {"signal": pruner["signal"]} if isinstance(pruner, dict) and pruner.get("signal") else {}),
                     "signals": sorted(signals), "merged": bool(merged), "rerank": bool(rerank),
                     "summary_centroids": int(summary_centroids)}
         body = SM.new_manifest(n_shards, settings)

@@ -1538,6 +1538,8 @@ class Index:
                 raise InvalidInputError(f"{self.path} stores no signal {missing or signal!r}; it has {self.signal_names}")
             config["signal"] = signal if isinstance(signal, str) else {k: float(v) for k, v in signal.items()}
         source = self.pruner_config
+        if signal is None and source is not None and "signal" in source:
+            config["signal"] = source["signal"]  # the stored importance is still that signal
         if source is not None and source.get("name") != "none":
             config["derived_from"] = source
         with Index.create(path, self.dim, dtype or self.codec, encoder=self._manifest.get("encoder") or None,
