@@ -186,3 +186,10 @@ def test_a_new_index_is_pruned_by_the_default_signal_and_records_it(tmp_path, mi
         assert ix.pruner_config["signal"] == "indegree"
         with ix.derive(str(tmp_path / "p.h5"), "adaptive", k=0.0) as small:
             assert small.pruner_config["signal"] == "indegree" and small.pruner_config["name"] == "adaptive"
+
+
+def test_freed_memory_is_handed_back_without_error():
+    from colprune.pipeline import _release_freed_memory
+
+    _release_freed_memory()
+    _release_freed_memory()  # the second call reuses the looked-up function (or the no-op)
