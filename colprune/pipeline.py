@@ -55,13 +55,13 @@ from .errors import InvalidInputError
 
 __all__ = ["build", "BuildReport", "PageJob", "list_pages", "page_id", "file_sha256", "NO_TEXT", "DEFAULT_IMPORTANCE"]
 
-#: Reason recorded for a PDF page without a text layer when the encoder reads text.
 #: The importance signal a new index is pruned by unless told otherwise: the attention each
 #: patch/token *receives* in the last layer (mean over heads and over the other tokens). With
 #: DocPruner's mean + k*std rule it is the recommended method (docs/study-financebench.md): on real
 #: filings it holds at 10% of the vectors where the global token's attention ("cls"/"eos") does not.
 DEFAULT_IMPORTANCE = "indegree"
 
+#: Reason recorded for a PDF page without a text layer when the encoder reads text.
 NO_TEXT = "no text layer (a blank, scanned or image-only page); the text encoder reads text only"
 
 
