@@ -340,16 +340,8 @@ class Index:
         self._deleted = deleted
         self._bases = np.zeros(len(segments) + 1, np.int64)
         np.cumsum([s.n_docs for s in segments], out=self._bases[1:])
-        if rows is not None:
-            for si in range(n_old, len(segments)):
-                dele = deleted[si]
-                for r, doc_id in enumerate(segments[si].ids):
-                    if dele is None or not dele[r]:
-                        rows[doc_id] = (si, r)
-                        if live_ids is not None:
-                            live_ids.append(doc_id)
-        self._live_ids: list[str] | None = live_ids
-        self._rows: dict[str, tuple[int, int]] | None = rows
+        self._live_ids: list[str] | None = None if live_ids is None else self._add_live_ids(live_ids, n_old)
+        self._rows: dict[str, tuple[int, int]] | None = None if rows is None else self._add_rows(rows, n_old)
         self._summary_cache = None
         self._n_live = int(sum(s.n_docs - (0 if d is None else int(d.sum())) for s, d in zip(segments, deleted)))
         self._n_live_vectors = int(sum(
@@ -580,15 +572,26 @@ class Index:
     def _live(self, si: int) -> np.ndarray | None:
         return None if self._deleted[si] is None else ~self._deleted[si]
 
+    def _add_rows(self, rows: dict[str, tuple[int, int]], start: int) -> dict[str, tuple[int, int]]:
+        """``rows`` extended with ``id -> (segment, row)`` for the live pages of segments ``start:``."""
+        for si in range(start, len(self._segments)):
+            dele = self._deleted[si]
+            for r, doc_id in enumerate(self._segments[si].ids):
+                if dele is None or not dele[r]:
+                    rows[doc_id] = (si, r)
+        return rows
+
+    def _add_live_ids(self, out: list[str], start: int) -> list[str]:
+        """``out`` extended with the live ids of segments ``start:``, in commit order."""
+        for si in range(start, len(self._segments)):
+            dele = self._deleted[si]
+            ids = self._segments[si].ids
+            out.extend(ids if dele is None else [ids[r] for r in np.flatnonzero(~dele)])
+        return out
+
     def _id_rows(self) -> dict[str, tuple[int, int]]:
         if self._rows is None:
-            rows: dict[str, tuple[int, int]] = {}
-            for si, seg in enumerate(self._segments):
-                dele = self._deleted[si]
-                for r, doc_id in enumerate(seg.ids):
-                    if dele is None or not dele[r]:
-                        rows[doc_id] = (si, r)
-            self._rows = rows
+            self._rows = self._add_rows({}, 0)
         return self._rows
 
     def __contains__(self, doc_id: object) -> bool:
@@ -598,12 +601,7 @@ class Index:
     def ids(self) -> list[str]:
         """Live page ids, in commit order (an upserted page moves to the end)."""
         if self._live_ids is None:
-            out: list[str] = []
-            for si, seg in enumerate(self._segments):
-                dele = self._deleted[si]
-                ids = seg.ids
-                out.extend(ids if dele is None else [ids[r] for r in np.flatnonzero(~dele)])
-            self._live_ids = out
+            self._live_ids = self._add_live_ids([], 0)
         return list(self._live_ids)
 
     def _positions(self) -> np.ndarray:
