@@ -291,19 +291,6 @@ def _budget_ratio(col: _Collection, budget: float) -> float:
     return round(min(1.0, max(_bisect(kept, budget, 1e-6, 1.0, falling=False), 1e-6)), 6)
 
 
-def _budget_k(col: _Collection, signal: str, budget: float) -> float:
-    """The adaptive threshold's k at which the collection keeps ``budget`` of its vectors."""
-    # per page, sorted standardised scores: kept(k) counts those above k
-    z = [np.sort((s - s.mean()) / s.std()) if s.size and s.std() > 0 else np.zeros(max(s.size, 1)) - np.inf
-         for s in col.signals[signal]]
-    fixed = sum(col.special)
-
-    def kept(k: float) -> float:
-        return (fixed + sum(max(1, len(zz) - int(np.searchsorted(zz, k, side="right"))) for zz in z)) / col.total
-
-    return round(_bisect(kept, budget, -10.0, 10.0, falling=True), 4)
-
-
 def _budget_count(col: _Collection, v: Variant, budget: float) -> float:
     """For pruners whose per-page count comes from the page's attention (``budget_param``,
     ``n_keep``): the parameter at which the collection keeps ``budget`` of its vectors."""
@@ -333,8 +320,6 @@ def _derive(full: Index, col: _Collection, v: Variant, folder: str, codec: str) 
             params[PRUNERS[v.pruner].budget_param] = _budget_count(col, v, v.budget)
         elif "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
             params["ratio"] = _budget_ratio(col, v.budget)
-        elif v.pruner == "adaptive":
-            params["k"] = _budget_k(col, v.signal or "cls", v.budget)  # a single signal
         else:
             raise InvalidInputError(f"budget mode does not apply to pruner {v.pruner!r}")
     pruner = make_pruner(v.pruner, **params)
