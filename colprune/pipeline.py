@@ -42,6 +42,7 @@ Events passed to ``on_event(kind, info)``: ``"pages"`` (``total``, ``todo``), ``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -375,7 +376,16 @@ def _check_existing(output: str, model: str, pruner, dtype: str, dim: int | None
     return held
 
 
-_MALLOC_TRIM: list = []
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
+    except OSError:
+        return None
 
 
 def _release_freed_memory() -> None:
@@ -385,24 +395,21 @@ def _release_freed_memory() -> None:
     threshold has risen above their size they come from the heap, and without a trim a long
     build's resident memory creeps up by hundreds of MB of memory that is already free.
     """
-    if not _MALLOC_TRIM:
-        trim = None
-        try:
-            import ctypes
-            import ctypes.util
-
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            trim = libc.malloc_trim if hasattr(libc, "malloc_trim") else None
-        except (OSError, AttributeError):
-            pass
-        _MALLOC_TRIM.append(trim)
-    if _MALLOC_TRIM[0] is not None:
-        _MALLOC_TRIM[0](0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _same_signal(name: str) -> str:
     """One name for the global-token signal ("cls" for text encoders, "eos" for image encoders)."""
     return "eos" if name == "cls" else name
+
+
+def _check_signal(output: str, held: str | None, chosen: str | None) -> None:
+    """Refuse to add pages pruned by ``chosen`` to ``output``, whose pages were pruned by ``held``."""
+    if held is not None and chosen is not None and _same_signal(chosen) != _same_signal(held):
+        raise InvalidInputError(f"{output} already holds pages pruned by the {held!r} signal (this build: "
+                                f"{chosen!r}); leave out the importance option, or write a new index")
 
 
 def _model_dim(model: str) -> int | None:
@@ -511,9 +518,7 @@ def build(
     pr = pr or make_pruner(None)
     # the signal the pages are pruned by: the index's when it records one (older files: the encoder's default)
     held_signal = (held.get("pruner") or {}).get("signal") if appending else None
-    if importance is not None and held_signal is not None and _same_signal(importance) != _same_signal(held_signal):
-        raise InvalidInputError(f"{output} already holds pages pruned by the {held_signal!r} signal (this build: "
-                                f"{importance!r}); leave out --importance, or write a new index")
+    _check_signal(output, held_signal, importance if encoder is None else getattr(encoder, "importance", None))
     if importance is None and encoder is None:  # also for a full index: what it stores is what `prune` reads
         importance = held_signal if appending else DEFAULT_IMPORTANCE
 
@@ -563,10 +568,6 @@ def build(
     kind = encoder.input_kind
     if appending:
         _check_existing(output, model_name, pr, dtype, encoder.dim, True)
-        have = getattr(encoder, "importance", None)
-        if held_signal is not None and have is not None and _same_signal(have) != _same_signal(held_signal):
-            raise InvalidInputError(f"{output} already holds pages pruned by the {held_signal!r} signal; this encoder "
-                                    f"gives {have!r}: load it with importance={held_signal!r}")
 
     # compute only the attention the stored signals need (all of them for a study's full index)
     enc_kw: dict = {}

@@ -437,7 +437,7 @@ def build(
     -------
     DistributedBuildReport
     """
-    from ..pipeline import DEFAULT_IMPORTANCE, _files, _model_dim, _same_signal
+    from ..pipeline import DEFAULT_IMPORTANCE, _check_signal, _files, _model_dim
     from .ray_search import ensure_ray
 
     t0 = time.perf_counter()
@@ -496,11 +496,8 @@ def build(
     sh = _open_target(output, n_shards, settings, overwrite, workers)
     try:
         held_signal = (sh.settings.get("pruner") or {}).get("signal")
-        if held_signal is not None:
-            if importance is not None and _same_signal(importance) != _same_signal(held_signal):
-                raise InvalidInputError(f"{output} holds pages pruned by the {held_signal!r} signal (this build: "
-                                        f"{importance!r}); leave out importance, or write a new collection")
-            importance = held_signal
+        _check_signal(output, held_signal, importance)
+        importance = held_signal or importance
         report.n_shards = sh.n_shards
         done: set[str] = set()
         recorded: dict[str, str] = {}
