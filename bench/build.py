@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from _machine import cpu_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_FOLDER = os.path.join(ROOT, "..", "shared", "data", "financebench-dev", "pdfs")
 
@@ -170,11 +172,7 @@ def main() -> None:
         raise SystemExit(f"no PDFs in {args.folder} (the financebench-dev set lives in ../shared/data)")
     common = ["--batch", str(args.batch)] + (["--quantize", args.quantize] if args.quantize else []) + (
         ["--dtype", args.dtype] if args.dtype else [])
-    import platform
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    result: dict = {"cpu": cpu, "cores": os.cpu_count(), "files": len(files)}
+    result: dict = {"cpu": cpu_model(), "cores": os.cpu_count(), "files": len(files)}
     fwd1 = _run([*common, "--child", "forward", *files])
     build = _run([*common, "--child", "build", *files])
     fwd2 = _run([*common, "--child", "forward", *files])
@@ -195,7 +193,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print(f"CPU: {cpu} ({os.cpu_count()} cores); {len(files)} PDFs")
+    print(f"CPU: {result['cpu']} ({os.cpu_count()} cores); {len(files)} PDFs")
     t = result["text"]
     print(f"minilm{' ' + args.quantize if args.quantize else ''}{' ' + args.dtype if args.dtype else ''}: "
           f"bare forward {fwd['pages_per_s']:.2f} pages/s ({fwd['pages']} pages, {fwd['windows']} windows, "

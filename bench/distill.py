@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from _machine import cpu_line, median_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -44,22 +43,8 @@ TEXT_SOURCES = {"msmarco": os.path.join(SHARED, "msmarco-5k", "corpus.jsonl"),
                 "financebench": os.path.join(SHARED, "financebench-dev", "pdfs")}
 
 
-def cpu_line() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-    except OSError:
-        name = platform.processor()
-    return f"{name}, {os.cpu_count()} cores"
-
-
 def _median_ms(f, n: int) -> float:
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1000)
+    return 1000 * median_seconds(f, n)
 
 
 def latency(teacher, student, queries: list[str], repeats: int) -> dict:

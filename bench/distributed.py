@@ -31,34 +31,16 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from _machine import cpu_model, median_seconds
 
 PDFS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "financebench-dev", "pdfs")
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown CPU"
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def same(a, b) -> bool:
@@ -204,12 +186,12 @@ def bench_search(tmp: str, n_pages: int, repeats: int, log) -> dict:
                "single_query_ms": 1e3 * t["single"], "twostage_batch16_ms": 1e3 * t["two"]}
         if backend == "ray":
             actors = index._backend.actors
-            row["empty_round_trip_ms"] = 1e3 * median_time(lambda: ray.get([a.ping.remote() for a in actors]), 30)
+            row["empty_round_trip_ms"] = 1e3 * median_seconds(lambda: ray.get([a.ping.remote() for a in actors]), 30)
         out["rows"].append(row)
         log(f"  {label:<22} batch of 16: {row['batch16_ms']:8.1f} ms ({row['per_query_ms']:6.1f} ms/query)   "
             f"one query: {row['single_query_ms']:7.1f} ms   two-stage (200) batch: {row['twostage_batch16_ms']:7.1f} ms")
     # first-stage rate: int8 summaries of every page against 16 queries
-    t = median_time(lambda: maxsim_int8_csr(qv, qoff, codes, scales, soff, corrections=corr), repeats)
+    t = median_seconds(lambda: maxsim_int8_csr(qv, qoff, codes, scales, soff, corrections=corr), repeats)
     out["first_stage_page_queries_per_s"] = n_pages * 16 / t
     out["exact_page_queries_per_s"] = n_pages * 16 / (next(x for x in out["rows"] if x["backend"] == "one index")["batch16_ms"] / 1e3)
     log(f"  first stage: {out['first_stage_page_queries_per_s']:,.0f} page-queries/s; exact (one index, batch): "
@@ -248,7 +230,7 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    cpu = cpu_name()
+    cpu = cpu_model()
     result: dict = {"cpu": cpu, "cores": os.cpu_count(), "ray": ray.__version__,
                     "note": "shared VM: 2 cores, used by other processes at the same time"}
     log(f"CPU: {cpu}, {os.cpu_count()} cores (shared with other jobs while measuring); Ray {ray.__version__}, "

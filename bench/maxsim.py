@@ -69,6 +69,7 @@ import colprune as cp  # noqa: E402
 from colprune.encoders.colpali_engine import import_skipping_init  # noqa: E402
 from colprune.kernels import maxsim_reference  # noqa: E402
 from colprune.synthetic import make_corpus  # noqa: E402
+from _machine import cpu_model  # noqa: E402  (bench/, beside this script)
 
 torch.set_num_threads(THREADS)
 LIBRARY_PEERS = ("colpali-engine", "maxsim-cpu", "pylate", "transformers")
@@ -164,25 +165,11 @@ def numpy_loop(docs_np: list) -> Callable:
 
 def machine() -> dict:
     """CPU model, the kernels' target and SIMD features, NumPy's BLAS and threads, load."""
-    model = None
-    try:
-        import subprocess
-
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except Exception:  # noqa: BLE001 - lscpu is Linux-only
-        pass
-    if model is None:
-        import platform
-
-        model = platform.processor() or platform.machine()
     blas = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
             for p in threadpool_info() if p.get("user_api") == "blas"]
     env = {k: os.environ[k] for k in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE", "COLPRUNE_KERNELS")
            if k in os.environ}
-    return {"cpu_model": model, "cores": os.cpu_count(), "kernels": cp.kernels.backend_info(), "blas": blas,
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "kernels": cp.kernels.backend_info(), "blas": blas,
             "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "env": env, "peer_sources": dict(PEER_SOURCES)}
 

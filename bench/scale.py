@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,18 +25,9 @@ import tempfile
 import time
 
 import numpy as np
+from _machine import cpu_line
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def cpu_line() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), platform.processor())
-        simd = "AVX-512" if "avx512f" in out else "AVX2" if "avx2" in out else "other"
-        return f"{model} ({simd}, {os.cpu_count()} cores)"
-    except OSError:
-        return platform.processor()
 
 
 def corpus_args(args) -> dict:
