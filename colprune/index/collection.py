@@ -1367,7 +1367,6 @@ class Index:
 
     def _take(self, seg: Segment, lo: int, hi: int, keep: np.ndarray) -> Block:
         off = seg.offsets
-        a = int(off[lo])
         data = seg.read_vectors(lo, hi)
         if self.has_rerank:
             data.update(seg.read_vectors(lo, hi, rerank=True))
