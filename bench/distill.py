@@ -201,7 +201,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from colprune.distill import teacher_targets, training_texts, distill, TeacherTargets
+    from colprune.distill import TeacherTargets, distill, teacher_targets, training_texts
     from colprune.encoders import load_encoder
     from colprune.encoders.student import n_parameters
 

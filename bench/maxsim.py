@@ -63,13 +63,13 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _machine import cpu_model  # noqa: E402  (bench/, beside this script)
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 import colprune as cp  # noqa: E402
 from colprune.encoders.colpali_engine import import_skipping_init  # noqa: E402
 from colprune.kernels import maxsim_reference  # noqa: E402
 from colprune.synthetic import make_corpus  # noqa: E402
-from _machine import cpu_model  # noqa: E402  (bench/, beside this script)
 
 torch.set_num_threads(THREADS)
 LIBRARY_PEERS = ("colpali-engine", "maxsim-cpu", "pylate", "transformers")

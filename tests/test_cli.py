@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import pages
 
 import colprune as cp
 from colprune import cli
 from colprune.cli import COMMANDS, EXIT_STATUSES, build_parser, main
 from colprune.index import layout
-
-from conftest import pages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -393,8 +392,17 @@ def test_top_level_help_lists_the_exit_statuses(capsys):
 
 
 def test_exit_status_mapping_is_distinct():
-    from colprune.errors import (CorruptionError, DuplicateIdError, FormatError, InvalidInputError, LockedError,
-                                 ModelLoadError, NotFoundError, SettingsMismatchError, UsageError)
+    from colprune.errors import (
+        CorruptionError,
+        DuplicateIdError,
+        FormatError,
+        InvalidInputError,
+        LockedError,
+        ModelLoadError,
+        NotFoundError,
+        SettingsMismatchError,
+        UsageError,
+    )
 
     got = {cls: cli.exit_status(cls("x")) for cls in (UsageError, NotFoundError, InvalidInputError, FormatError,
                                                      SettingsMismatchError, LockedError, ModelLoadError)}

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from numpy.testing import assert_allclose
 
 from colprune.encoders import ColpaliEngineEncoder, collect_pages
 from colprune.encoders.colpali_engine import import_skipping_init, language_attention_layers
 from colprune.errors import InvalidInputError
-
-from conftest import shared_path
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from colprune import Index
 from colprune.cli import main
@@ -24,8 +25,6 @@ from colprune.encoders.student import (
     teacher_query_ids,
 )
 from colprune.errors import SettingsMismatchError
-
-from conftest import shared_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_models import save_tiny_colqwen2  # noqa: E402

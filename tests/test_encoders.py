@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from numpy.testing import assert_allclose
 from PIL import Image
 
@@ -12,8 +13,6 @@ import colprune as cp
 from colprune.cli import main
 from colprune.demo import write_demo_pdfs
 from colprune.encoders import PageError, collect_pages, load_encoder
-
-from conftest import shared_path
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-
 from fault_injection import CRAFTS, Worker, copy_of, craft, files_of, flip_bits, make_reference, overwrite_bytes, truncate
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="fault injection needs POSIX file semantics")

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import GOLDEN
 from numpy.testing import assert_array_equal
 
 import colprune as cp
 from colprune.index import layout
-
-from conftest import GOLDEN
 
 # v<N>.h5, v<N>-<codec>.h5 (versions 1-2: one file); v<N>, v<N>-<codec> (version 3 on: a collection folder)
 NAMES = sorted(p.stem if p.suffix == ".h5" else p.name for p in GOLDEN.glob("v*") if p.suffix == ".h5" or p.is_dir())

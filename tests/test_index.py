@@ -4,14 +4,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import pages
 from numpy.testing import assert_allclose, assert_array_equal
 
 import colprune as cp
 from colprune.errors import CorruptionError, DuplicateIdError, FormatError, InvalidInputError
 from colprune.index import layout
 from colprune.kernels import maxsim_reference, topk_reference
-
-from conftest import pages
 
 
 @pytest.fixture

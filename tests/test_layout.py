@@ -4,12 +4,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import shared_path
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
 from colprune.study.layout import cells_in_boxes, content_share, ink_density, load_coco_boxes
-
-from conftest import shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import pages
 from numpy.testing import assert_allclose, assert_array_equal
 
 import colprune as cp
@@ -14,8 +15,6 @@ from colprune.pruning import (
     SequentialPooling,
     make_pruner,
 )
-
-from conftest import pages
 
 
 def test_global_threshold_is_shared_across_pages():

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import pages, ragged_store
 from numpy.testing import assert_allclose, assert_array_equal
 
 import colprune as cp
@@ -14,8 +15,6 @@ from colprune.kernels import (
     quantize_int8,
 )
 from colprune.kernels._llvm import has_vnni
-
-from conftest import pages, ragged_store
 
 
 def qs(rng, sizes, dim):

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from colprune.cli import main
 from colprune.errors import InvalidInputError
@@ -18,8 +19,6 @@ from colprune.study import (
     pareto_frontier,
     recall_at,
 )
-
-from conftest import shared_path
 
 
 def test_ndcg_and_recall_by_hand():

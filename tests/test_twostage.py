@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
+from conftest import ragged_store
 from numpy.testing import assert_allclose, assert_array_equal
 
 import colprune as cp
 from colprune.errors import InvalidInputError
 from colprune.kernels import page_centroids, page_centroids_reference
 from colprune.synthetic import make_corpus
-
-from conftest import ragged_store
 
 
 def test_centroids_match_reference_on_ragged_pages(rng):

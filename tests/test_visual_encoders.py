@@ -3,15 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from numpy.testing import assert_allclose
 from PIL import Image
+from tiny_models import save_tiny_colpali, save_tiny_colqwen2
 
 import colprune as cp
 from colprune.cli import main
 from colprune.encoders import VisualEncoder, collect_pages, load_encoder
-
-from conftest import shared_path
-from tiny_models import save_tiny_colpali, save_tiny_colqwen2
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from numba import njit, prange
 
 from ._llvm import has_vnni, popcount64, vnni_block
 from ._tiles import int16_tile, stable
-from .backend import backend, int8_path
+from .backend import int8_path
 from .maxsim import FASTMATH, _sum_per_query, as_query_batch, balanced_bounds, threads
 
 __all__ = [

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import InvalidInputError
+from .adaptive_ward import AdaptiveWard
 from .base import PrunedPage, Pruner, check_page
+from .entropy_top import EntropyTop
+from .entropy_ward import EntropyWard
 from .merging import GridPooling, HierarchicalPooling, KMeansPooling, Merger, PruneThenMerge, SequentialPooling
 from .selectors import AdaptiveThreshold, GlobalThreshold, NoPruning, PivotDedup, Random, TopRatio
-from .adaptive_ward import AdaptiveWard
-from .entropy_ward import EntropyWard
-from .entropy_top import EntropyTop
 
 __all__ = [
     "PRUNERS",
