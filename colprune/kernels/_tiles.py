@@ -40,7 +40,7 @@ def stable(obj, key: str):
     recompiled (and appended another entry). Keys must be unique per distinct object.
     """
     try:
-        obj._set_uuid(f"colprune:{key}")
+        obj._set_uuid(f"colprune:{key}")  # house: Numba keeps no public way to name a dispatcher for its cache
     except (AssertionError, AttributeError):  # already has one (pickled before): keep it
         pass
     return obj

@@ -11,6 +11,10 @@ vectorises for any CPU (:func:`float_kernels`; ARM, older x86, and the reference
 tested against). :mod:`colprune.kernels.backend` picks one once.
 """
 
+# long module: the float32 and float16 specialisations of every kernel (plain loops, register
+# tiles, their runners and wrappers) stay side by side so that each dtype's variant is read and
+# tested against its twin; splitting by dtype would separate code that must change together.
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +29,20 @@ from ._llvm import half_to_float, has_native_half
 from ._tiles import float_tile, stable
 from .backend import backend
 
-__all__ = ["as_query_batch", "balanced_bounds", "float_kernels", "tile_kernels", "tile_shape", "pack_query_groups", "maxsim_csr", "maxsim_pairs", "pair_layout", "maxsim_scores", "threads", "widen_float16"]
+__all__ = [
+    "as_query_batch",
+    "balanced_bounds",
+    "float_kernels",
+    "tile_kernels",
+    "tile_shape",
+    "pack_query_groups",
+    "maxsim_csr",
+    "maxsim_pairs",
+    "pair_layout",
+    "maxsim_scores",
+    "threads",
+    "widen_float16",
+]
 
 # 2**(e - 25) for a half's exponent field e (e = 0: subnormal scale 2**-24); e = 31 is inf/NaN.
 _HALF_SCALE = np.array([2.0 ** (max(e, 1) - 25) for e in range(31)] + [np.inf], dtype=np.float32)
@@ -47,7 +64,7 @@ def _half_to_float_portable(h) -> np.float32:
 
 # vcvtph2ps where the CPU has it: widening a page then costs a few percent of scoring it
 # (the portable arithmetic made single-query float16 search 2x slower than float32).
-_half_to_float = half_to_float if has_native_half() else _half_to_float_portable
+f16_to_f32 = half_to_float if has_native_half() else _half_to_float_portable
 
 
 # Reassociation lets LLVM vectorise the dot and max reductions; no nnan/ninf, because
@@ -63,7 +80,7 @@ DOC_BLOCK = 32
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
-def _sum_per_query(best, qoff, out, d) -> None:
+def sum_per_query(best, qoff, out, d) -> None:
     for q in range(qoff.size - 1):
         s = np.float32(0.0)
         for i in range(qoff[q], qoff[q + 1]):
@@ -151,7 +168,7 @@ def float_kernels(dim: int):
                     n = min(DOC_BLOCK, doff[d + 1] - a)
                     for j in range(n):
                         for t in range(dim):
-                            scratch[base + j, t] = _half_to_float(dv_bits[a + j, t])
+                            scratch[base + j, t] = f16_to_f32(dv_bits[a + j, t])
                     p = p0
                     while p < p1:
                         lo, hi, p = _next_span(qoff, plist, p, p1)
@@ -245,6 +262,7 @@ def _doc_runner(tC, t2, t1, C: int, row_bytes: int, key: str):
     return stable(run, key)
 
 
+# long: one closure factory per tile shape; its inner kernels must be defined together for Numba
 @functools.cache
 def tile_kernels(dim: int, width: int, rv: int, c: int):
     """Tiled float32 and float16 pair kernels (same contract as :func:`float_kernels`, on
@@ -337,7 +355,7 @@ def tile_kernels(dim: int, width: int, rv: int, c: int):
                     n = min(DB, doff[d + 1] - a)
                     for j in range(n):
                         for t in range(dim):
-                            scratch[base + j, t] = _half_to_float(dv_bits[a + j, t])
+                            scratch[base + j, t] = f16_to_f32(dv_bits[a + j, t])
                     score_block(qbase, sa, n, ba0, glo, ghi, plist, p0, p1)
                 finish(best, prow, qlen, plist, p0, p1, out)
 
@@ -360,7 +378,7 @@ def balanced_bounds(offsets: np.ndarray, n_chunks: int) -> np.ndarray:
 @njit(cache=True)
 def _widen_all(bits, out) -> None:
     for i in range(bits.size):
-        out[i] = _half_to_float(bits[i])
+        out[i] = f16_to_f32(bits[i])
 
 
 @njit(cache=True)
@@ -380,7 +398,7 @@ def widen_float16(a: np.ndarray, *, portable: bool = False) -> np.ndarray:
     return out.reshape(a.shape)
 
 
-def _as_array(x) -> np.ndarray:
+def as_array(x) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensor, without importing torch
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.dtype.itemsize == 2 and str(x.dtype) != "torch.float16":
@@ -408,15 +426,16 @@ def as_query_batch(queries, dim: int | None = None) -> tuple[np.ndarray, np.ndar
     """
     single = False
     if isinstance(queries, (list, tuple)):
-        items = [_as_array(q) for q in queries]
+        items = [as_array(q) for q in queries]
     else:
-        arr = _as_array(queries)
+        arr = as_array(queries)
         if arr.ndim == 2:
             items, single = [arr], True
         elif arr.ndim == 3:
             items = list(arr)
         else:
-            raise ValueError(f"queries must be a (m, dim) array, a (n, m, dim) array or a list of (m, dim) arrays; got shape {arr.shape}")
+            raise ValueError(f"queries must be a (m, dim) array, a (n, m, dim)"
+                f"array or a list of (m, dim) arrays; got shape {arr.shape}")
     if not items:
         raise ValueError("no queries given")
     for i, q in enumerate(items):
@@ -502,8 +521,8 @@ def maxsim_scores(
         A document without vectors scores ``-inf``. A single 2-D query still gives one row.
     """
     qv, qoff, _ = as_query_batch(queries)
-    vectors = _as_array(vectors)
-    offsets = np.ascontiguousarray(_as_array(offsets), dtype=np.int64)
+    vectors = as_array(vectors)
+    offsets = np.ascontiguousarray(as_array(offsets), dtype=np.int64)
     _check_store(vectors, offsets, qv.shape[1], check_finite)
     return maxsim_csr(qv, qoff, vectors, offsets, n_threads=n_threads)
 

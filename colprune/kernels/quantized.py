@@ -23,7 +23,7 @@ from numba import njit, prange
 from ._llvm import has_vnni, popcount64, vnni_block
 from ._tiles import int16_tile, stable
 from .backend import int8_path
-from .maxsim import FASTMATH, _sum_per_query, as_query_batch, balanced_bounds, threads
+from .maxsim import FASTMATH, as_query_batch, balanced_bounds, sum_per_query, threads
 
 __all__ = [
     "quantize_int8",
@@ -83,7 +83,7 @@ def _int8_kernels(dim: int):
                             best[i] = max(best[i], np.float32(acc) * sj)
                 for i in range(m):
                     best[i] *= qs[i]
-                _sum_per_query(best, qoff, out, d)
+                sum_per_query(best, qoff, out, d)
 
     if not (has_vnni() and dim % 4 == 0):
         return portable, None
@@ -119,7 +119,7 @@ def _int8_kernels(dim: int):
                         j += 1
                 for i in range(m):
                     best[i] *= qs[i]
-                _sum_per_query(best[:m], qoff, out, d)
+                sum_per_query(best[:m], qoff, out, d)
 
     return portable, vnni
 
@@ -188,7 +188,7 @@ def _int16_kernel(dim: int, width: int, rv: int, c: int):
                             run_b(qa, wa, sbase + a * 4, n, ba)
                 for i in range(m):
                     best[i] *= qs[i]
-                _sum_per_query(best[:m], qoff, out, d)
+                sum_per_query(best[:m], qoff, out, d)
 
     return kernel
 
@@ -313,7 +313,7 @@ def _binary_kernel(words: int):
                         least[i] = min(least[i], h)
                 for i in range(m):
                     best[i] = np.float32(dim - 2 * least[i]) if least[i] < (1 << 30) else -np.inf
-                _sum_per_query(best, qoff, out, d)
+                sum_per_query(best, qoff, out, d)
 
     return kernel
 

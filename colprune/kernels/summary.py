@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .maxsim import FASTMATH, _half_to_float, balanced_bounds, threads
+from .maxsim import FASTMATH, balanced_bounds, f16_to_f32, threads
 
 __all__ = ["page_centroids"]
 
@@ -78,7 +78,7 @@ def _load_half(bits, a, n, x, norms) -> None:
     for j in range(n):
         nrm = np.float32(0.0)
         for t in range(x.shape[1]):
-            v = _half_to_float(bits[a + j, t])
+            v = f16_to_f32(bits[a + j, t])
             x[j, t] = v
             nrm += v * v
         norms[j] = np.sqrt(nrm)

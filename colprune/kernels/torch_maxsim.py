@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .maxsim import _as_array, as_query_batch
+from .maxsim import as_array, as_query_batch
 
 __all__ = ["TorchScorer", "maxsim_torch"]
 
@@ -59,7 +59,7 @@ class TorchScorer:
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
         self.dtype = dtype
-        offsets = np.ascontiguousarray(_as_array(offsets), dtype=np.int64)
+        offsets = np.ascontiguousarray(as_array(offsets), dtype=np.int64)
         if hasattr(vectors, "detach"):
             v = vectors.detach()
         else:
