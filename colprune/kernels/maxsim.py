@@ -434,8 +434,8 @@ def as_query_batch(queries, dim: int | None = None) -> tuple[np.ndarray, np.ndar
         elif arr.ndim == 3:
             items = list(arr)
         else:
-            raise ValueError(f"queries must be a (m, dim) array, a (n, m, dim)"
-                f"array or a list of (m, dim) arrays; got shape {arr.shape}")
+            raise ValueError(f"queries must be a (m, dim) array, a (n, m, dim) "
+                             f"array or a list of (m, dim) arrays; got shape {arr.shape}")
     if not items:
         raise ValueError("no queries given")
     for i, q in enumerate(items):
