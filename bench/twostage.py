@@ -101,7 +101,8 @@ def table(res: dict, file) -> None:
         builtins.print(*a, file=file)
 
     print(f"{res['pages']:,} pages, {res['vectors']:,} float16 vectors, {res['queries']} queries; "
-          f"summary: {res['centroids_per_page']} centroids/page ({res['summary_vectors']:,} vectors, read in {res['summary_s']:.1f} s)")
+          f"summary: {res['centroids_per_page']} centroids/page ({res['summary_vectors']:,} vectors, "
+          f"read in {res['summary_s']:.1f} s)")
     print(f"exact search: {res['exact_ms_per_query']:.1f} ms/query")
     print("shortlist   ms/query   speedup   recall@10")
     for c, r in res["two_stage"].items():

@@ -82,7 +82,8 @@ def make_corpus(
             page_topics = draw_topics(4)
         else:
             page_topics = _unit(pool[rng.integers(0, n_topics, 4)] + 0.3 * rng.standard_normal((4, dim)) / np.sqrt(dim) * 4)
-        content = _unit(page_topics[rng.integers(0, 4, n_content)] + content_noise * rng.standard_normal((n_content, dim)) / np.sqrt(dim) * 4)
+        picked = page_topics[rng.integers(0, 4, n_content)]  # drawn before the noise, as the seeds expect
+        content = _unit(picked + content_noise * rng.standard_normal((n_content, dim)) / np.sqrt(dim) * 4)
         back = _unit(background + 0.5 * rng.standard_normal((n - n_content, dim)) / np.sqrt(dim) * 4)
         vectors = np.concatenate([content, back])
         imp = np.concatenate([rng.gamma(4.0, 1.0, n_content), rng.gamma(1.0, 0.5, n - n_content)])
@@ -94,7 +95,8 @@ def make_corpus(
     queries, relevant = [], []
     for _ in range(n_queries):
         p = int(rng.integers(n_pages))
-        q = topics[p][rng.integers(0, 4, query_tokens)] + query_noise * rng.standard_normal((query_tokens, dim)) / np.sqrt(dim) * 4
+        picked = topics[p][rng.integers(0, 4, query_tokens)]
+        q = picked + query_noise * rng.standard_normal((query_tokens, dim)) / np.sqrt(dim) * 4
         queries.append(_unit(q))
         relevant.append(ids[p])
     return SyntheticCorpus(ids, embeddings, importance, queries, relevant)
