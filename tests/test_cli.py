@@ -133,7 +133,7 @@ def test_commits_follow_pages(tmp_path, rng, monkeypatch):
     sizes.clear()
     # --commit-seconds: a commit as soon as T seconds have passed, even below N pages
     clock = iter(range(0, 10_000, 10))
-    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     assert main(["build", str(path), "-o", str(tmp_path / "j.h5"), "--commit-every", "100", "--commit-seconds", "5",
                  "-q"]) == 0
     assert max(sizes) == 1 and sum(sizes) == 23

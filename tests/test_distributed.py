@@ -87,7 +87,7 @@ def test_shard_of_is_the_documented_hash():
 def test_nothing_imports_ray_without_a_ray_feature():
     import subprocess
 
-    code = ("import sys, colprune, colprune.distributed, colprune.distributed.sharded, colprune.distributed.cli; "
+    code = ("import sys, colprune, colprune.distributed, colprune.distributed.sharded, colprune.cli.sharded; "
             "from colprune.distributed import ShardedIndex; assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -181,7 +181,7 @@ def test_errors(tmp_path, corpus):
 def test_cli_pieces(tmp_path, corpus):
     import argparse
 
-    from colprune.distributed import cli as dcli
+    from colprune.cli import sharded as dcli
     from colprune.errors import UsageError
 
     p = argparse.ArgumentParser()
@@ -260,7 +260,7 @@ make_encoder.input_kind = "text"
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's encoder travels by value
@@ -352,7 +352,7 @@ def test_ray_search_equals_one_index(tmp_path, corpus, ray_local):
 
 
 def test_a_new_collection_records_the_signal_its_pages_are_pruned_by(tmp_path):
-    from colprune.distributed.raybuild import _settings
+    from colprune.distributed.writes import shard_settings as _settings
 
     st = _settings(DIM, "float16", "minilm", "adaptive", (), None, "indegree")
     assert st["pruner"] == {"name": "adaptive", "params": {"k": -0.25}, "signal": "indegree"}

@@ -1,49 +1,25 @@
-"""Command-line pieces for sharded collections, for ``colprune.cli`` to wire in.
+"""Command-line pieces for sharded collections (Ray, shards), wired into ``build`` and ``search``.
 
 - ``colprune build INPUTS -o OUT --ray [ADDRESS] [--workers N] [--shards N] [--gpus-per-worker G]``:
   :func:`add_arguments` (``command="build"``) adds the options, :func:`run_build` runs the
   distributed build (:func:`colprune.distributed.build`) and prints its closing line.
 - ``colprune search SHARDED QUERY... [--ray [ADDRESS]]``: :func:`open_index` opens a sharded
   collection (searched in threads, or on Ray with ``--ray``) as an object
-  :class:`colprune.serve.Searcher` takes; :func:`run_search` is a complete search command
-  for a sharded collection.
+  :class:`colprune.serve.Searcher` takes.
 
-This module imports neither the CLI (nothing does) nor Ray at import time.
+Ray is not imported at import time.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import os
 import sys
-from typing import Any
 
 from ..errors import UsageError
-from .manifest import is_sharded
+from .options import accepted_params, params_json, positive_float, positive_int
 
-__all__ = ["add_arguments", "run_build", "open_index", "run_search", "wants_ray", "ray_address"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+__all__ = ["add_arguments", "run_build", "open_index", "wants_ray", "ray_address"]
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str = "build") -> None:
@@ -53,16 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "build") -> No
                    help="run on Ray: a cluster ADDRESS (ray://host:10001), or without one the running Ray or a "
                         "local one" + ("; OUTPUT is then a sharded collection" if command == "build" else ""))
     if command == "build":
-        g.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+        g.add_argument("--workers", type=positive_int, default=1, metavar="N",
                        help="--ray: encoder actors, one model each (default 1)")
-        g.add_argument("--shards", type=_positive_int, default=None, metavar="N",
+        g.add_argument("--shards", type=positive_int, default=None, metavar="N",
                        help="--ray: shards of a new collection (default --workers); fixed once created")
-        g.add_argument("--gpus-per-worker", type=_positive_float, default=None, metavar="G",
+        g.add_argument("--gpus-per-worker", type=positive_float, default=None, metavar="G",
                        help="--ray: GPUs per encoder actor on a cluster with GPUs (e.g. 1)")
-        g.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+        g.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="--ray: build at most N new pages this run")
     else:
-        g.add_argument("--shards-per-actor", type=_positive_int, default=1, metavar="N",
+        g.add_argument("--shards-per-actor", type=positive_int, default=1, metavar="N",
                        help="--ray: shards each Ray actor holds (default 1)")
 
 
@@ -88,26 +64,17 @@ def wants_ray(args: argparse.Namespace) -> bool:
 
 def _pruner(args: argparse.Namespace):
     """The pruner the build options name, or None (a new collection: none; an existing one: its own)."""
-    from ..pruning import PRUNERS, make_pruner
+    from ..pruning import make_pruner
 
     name = getattr(args, "pruner", None)
-    params: dict[str, Any] = {}
-    raw = getattr(args, "params", None)
-    if raw:
-        try:
-            params = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--params is not JSON: {e}") from None
-        if not isinstance(params, dict):
-            raise UsageError("--params must be a JSON object")
+    params = params_json(args)
     if name is None:
         if params:
             raise UsageError("--params needs --pruner")
         return None
-    accepted = inspect.signature(PRUNERS[name].__init__).parameters
-    for key in accepted:
+    for key in accepted_params(name):
         value = getattr(args, key, None)
-        if key != "self" and value is not None and key not in params:
+        if value is not None and key not in params:
             params[key] = value
     try:
         return make_pruner(name, **params)
@@ -123,7 +90,7 @@ def run_build(args: argparse.Namespace) -> int:
     ``retry_skipped``, ``importance``, ``dpi``, ``batch``, ``commit_every``, ``overwrite``,
     ``quiet``) and refuses those that do not (``--upsert``, ``--signals``, ``--device``).
     """
-    from .raybuild import build
+    from ..distributed import build
 
     for flag, dest in (("--upsert", "upsert"), ("--signals", "signals"), ("--no-rerank", "no_rerank")):
         if getattr(args, dest, False):
@@ -148,7 +115,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def open_index(path: str, args: argparse.Namespace | None = None):
     """Open ``path`` for searching: a :class:`~colprune.distributed.ShardedIndex` (on Ray with ``--ray``)."""
-    from .sharded import ShardedIndex
+    from ..distributed import ShardedIndex
 
     ray = None
     if args is not None and wants_ray(args):
@@ -156,37 +123,3 @@ def open_index(path: str, args: argparse.Namespace | None = None):
     return ShardedIndex.open(path, ray=ray,
                              shards_per_actor=getattr(args, "shards_per_actor", 1) if args is not None else 1)
 
-
-def run_search(args: argparse.Namespace) -> int:
-    """``colprune search SHARDED QUERY...``: search a sharded collection, printed like ``colprune search``.
-
-    Uses ``index``, ``queries``, ``k``, ``where``, ``candidates``, ``rerank``, ``threads``,
-    ``json`` and ``quiet`` from ``args`` (queries as text, encoded with the collection's model).
-    """
-    from ..serve import Searcher, parse_where
-
-    if not is_sharded(args.index):
-        raise UsageError(f"{args.index} is not a sharded collection")
-    texts = [q for q in getattr(args, "queries", []) or [] if q.strip()]
-    if not texts:
-        raise UsageError("no queries: give query text")
-    where = parse_where(args.where) if getattr(args, "where", None) else None
-    with open_index(args.index, args) as index:
-        searcher = Searcher(index, quiet=bool(getattr(args, "quiet", False)), n_threads=getattr(args, "threads", None))
-        searcher.check_texts(texts)
-        searcher.check_options(args.k, getattr(args, "candidates", None), getattr(args, "rerank", None))
-        searcher.check_where(where)
-        results = searcher.search(texts, [], k=args.k, where=where, candidates=getattr(args, "candidates", None),
-                                  rerank=getattr(args, "rerank", None))
-    if getattr(args, "json", False):
-        print(json.dumps(results))
-        return 0
-    for n, r in enumerate(results, 1):
-        print(f"query {n}: {r['query']}")
-        if not r["hits"]:
-            print("     (no hits)")
-        for h in r["hits"]:
-            meta = h["metadata"] or {}
-            src = f"  {meta['source']}" + (f" p.{meta['page']}" if "page" in meta else "") if "source" in meta else ""
-            print(f"  {h['rank']:>3}. {h['score']:9.4f}  {h['id']}{src}")
-    return 0

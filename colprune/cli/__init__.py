@@ -1,0 +1,118 @@
+"""``colprune`` command line: a thin layer over the library, one module per command group.
+
+Every subcommand is one :class:`Command` in :data:`COMMANDS` (name, help, examples, the function
+that adds its arguments, the function that runs it); :func:`register` adds one. Errors a user can
+cause end as one line on stderr and an exit status from :data:`EXIT_STATUSES`, never a traceback
+(``--debug`` shows it); Ctrl-C says what was committed and how to resume; a closed pipe exits quietly
+(the mapping is :mod:`colprune.cli.errors`).
+
+Modules: :mod:`~colprune.cli.build` (build), :mod:`~colprune.cli.prune` (prune),
+:mod:`~colprune.cli.search` (search, serve), :mod:`~colprune.cli.maintenance` (info, repack, delete,
+compact, verify, summarize, upgrade, show), :mod:`~colprune.cli.study`, :mod:`~colprune.cli.distill`
+(distill-queries), :mod:`~colprune.cli.demo`, :mod:`~colprune.cli.sharded` (Ray and sharded
+collections); shared pieces in :mod:`~colprune.cli.common` and :mod:`~colprune.cli.options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__
+from . import build, demo, distill, maintenance, prune, search, study
+from .common import COMMANDS, Command, interrupt_detail, register
+from .errors import EXIT_PIPE, EXIT_STATUSES, exit_status, quiet_stdout, report_error
+
+__all__ = ["main", "run", "build_parser", "Command", "COMMANDS", "register", "EXIT_STATUSES", "exit_status"]
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+# the order ``colprune --help`` lists them
+for _command in (build.BUILD, prune.PRUNE, search.SEARCH, maintenance.INFO, maintenance.REPACK, maintenance.DELETE,
+                 maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW,
+                 search.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
+    register(_command)
+
+
+def _status_epilog() -> str:
+    return "exit statuses:\n" + "\n".join(f"  {code:>3}  {text.replace('`', '')}" for code, text in EXIT_STATUSES)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the Python traceback too")
+    parser = argparse.ArgumentParser(
+        prog="colprune", formatter_class=_FMT,
+        description="Multi-vector index with adaptive patch pruning for visual document retrieval.",
+        epilog="first steps:\n  colprune demo --docs pdfs\n  colprune build pdfs -o pages.h5\n"
+        "  colprune search pages.h5 \"who invented the thermometer\"\n  colprune info pages.h5\n\n"
+        "Every command has --help with examples.\n\n" + _status_epilog(),
+    )
+    parser.add_argument("--version", action="version", version=f"colprune {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help="on an error, print the Python traceback too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for c in COMMANDS:
+        p = sub.add_parser(
+            c.name, help=c.help, aliases=list(c.aliases), formatter_class=_FMT, parents=[common],
+            description=c.description or (c.help[:1].upper() + c.help[1:] + "."),
+            epilog="examples:\n" + "\n".join(f"  {e}" for e in c.examples),
+        )
+        c.arguments(p)
+        p.set_defaults(func=c.run)
+    return parser
+
+
+def _redeliver_swallowed_interrupts():
+    """Ctrl-C that lands in a ``__del__`` or weakref callback is printed as "Exception ignored" and
+    lost; this sends it again to the main thread, so one Ctrl-C always stops the command.
+    Returns a function that restores the previous hook."""
+    import _thread
+    import threading
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            t = threading.Timer(0.05, _thread.interrupt_main)
+            t.daemon = True
+            t.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+    def restore() -> None:
+        sys.unraisablehook = previous
+
+    return restore
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``colprune ARGV`` and return its exit status (see :data:`EXIT_STATUSES`); nothing raised."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("COLPRUNE_DEBUG", "") not in ("", "0")
+    restore_hook = _redeliver_swallowed_interrupts()
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except (KeyboardInterrupt, Exception) as e:  # noqa: BLE001 - every error ends as one line and a status
+        return report_error(e, args.command, debug=debug, interrupt_hint=interrupt_detail(args))
+    finally:
+        restore_hook()
+
+
+def run() -> None:
+    """Console-script entry point: ``sys.exit(main())``, quiet on a closed pipe."""
+    status = main()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        quiet_stdout()
+        status = status or EXIT_PIPE
+    sys.exit(status)
+

@@ -1,0 +1,222 @@
+"""What the commands share: the command registry, output formatting, opening indexes, early checks.
+
+Every subcommand is one :class:`Command` (name, help, examples, the function that adds its arguments,
+the function that runs it); :func:`register` adds one to :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..errors import ModelLoadError, NotFoundError, UsageError
+from ..index import Index
+from . import sharded
+from .errors import one_line
+
+__all__ = ["Command", "COMMANDS", "register", "fmt_bytes", "HOLD_NAMES", "sizes", "path_bytes", "holds_text",
+           "summary_line", "print_summary", "open_index", "interrupt_hint", "interrupt_detail", "count_committed",
+           "EMBEDDING_EXTS", "is_embedding_file", "check_inputs", "check_model"]
+
+
+@dataclass
+class Command:
+    """One subcommand: ``arguments(parser)`` adds its options, ``run(args)`` returns the exit status."""
+
+    name: str
+    help: str
+    examples: Sequence[str]
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""
+    aliases: Sequence[str] = ()
+
+
+#: Subcommands in the order ``colprune --help`` lists them.
+COMMANDS: list[Command] = []
+
+
+def register(command: Command) -> Command:
+    """Add (or replace, by name) a subcommand."""
+    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name]
+    COMMANDS.append(command)
+    return command
+
+
+# -- sizes -----------------------------------------------------------------------------------
+
+def fmt_bytes(n: float | None) -> str:
+    """``1,234 B``, ``1.2 KB`` ... ``1.2 GB``; ``-`` for None."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+HOLD_NAMES = {"rerank": "float16 rerank copy", "signals": "importance signals", "covers": "merge covers",
+              "metadata": "ids and metadata", "summaries": "search summaries", "positions": "positions and importance",
+              "other": "other (file structure, free space)"}
+
+
+# SEAM: becomes colprune.index.storage.storage_report (helper index-A1) once it lands
+def sizes(index: Index, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``info`` plus honest sizes: file bytes per page and what the file holds besides the vectors.
+
+    Uses the index's own ``info()["holds"]`` when it reports one; otherwise estimates the parts
+    from the counts (``holds_estimated``) and calls the rest of the file "other".
+    """
+    info = dict(info or index.info())
+    docs = info.get("docs") or 0
+    parts = info.get("shard_info")
+    if parts:  # a sharded collection: sum its shards
+        per_page = lambda key: (sum((p.get(key) or 0) * p["docs"] for p in parts) / docs) if docs else None  # noqa: E731
+        for key in ("vector_bytes_per_page", "unpruned_vector_bytes_per_page"):
+            info.setdefault(key, per_page(key))
+        info.setdefault("rerank_vectors", any(p.get("rerank_vectors") for p in parts))
+        info.setdefault("library_version", parts[0].get("library_version"))
+        if "holds" not in info and all("holds" in p for p in parts):
+            holds: dict[str, int] = {}
+            for p in parts:
+                for k, v in p["holds"].items():
+                    holds[k] = holds.get(k, 0) + int(v)
+            holds["other"] = holds.get("other", 0) + max(0, int(info.get("file_bytes") or 0) - sum(holds.values()))
+            info["holds"] = holds
+    file_bytes = info.get("file_bytes")
+    if file_bytes is None:
+        file_bytes = path_bytes(info.get("path") or index.path)
+        info["file_bytes"] = file_bytes
+    info.setdefault("file_bytes_per_page", (file_bytes / docs) if docs else None)
+    if "holds" not in info:
+        n_vec, dim = info.get("vectors") or 0, info.get("dim") or 0
+        holds = {
+            "vectors": int(n_vec * getattr(index, "bytes_per_vector", 0)),
+            "rerank": int(n_vec * dim * 2) if info.get("rerank_vectors") else 0,
+            "signals": int(n_vec * 4 * len(getattr(index, "signal_names", []) or [])),
+            "positions": int(n_vec * 9),  # position, importance and patch flag per vector
+        }
+        holds["other"] = max(0, int(file_bytes) - sum(holds.values()))
+        info["holds"] = holds
+        info["holds_estimated"] = True
+    return info
+
+
+# SEAM: becomes colprune.index.storage.path_bytes once it lands
+def path_bytes(path: str) -> int:
+    """Bytes of an index: one file, or every file of a collection directory."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def holds_text(info: dict[str, Any]) -> str:
+    """What the file holds besides the vectors, per page: ``float16 rerank copy 1.2 KB/page, ...``."""
+    docs = info.get("docs") or 0
+    parts = []
+    for key, n in (info.get("holds") or {}).items():
+        if key == "vectors" or not n:
+            continue
+        per = f"{fmt_bytes(n / docs)}/page" if docs else fmt_bytes(n)
+        parts.append(f"{HOLD_NAMES.get(key, key)} {per}")
+    return ", ".join(parts)
+
+
+def summary_line(index: Index, shown: str | None = None) -> str:
+    """One line: pages, vectors kept, vector bytes and file bytes per page, what else the file holds."""
+    info = sizes(index)
+    ratio = info.get("keep_ratio")
+    docs = info["docs"]
+    line = (f"{shown or info['path']}: {docs:,} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
+            f" ({'-' if ratio is None else f'{ratio:.1%}'}); vectors {fmt_bytes(info['vector_bytes_per_page'])}/page"
+            f" ({info['codec']}, unpruned {fmt_bytes(info['unpruned_vector_bytes_per_page'])})")
+    if docs:
+        line += f"; file {fmt_bytes(info['file_bytes_per_page'])}/page ({fmt_bytes(info['file_bytes'])})"
+        held = holds_text(info)
+        if held:
+            line += f", also holding {held}"
+    return line
+
+
+def print_summary(index: Index, shown: str | None = None) -> None:
+    """The summary line, naming the index as the user did (``shown``)."""
+    print(summary_line(index, shown))
+
+
+# -- opening indexes -------------------------------------------------------------------------
+
+def open_index(path: str, mode: str = "r", args: argparse.Namespace | None = None):
+    """An :class:`Index`, or a sharded collection's ``ShardedIndex`` (searched on Ray with ``--ray``)."""
+    from ..distributed import ShardedIndex, is_sharded
+
+    if not os.path.exists(path):
+        raise NotFoundError(f"no index at {path}")
+    is_shards = is_sharded(path)
+    if args is not None and getattr(args, "ray", None) is not None and not is_shards:
+        raise UsageError(f"--ray searches sharded collections (built with `colprune build ... --ray`); {path} is one index")
+    if is_shards:
+        if mode == "r":
+            return sharded.open_index(path, args)
+        return ShardedIndex.open(path, mode=mode)
+    return Index.open(path, mode=mode)
+
+
+def interrupt_hint(args: argparse.Namespace, fn: Callable[[], str]) -> None:
+    """On Ctrl-C, ``fn()`` says what was committed and how to resume (see :func:`interrupt_detail`)."""
+    args.on_interrupt = fn
+
+
+def interrupt_detail(args: argparse.Namespace) -> Callable[[], str] | None:
+    """The function :func:`interrupt_hint` set, if any."""
+    return getattr(args, "on_interrupt", None)
+
+
+def count_committed(path: str) -> int | None:
+    """Pages committed in the index at ``path``, or None where it cannot be read (for messages only)."""
+    try:
+        with open_index(path) as ix:
+            return len(ix)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
+
+
+# -- early checks ----------------------------------------------------------------------------
+
+EMBEDDING_EXTS = (".pt", ".npz", ".npy")
+
+
+def is_embedding_file(path: str) -> bool:
+    """Whether ``path`` names an embeddings file (by its extension)."""
+    return os.path.splitext(path)[1].lower() in EMBEDDING_EXTS
+
+
+def check_inputs(inputs: Sequence[str]) -> None:
+    """:class:`NotFoundError` for the first input that does not exist."""
+    for item in inputs:
+        if not os.path.exists(item):
+            raise NotFoundError(f"{item}: no such file or folder")
+
+
+# SEAM: becomes colprune.pipeline.check_model (helper pipeline-C) once it lands
+def check_model(name: str) -> None:
+    """Load nothing, but fail now (exit 8) when the model cannot be loaded: a missing package, a
+    path without a config, a hub id without network, an unsupported model type."""
+    from ..encoders import minilm_path
+    from ..encoders.text import TEXT_MODEL_TYPES
+    from ..encoders.visual import VISUAL_MODEL_TYPES, model_type_of
+
+    try:
+        if name == "minilm":
+            minilm_path()
+            return
+        model_type = model_type_of(name)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load model {name!r}: {one_line(e)}") from None
+    if model_type not in (*VISUAL_MODEL_TYPES, *TEXT_MODEL_TYPES):
+        raise ModelLoadError(f"{name}: unsupported model type {model_type!r}; colprune encodes with "
+                             f"{', '.join(VISUAL_MODEL_TYPES)} or BERT-style text models ({', '.join(TEXT_MODEL_TYPES)})")
+
+

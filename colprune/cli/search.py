@@ -1,0 +1,228 @@
+"""``colprune search`` and ``colprune serve``: queries against an index, once or over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..errors import NotFoundError, UsageError
+from . import sharded
+from .common import Command, check_model, is_embedding_file, open_index
+from .options import is_quiet, nonneg_int, positive_int
+
+__all__ = ["SEARCH", "SERVE"]
+
+
+def _read_queries(args: argparse.Namespace) -> tuple[list[str], list[Any], list[str]]:
+    """``(texts, vector queries, their labels)`` from arguments, --queries-file and stdin."""
+    from ..io import load_embeddings
+
+    texts: list[str] = []
+    vectors: list[Any] = []
+    labels: list[str] = []
+
+    def add_embedding_file(path: str) -> None:
+        qs = load_embeddings(path)
+        vectors.extend(qs.embeddings)
+        labels.extend(qs.ids)
+
+    for i, q in enumerate(args.queries, 1):
+        if is_embedding_file(q) and os.path.exists(q):
+            add_embedding_file(q)
+        elif not q.strip():
+            raise UsageError(f"query {i} is empty: give some text to search for")
+        else:
+            texts.append(q)
+    lines: list[str] | None = None
+    source = None
+    if args.queries_file:
+        source = args.queries_file
+        if source != "-" and is_embedding_file(source):
+            if not os.path.exists(source):
+                raise NotFoundError(f"{source}: no such file")
+            add_embedding_file(source)
+        elif source == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            if not os.path.exists(source):
+                raise NotFoundError(f"{source}: no such file")
+            with open(source, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+    elif not args.queries and not sys.stdin.isatty():
+        source = "stdin"
+        lines = sys.stdin.read().splitlines()
+    if lines is not None:
+        got = [line.strip() for line in lines if line.strip()]
+        if not got:
+            raise UsageError(f"{source}: no queries (one per line)")
+        texts.extend(got)
+    if not texts and not vectors:
+        raise UsageError("no queries: give query text, --queries-file FILE, or one query per line on stdin")
+    return texts, vectors, labels
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ..serve import Searcher, parse_where
+
+    where = parse_where(args.where) if args.where else None
+    texts, vectors, labels = _read_queries(args)
+    if args.query_encoder is not None and args.model is not None:
+        raise UsageError("--query-encoder and --model both choose the query encoder: give one")
+    with open_index(args.index, args=args) as index:
+        student = _load_student(args.query_encoder, index, is_quiet(args)) if args.query_encoder and texts else None
+        searcher = Searcher(index, quiet=is_quiet(args), n_threads=args.threads, model=args.model,
+                            trust_index_encoder=args.trust_index_encoder, encoder=student)
+        # everything checked before the model loads
+        searcher.check_texts(texts)
+        searcher.check_options(args.k, args.candidates, args.rerank)
+        searcher.check_where(where)
+        searcher.check_vectors(vectors, labels)
+        if texts and student is None:
+            check_model(searcher.model_name())
+        results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
+                                  rerank=args.rerank)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        print(f"query {r['query']}")
+        if not r["hits"]:
+            print("     (no hits)")
+        for h in r["hits"]:
+            meta = h["metadata"] or {}
+            where_text = ""
+            if "source" in meta:
+                where_text = f"  {meta['source']}" + (f" p.{meta['page']}" if "page" in meta else "")
+            print(f"  {h['rank']:>3}. {h['score']:9.4f}  {h['id']}{where_text}")
+    return 0
+
+
+def _load_student(path: str, index, quiet: bool):
+    """The student query encoder at ``path``, refused unless ``index`` was built by its teacher."""
+    from ..encoders.student import StudentQueryEncoder, check_teacher, read_config
+
+    if not os.path.exists(path):
+        raise NotFoundError(f"{path}: no such student folder (make one with `colprune distill-queries`)")
+    cfg = read_config(path)["config"]
+    check_teacher(index, cfg["teacher"], cfg["teacher_dim"], path)  # before any weights load
+    if quiet:
+        from ..serve import quiet_libraries
+
+        quiet_libraries()
+    return StudentQueryEncoder(path)
+
+
+def _model_trust_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("query encoder")
+    g.add_argument("--model", default=None, help="query encoder (a path or hub id); default: the index's own, "
+                   "loaded only if it is a built-in name (minilm) or with --trust-index-encoder")
+    g.add_argument("--trust-index-encoder", action="store_true",
+                   help="load the encoder path or hub id the index records (an index file may be hostile)")
+
+
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("queries", nargs="*", metavar="QUERY",
+                   help="query text (encoded with the index's model), or a query embeddings file (.pt, .npz, .npy); "
+                        "none: one query per line from --queries-file or stdin")
+    p.add_argument("--queries-file", "-f", default=None, metavar="FILE",
+                   help="one query per line (blank lines ignored), '-' for stdin, or an embeddings file")
+    p.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
+    p.add_argument("--where", action="append", default=None, metavar="FILTER",
+                   help="only pages whose metadata matches: source=a.pdf, page>=3, page<10, or JSON "
+                        "'{\"kind\": {\"in\": [\"pdf\"]}}' (repeat to combine)")
+    p.add_argument("--candidates", type=positive_int, default=None, metavar="N",
+                   help="two-stage search: shortlist N pages per query by their centroids, score those exactly "
+                        "(float16/float32 indexes; faster on large indexes, recall may drop)")
+    p.add_argument("--rerank", type=nonneg_int, default=None, metavar="N",
+                   help="binary indexes: rescore the best N Hamming hits exactly from the float16 copy "
+                        "(default max(100, 10k); 0: Hamming order only)")
+    p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
+    _model_trust_arguments(p)
+    p.add_argument("--query-encoder", default=None, metavar="PATH",
+                   help="encode the queries with a student distilled from the index's encoder "
+                        "(`colprune distill-queries`); a student of another teacher is refused")
+    p.add_argument("--json", action="store_true", help="print JSON: [{query, hits: [{rank, id, score, metadata}]}]")
+    p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
+    sharded.add_arguments(p, "search")
+
+
+SEARCH = Command(
+    "search", "search an index with one or many queries (one model load)",
+    [
+        "colprune search pages.h5 \"who invented the thermometer\"",
+        "colprune search pages.h5 \"first question\" \"second question\" -k 3",
+        "colprune search pages.h5 --queries-file questions.txt --json",
+        "printf 'rivers of Europe\\nthe cell membrane\\n' | colprune search pages.h5",
+        "colprune search pages.h5 \"delta\" --where source=rivers.pdf --where 'page>=2'",
+        "colprune search binary.h5 \"delta\" --rerank 200          # binary: rescore 200 exactly",
+        "colprune search big.h5 \"delta\" --candidates 2000        # two-stage search",
+        "colprune search pages.h5 queries.pt                      # precomputed query embeddings",
+        "colprune search pages.h5 \"delta\" --query-encoder student/  # a distilled student encodes the query",
+    ],
+    _search_arguments, cmd_search,
+    description="Exact MaxSim search. Queries are text, encoded once with the model the index was built with\n"
+    "(arguments, --queries-file, or stdin one per line), or embeddings files in any layout `build` reads.\n"
+    "Each hit prints its page id, score and where the page comes from (source file and page number).",
+)
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..serve import Searcher, make_server
+
+    with open_index(args.index) as index:
+        searcher = Searcher(index, quiet=is_quiet(args), n_threads=args.threads, model=args.model,
+                            trust_index_encoder=args.trust_index_encoder)
+        if index.encoder and not args.lazy:
+            check_model(searcher.model_name())
+            searcher.encoder  # noqa: B018 - load the model now, not on the first request
+        server = make_server(searcher, args.host, args.port, default_k=args.k,
+                             log=None if is_quiet(args) else (lambda m: print(m, file=sys.stderr)))
+        host, port = server.server_address[:2]
+        print(f"serving {args.index} on http://{host}:{port} (GET /search?q=TEXT&k=10, POST /search, GET /info; "
+              f"Ctrl-C to stop)", flush=True)
+        try:
+            if args.max_requests:
+                for _ in range(args.max_requests):
+                    server.handle_request()
+            else:
+                server.serve_forever()
+        except KeyboardInterrupt:  # the way to stop a server: not an error
+            print("stopped", file=sys.stderr)
+        finally:
+            server.server_close()
+    return 0
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    _model_trust_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=nonneg_int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("-k", type=positive_int, default=10, help="hits per query when a request gives no k (default 10)")
+    p.add_argument("--max-requests", type=positive_int, default=None, metavar="N", help="stop after N requests")
+    p.add_argument("--lazy", action="store_true", help="load the model on the first text query instead of at start")
+    p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no request log, no model loading bars")
+
+
+SERVE = Command(
+    "serve", "answer searches over HTTP as JSON on localhost, the model loaded once",
+    [
+        "colprune serve pages.h5                                   # http://127.0.0.1:8765",
+        "curl 'http://127.0.0.1:8765/search?q=who+invented+the+thermometer&k=3'",
+        "curl -d '{\"queries\": [\"delta\"], \"k\": 3, \"where\": {\"page\": {\"gte\": 2}}}' http://127.0.0.1:8765/search",
+    ],
+    _serve_arguments, cmd_serve,
+    description="A small JSON endpoint (Python's http.server, one request at a time) over one index:\n"
+    "GET /search?q=TEXT[&q=TEXT...][&k=N], POST /search {\"queries\": [...], \"k\", \"where\", \"candidates\",\n"
+    "\"rerank\"}, GET /info. Answers are what `colprune search --json` prints, under \"results\".\n"
+    "It listens on 127.0.0.1 unless --host says otherwise; it has no authentication.",
+)
+
+

@@ -1,0 +1,105 @@
+"""``colprune study``: storage versus quality, pruning methods swept on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from ..errors import NotFoundError, SettingsMismatchError, UsageError
+from ..index.layout import CODECS
+from .common import Command
+from .options import is_quiet
+
+__all__ = ["STUDY"]
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from ..study import DEFAULT_GRID, run_study
+
+    if not os.path.isdir(args.dataset):
+        raise NotFoundError(f"{args.dataset}: no such dataset folder")
+    grid = DEFAULT_GRID
+    if args.grid:
+        if not os.path.exists(args.grid):
+            raise NotFoundError(f"{args.grid}: no such file")
+        with open(args.grid) as f:
+            try:
+                grid = json.load(f)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{args.grid}: not JSON ({e})") from None
+    try:
+        budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
+    except ValueError:
+        raise UsageError(f"--budgets {args.budgets!r}: comma-separated numbers, e.g. 0.5,0.25,0.1") from None
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    codecs = args.codecs.split(",") if args.codecs else None
+    if codecs and set(codecs) - set(CODECS):
+        raise UsageError(f"--codecs: unknown {sorted(set(codecs) - set(CODECS))}; choose from {sorted(CODECS)}")
+    if is_quiet(args):
+        from ..serve import quiet_libraries
+
+        quiet_libraries()
+    kw: dict[str, Any] = {}
+    if args.query_encoder is not None:
+        from ..encoders.student import read_config, same_teacher
+
+        if not os.path.exists(args.query_encoder):
+            raise NotFoundError(f"{args.query_encoder}: no such student folder (make one with `colprune distill-queries`)")
+        teacher = read_config(args.query_encoder)["config"]["teacher"]
+        if not same_teacher(teacher, args.encoder):
+            raise SettingsMismatchError(f"the student {args.query_encoder} was distilled from {teacher!r}; the study "
+                                        f"encodes pages with {args.encoder!r}: pass --encoder {teacher}")
+        kw["query_encoder"] = args.query_encoder
+    run_study(args.dataset, args.encoder, args.out, grid=grid, budgets=budgets, methods=methods, codecs=codecs,
+              progress=not is_quiet(args), quantize=args.quantize, paired_reference=args.paired_to, **kw)
+    return 0
+
+
+def _study_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="BEIR or ViDoRe dataset folder")
+    p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
+    p.add_argument("--query-encoder", default=None, metavar="PATH",
+                   help="encode the queries with a student distilled from --encoder (pages stay --encoder's)")
+    p.add_argument("--quantize", default=None, choices=["int8"],
+                   help="int8: encode pages and queries with the text encoder's int8 dynamic quantisation "
+                        "(its own cache and results-int8.* under --out, beside a run without it)")
+    p.add_argument("--grid", default=None, help="JSON grid of methods (default: the built-in grid)")
+    p.add_argument("--budgets", default=None, help="comma-separated shares of vectors kept (default 0.5,0.25,0.1)")
+    p.add_argument("--methods", default=None, help="comma-separated method names from the grid ('default' = recommended)")
+    p.add_argument("--codecs", default=None, help="comma-separated codecs to evaluate (default float16,int8)")
+    p.add_argument("--paired-to", default=None, metavar="METHOD",
+                   help="also give each method's paired per-query difference to METHOD at the same budget (e.g. ward)")
+    p.add_argument("--out", required=True, help="output folder (also the cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _study_description() -> str:
+    try:
+        from ..study import runner as _study
+
+        grid_help = _study.GRID_HELP
+    except Exception:  # noqa: BLE001 - help text only
+        grid_help = ""
+    return ("Encode a dataset once into a full index (every vector, every importance signal), derive each\n"
+            "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
+            "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
+            "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
+            "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; corpus records with an 'image'\n"
+            "path are page images), or a ViDoRe set saved with save_to_disk or as parquet (corpus/, queries/,\n"
+            "relevant_docs/ or qrels/; needs pyarrow).\n\n" + grid_help)
+
+
+STUDY = Command(
+    "study", "storage versus quality: sweep pruning methods on a dataset",
+    [
+        "colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/",
+        "colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/",
+        "colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
+        "colprune study --dataset ds/ --encoder minilm --query-encoder student/ --methods default --out s-student/",
+    ],
+    _study_arguments, cmd_study, description=_study_description(),
+)
+
+
