@@ -41,6 +41,7 @@ __all__ = [
     "COVERS_ROWS",
     "COVERS_OFFSETS",
     "codec_of",
+    "vector_width",
     "set_encoding",
     "check_file",
 ]
@@ -138,18 +139,9 @@ def set_encoding(f: h5py.File, version: int = FORMAT_VERSION) -> None:
         obj.attrs[ENCODING_VERSION] = str(version)
 
 
-def root_attrs(dim: int, codec: str, encoder: str | None, created: str) -> dict[str, Any]:
-    return {
-        A_FORMAT: FORMAT_NAME,
-        A_FORMAT_VERSION: FORMAT_VERSION,
-        A_DIM: int(dim),
-        A_DTYPE: np.dtype(CODECS[codec]).name,
-        A_CODEC: codec,
-        A_PRUNER: "",
-        A_ENCODER: encoder or "",
-        A_LIBRARY_VERSION: __version__,
-        A_CREATED: created,
-    }
+def vector_width(dim: int, codec: str) -> int:
+    """Columns of the ``vectors`` dataset: ``dim``, or ``dim`` bits packed into whole 64-bit words (binary)."""
+    return (int(dim) + 63) // 64 * 8 if codec == "binary" else int(dim)
 
 
 def _text(value: Any) -> str:

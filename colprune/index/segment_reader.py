@@ -1,0 +1,445 @@
+"""Reading a segment: the validating reader of the immutable HDF5 files of a format-3 collection.
+
+:class:`Segment` opens one segment for reading: it checks the file's structure (every dataset's
+shape and dtype, the CSR offsets) before any array reaches a kernel, refuses links and storage
+that leave the file, and verifies every byte it returns against the checksums recorded at write
+time (per document for vectors, metadata and per-vector data; per dataset for the rest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+import xxhash
+
+from ..errors import CorruptionError, FormatError
+from ..kernels.checks import first_nonfinite_row
+from . import layout as L
+from .segment_checks import check_no_outside_reads, check_offsets, guarded, hash_bytes, open_h5_safely, whole_hashed
+
+__all__ = ["Segment"]
+
+
+
+
+class Segment:
+    """Read access to one sealed segment file; see the module docstring.
+
+    Parameters
+    ----------
+    path : the segment file
+    checksum : hex checksum of its checksum record, from the manifest
+    dim, codec : what the collection expects
+    """
+
+    legacy = False
+
+    def __init__(self, path: str, checksum: str | None, dim: int, codec: str) -> None:
+        self.path = path
+        self.f = open_h5_safely(path)
+        self._reset()
+        try:
+            self._open(checksum, dim, codec)
+        except BaseException:
+            self.close()
+            raise
+
+    def _reset(self) -> None:
+        """The read state before validation: nothing verified, nothing cached, no raw ranges (legacy files keep it)."""
+        self._fd: int | None = None
+        self._raw: dict[str, tuple[int, np.dtype, tuple]] = {}
+        self._doc_checks: dict[str, np.ndarray] = {}
+        self._verified: dict[str, np.ndarray] = {}
+        self._ids: list[str] | None = None
+        self._filters: dict[str, tuple] | None = None
+        self._summary: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.checks: dict[str, str] = {}
+        self.checks_record_hash: str | None = None
+
+    # -- opening and validation ----------------------------------------------------------
+
+    @guarded
+    def _open(self, checksum: str | None, dim: int, codec: str) -> None:
+        """Validate the file in order: header and checksum record, dataset shapes, the offsets, the raw ranges."""
+        self._check_header(checksum, dim, codec)
+        self._check_datasets(dim, codec)
+        self._read_offsets()
+        self._map_contiguous()
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def _check_header(self, checksum: str | None, dim: int, codec: str) -> None:
+        """Format attribute, checksum record (against the manifest's), no links out, the collection's dim and codec."""
+        f, path = self.f, self.path
+        if L.text_attr(f, L.A_FORMAT) != L.SEGMENT_FORMAT:
+            raise FormatError(f"{path} is not a colprune segment (format attribute {L.text_attr(f, L.A_FORMAT)!r})")
+        record = L.text_attr(f, L.A_CHECKS)
+        self.checks_record_hash = f"{xxhash.xxh3_64_intdigest(record.encode()):016x}"
+        if checksum is not None and self.checks_record_hash != checksum:
+            raise CorruptionError(f"{path}: its checksum record does not match the manifest's ({checksum})")
+        try:
+            self.checks = json.loads(record)
+        except json.JSONDecodeError:
+            raise CorruptionError(f"{path}: unreadable checksum record") from None
+        check_no_outside_reads(f, path)
+        self.dim, self.codec = int(f.attrs[L.A_DIM]), L.text_attr(f, L.A_CODEC)
+        if (self.dim, self.codec) != (dim, codec):
+            raise CorruptionError(f"{path}: holds dim {self.dim} {self.codec}, the collection {dim} {codec}")
+        self.n_docs, self.n_vectors = int(f.attrs[L.A_N_DOCS]), int(f.attrs[L.A_N_VECTORS])
+        self.summary_centroids = int(f.attrs.get(L.A_SUMMARY_CENTROIDS, 0))
+        self.signal_names = sorted(f[L.SIGNALS]) if L.SIGNALS in f else []
+        self.has_rerank = L.RERANK in f
+        self.merged = L.COVERS_OFFSETS in f
+
+    def _check_datasets(self, dim: int, codec: str) -> None:
+        """Every dataset a read relies on is there with its exact shape and dtype; every whole dataset has a checksum."""
+        f, path, n, v = self.f, self.path, self.n_docs, self.n_vectors
+        shapes = {L.VECTORS: (v, L.vector_width(dim, codec)), L.POSITIONS: (v,), L.IMPORTANCE: (v,),
+                  L.PATCH_MASK: (v,), L.DOC_N_ORIGINAL: (n,), L.DOC_GRID: (n, 2),
+                  L.OFFSETS: (n + 1,), L.DOC_ID_OFFSETS: (n + 1,), L.DOC_META_OFFSETS: (n + 1,)}
+        dtypes = {L.VECTORS: L.CODECS[codec], L.POSITIONS: np.int32, L.IMPORTANCE: np.float32, L.PATCH_MASK: np.uint8,
+                  L.DOC_N_ORIGINAL: np.int64, L.DOC_GRID: np.int32, L.OFFSETS: np.int64,
+                  L.DOC_ID_OFFSETS: np.int64, L.DOC_META_OFFSETS: np.int64}
+        if codec == "int8":
+            shapes[L.SCALES], dtypes[L.SCALES] = (v,), np.float32
+        if self.has_rerank:
+            shapes[L.RERANK], dtypes[L.RERANK] = (v, dim), np.float16
+        for k in self.signal_names:
+            shapes[f"{L.SIGNALS}/{k}"], dtypes[f"{L.SIGNALS}/{k}"] = (v,), np.float32
+        for g in ["vectors", "aux", "meta"] + (["rerank"] if self.has_rerank else []):
+            shapes[f"{L.CHECKS}/{g}"], dtypes[f"{L.CHECKS}/{g}"] = (n,), np.uint64
+        for name, shape in shapes.items():
+            if name not in f or not isinstance(f[name], h5py.Dataset):
+                raise CorruptionError(f"{path}: missing dataset {name!r}")
+            ds = f[name]
+            if ds.shape != shape or ds.dtype != np.dtype(dtypes[name]):
+                raise CorruptionError(f"{path}: {name} is {ds.shape} {ds.dtype}, expected {shape} {np.dtype(dtypes[name])}")
+        for name in whole_hashed(f):
+            if name not in self.checks:
+                raise CorruptionError(f"{path}: dataset {name!r} has no checksum")
+
+    def _read_offsets(self) -> None:
+        """The arrays every read relies on, verified and checked before anything else is read."""
+        f, path = self.f, self.path
+        self.offsets = check_offsets(self._whole(L.OFFSETS), self.n_docs, self.n_vectors, f"{path}: offsets", strict=True)
+        self._id_off = check_offsets(self._whole(L.DOC_ID_OFFSETS), self.n_docs, f[L.DOC_ID_BYTES].shape[0],
+                                     f"{path}: docs/id_offsets", strict=True)
+        self._meta_off = check_offsets(self._whole(L.DOC_META_OFFSETS), self.n_docs, f[L.DOC_META_BYTES].shape[0],
+                                       f"{path}: docs/metadata_offsets", strict=True)
+        groups = [g for g in ("vectors", "aux", "meta", "rerank") if f"{L.CHECKS}/{g}" in f]
+        self._doc_checks = {g: self._whole(f"{L.CHECKS}/{g}") for g in groups}
+        self._verified = {g: np.zeros(self.n_docs, bool) for g in self._doc_checks}
+        if self.merged:
+            self._cov_off = check_offsets(self._whole(L.COVERS_OFFSETS), self.n_vectors, f[L.COVERS_ROWS].shape[0],
+                                          f"{path}: covers/offsets")
+
+    def _map_contiguous(self) -> None:
+        """Raw file ranges of the contiguous datasets (read with ``pread``), each inside the file."""
+        f, path = self.f, self.path
+        size = os.path.getsize(path)
+        for name in (L.VECTORS, L.SCALES, L.RERANK):
+            if name not in f:
+                continue
+            ds = f[name]
+            plist = ds.id.get_create_plist()
+            if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters():
+                raise CorruptionError(f"{path}: {name} must be contiguous and unfiltered")
+            start = ds.id.get_offset()
+            nbytes = ds.id.get_storage_size()
+            want = int(np.prod(ds.shape)) * ds.dtype.itemsize
+            if want and (start is None or nbytes != want or start < 0 or start + nbytes > size):
+                raise CorruptionError(f"{path}: {name} lies outside the file (truncated?)")
+            self._raw[name] = (start or 0, ds.dtype, ds.shape[1:])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.f.id.valid:
+            self.f.close()
+
+    @guarded
+    def _whole(self, name: str) -> np.ndarray:
+        """A whole small dataset, verified against its recorded checksum."""
+        data = self.f[name][()]
+        want = self.checks.get(name)
+        if want is None:
+            raise CorruptionError(f"{self.path}: dataset {name!r} has no checksum")
+        if f"{hash_bytes(data):016x}" != want:
+            raise CorruptionError(f"{self.path}: dataset {name!r} does not match its checksum (damaged)")
+        return data
+
+    # -- raw reads ------------------------------------------------------------------------
+
+    @guarded
+    def rows(self, name: str, a: int, b: int) -> np.ndarray:
+        """Rows ``a..b`` of a per-vector dataset, unverified (callers verify per document)."""
+        if name in self._raw:
+            start, dt, tail = self._raw[name]
+            row = dt.itemsize * int(np.prod(tail, dtype=np.int64))
+            out = np.empty((b - a, *tail), dt)
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            got = os.preadv(self._fd, [view], start + a * row) if b > a else 0
+            if got != (b - a) * row:
+                raise CorruptionError(f"{self.path}: short read of {name} rows {a}..{b} (truncated?)")
+            return out
+        return self.f[name][a:b]
+
+    @guarded
+    def verify_docs(self, group: str, lo: int, hi: int, data: dict[str, np.ndarray] | None = None, base: int = 0) -> None:
+        """Check documents ``lo..hi`` against their per-document hashes (once per process)."""
+        if group not in self._doc_checks:
+            return
+        done = self._verified[group]
+        todo = np.flatnonzero(~done[lo:hi]) + lo
+        if todo.size == 0:
+            return
+        want = self._doc_checks[group]
+        off = self.offsets
+        names = [n for n in L.DOC_HASH_GROUPS[group] if n in self.f]
+        for c0 in range(0, todo.size, 4096):  # one read per dataset for a run of documents, not one per document
+            run = todo[c0 : c0 + 4096]
+            s0, e0 = int(off[run[0]]), int(off[run[-1] + 1])
+            if group == "meta":
+                m0 = int(self._meta_off[run[0]])
+                meta = self.f[L.DOC_META_BYTES][m0 : int(self._meta_off[run[-1] + 1])]
+            elif group == "aux":
+                parts = self._aux_parts(s0, e0)
+            elif data is None:
+                rows = {n: self.rows(n, s0, e0) for n in names}
+            for d in run:
+                s, e = int(off[d]), int(off[d + 1])
+                if group == "meta":
+                    got = hash_bytes(meta[self._meta_off[d] - m0 : self._meta_off[d + 1] - m0])
+                elif group == "aux":
+                    got = hash_bytes(*self._aux_slice(parts, s0, s, e))
+                elif data is not None:
+                    got = hash_bytes(*(data[n][s - base : e - base] for n in names))
+                else:
+                    got = hash_bytes(*(rows[n][s - s0 : e - s0] for n in names))
+                if got != int(want[d]):
+                    raise CorruptionError(f"{self.path}: document {int(d)} ({group} rows {s}..{e}) "
+                                          "does not match its checksum (damaged)")
+        done[todo] = True
+
+    def _aux_slice(self, parts: list[np.ndarray], s0: int, s: int, e: int) -> list[np.ndarray]:
+        """Rows ``s..e`` of what :meth:`_aux_parts` read for rows ``s0..``."""
+        n = len(parts) - (2 if self.merged else 0)
+        out = [p[s - s0 : e - s0] for p in parts[:n]]
+        if self.merged:
+            c = self._cov_off
+            out += [parts[n][s - s0 : e - s0], parts[n + 1][c[s] - c[s0] : c[e] - c[s0]]]
+        return out
+
+    def _aux_parts(self, s: int, e: int) -> list[np.ndarray]:
+        f = self.f
+        parts = [f[n][s:e] for n in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK)]
+        parts += [f[f"{L.SIGNALS}/{k}"][s:e] for k in self.signal_names]
+        if self.merged:
+            c = self._cov_off
+            parts += [np.diff(c[s : e + 1]).astype(np.int64), f[L.COVERS_ROWS][c[s] : c[e]]]
+        return parts
+
+    #: the whole segment's vectors held in memory (set by the index within its memory budget)
+    resident: dict[str, np.ndarray] | None = None
+
+    @guarded
+    def make_resident(self) -> int:
+        """Read (and verify) every vector of the segment into memory; returns the bytes held."""
+        if self.resident is None:
+            data = self.read_vectors(0, self.n_docs)
+            if self.has_rerank:
+                data.update(self.read_vectors(0, self.n_docs, rerank=True))
+            self.resident = data
+        return sum(v.nbytes for v in self.resident.values())
+
+    def vector_bytes(self) -> int:
+        names = [n for n in (L.VECTORS, L.SCALES, L.RERANK) if n in self.f]
+        return sum(int(np.prod(self.f[n].shape)) * self.f[n].dtype.itemsize for n in names)
+
+    @guarded
+    def read_docs(self, docs: np.ndarray, *, rerank: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Stored vectors of scattered documents ``docs`` (sorted, unique), verified, as one CSR store.
+
+        Returns ``(data, lengths)``: dataset name -> rows of every listed document back to back,
+        and each document's vector count. One ``pread`` per run of consecutive documents, no
+        HDF5 call: this is the two-stage rerank's read path.
+        """
+        docs = np.asarray(docs, np.int64)
+        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES) if n in self._raw or n in self.f]
+        off = self.offsets
+        lengths = off[docs + 1] - off[docs]
+        breaks = np.flatnonzero(np.diff(docs) != 1) + 1  # runs of consecutive documents
+        if self.resident is not None or any(n not in self._raw for n in names):
+            runs = [self.read_vectors(int(r[0]), int(r[-1]) + 1, rerank=rerank) for r in np.split(docs, breaks) if r.size]
+            return {n: np.concatenate([r[n] for r in runs]) for n in names}, lengths
+        total = int(lengths.sum())
+        starts = np.zeros(docs.size + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        first = np.r_[0, breaks]
+        last = np.r_[breaks, docs.size]
+        data = {}
+        for n in names:
+            start, dt, tail = self._raw[n]
+            row = dt.itemsize * int(np.prod(tail, dtype=np.int64))
+            out = np.empty((total, *tail), dt)
+            flat = memoryview(out.reshape(-1).view(np.uint8))
+            for i, j in zip(first.tolist(), last.tolist()):
+                a, b = int(off[docs[i]]), int(off[docs[j - 1] + 1])
+                dst = int(starts[i]) * row
+                if b > a and os.preadv(self._fd, [flat[dst : dst + (b - a) * row]], start + a * row) != (b - a) * row:
+                    raise CorruptionError(f"{self.path}: short read of {n} rows {a}..{b} (truncated?)")
+            data[n] = out
+        group = "rerank" if rerank else "vectors"
+        if group in self._doc_checks:
+            want, done = self._doc_checks[group], self._verified[group]
+            for i in np.flatnonzero(~done[docs]).tolist():
+                s, e = int(starts[i]), int(starts[i + 1])
+                if hash_bytes(*(data[n][s:e] for n in names)) != int(want[docs[i]]):
+                    d = int(docs[i])
+                    raise CorruptionError(f"{self.path}: document {d} ({group} rows {int(off[d])}..{int(off[d + 1])}) "
+                                          "does not match its checksum (damaged)")
+            done[docs] = True
+        for n in names:
+            v = data[n]
+            if v.dtype.kind == "f" and v.ndim == 2 and first_nonfinite_row(v) >= 0:
+                raise CorruptionError(f"{self.path}: non-finite stored vectors in documents {docs.tolist()[:5]}...")
+        return data, lengths
+
+    @guarded
+    def read_vectors(self, lo: int, hi: int, *, rerank: bool = False) -> dict[str, np.ndarray]:
+        """Stored vectors of documents ``lo..hi`` (and int8 scales), verified; keys are dataset names."""
+        a, b = int(self.offsets[lo]), int(self.offsets[hi])
+        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES) if n in self._raw or n in self.f]
+        if self.resident is not None:
+            return {n: self.resident[n][a:b] for n in names}
+        data = {n: self.rows(n, a, b) for n in names}
+        self.verify_docs("rerank" if rerank else "vectors", lo, hi, data, a)
+        if not rerank:
+            for n in (L.VECTORS, L.RERANK):
+                v = data.get(n)
+                if v is not None and v.dtype.kind == "f" and first_nonfinite_row(v) >= 0:
+                    raise CorruptionError(f"{self.path}: non-finite stored vectors in documents {lo}..{hi}")
+        return data
+
+    # -- per-document data ----------------------------------------------------------------
+
+    @property
+    @guarded
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            raw = self._whole(L.DOC_ID_BYTES).tobytes()
+            off = self._id_off
+            try:
+                ids = [raw[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
+            except UnicodeDecodeError:
+                raise CorruptionError(f"{self.path}: ids are not UTF-8") from None
+            if len(set(ids)) != len(ids):
+                raise CorruptionError(f"{self.path}: ids are not unique")
+            self._ids = ids
+        return self._ids
+
+    @guarded
+    def metadata(self, row: int) -> dict[str, Any]:
+        self.verify_docs("meta", row, row + 1)
+        raw = self.f[L.DOC_META_BYTES][self._meta_off[row] : self._meta_off[row + 1]].tobytes()
+        return json.loads(raw.decode("utf-8"))
+
+    @guarded
+    def metadata_range(self, lo: int, hi: int) -> list[dict[str, Any]]:
+        self.verify_docs("meta", lo, hi)
+        off = self._meta_off
+        raw = self.f[L.DOC_META_BYTES][off[lo] : off[hi]].tobytes()
+        base = int(off[lo])
+        return [json.loads(raw[int(off[i]) - base : int(off[i + 1]) - base].decode("utf-8")) for i in range(lo, hi)]
+
+    @guarded
+    def metadata_texts(self, lo: int, hi: int, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """The stored metadata JSON of ``rows`` (all within ``lo..hi``), verified, not decoded: for copying."""
+        self.verify_docs("meta", lo, hi)
+        off = self._meta_off
+        raw = self.f[L.DOC_META_BYTES][off[lo] : off[hi]].tobytes()
+        base = int(off[lo])
+        return [raw[int(off[d]) - base : int(off[d + 1]) - base].decode("utf-8") for d in rows]
+
+    @guarded
+    def doc_table(self, name: str) -> np.ndarray:
+        key = f"_t_{name}"
+        if key not in self.__dict__:
+            self.__dict__[key] = self._whole(name)
+        return self.__dict__[key]
+
+    @guarded
+    def aux(self, lo: int, hi: int) -> dict[str, Any]:
+        """Positions, importance, patch flags, signals and covers of documents ``lo..hi``, verified."""
+        self.verify_docs("aux", lo, hi)
+        f = self.f
+        a, b = int(self.offsets[lo]), int(self.offsets[hi])
+        out: dict[str, Any] = {n: f[n][a:b] for n in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK)}
+        out["signals"] = {k: f[f"{L.SIGNALS}/{k}"][a:b] for k in self.signal_names}
+        if self.merged:
+            c = self._cov_off
+            rows = f[L.COVERS_ROWS][c[a] : c[b]].astype(np.int64)
+            rel = c[a : b + 1] - c[a]
+            out["covers"] = [rows[rel[i] : rel[i + 1]] for i in range(b - a)]
+        return out
+
+    def forget_summary(self) -> None:
+        """Drop the summary read by :meth:`summary` (the next call reads and verifies it again)."""
+        self._summary = None
+
+    @guarded
+    def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(codes (C, dim) int8, scales (C,), offsets (n_docs + 1,))`` or None when not stored."""
+        if not self.summary_centroids:
+            return None
+        if self._summary is None:
+            codes = self._whole(L.SUMMARY_CODES)
+            scales = self._whole(L.SUMMARY_SCALES)
+            off = check_offsets(self._whole(L.SUMMARY_OFFSETS), self.n_docs, codes.shape[0], f"{self.path}: summary/offsets")
+            if codes.shape[1:] != (self.dim,) or scales.shape != (codes.shape[0],) or not np.isfinite(scales).all():
+                raise CorruptionError(f"{self.path}: summary arrays have inconsistent shapes")
+            self._summary = (codes, scales, off)
+        return self._summary
+
+    @guarded
+    def filter_columns(self) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """field -> ``(numbers (n,) float64, string codes (n,) int32, dictionary)``."""
+        if self._filters is None:
+            cols = {}
+            grp = self.f.get(L.FILTERS)
+            for key in (grp.keys() if grp is not None else ()):
+                base = f"{L.FILTERS}/{key}"
+                field = L.text_attr(self.f[base], L.A_FIELD)
+                num = self._whole(f"{base}/{L.FILTER_NUM}")
+                codes = self._whole(f"{base}/{L.FILTER_CODES}")
+                dbytes = self._whole(f"{base}/{L.FILTER_DICT_BYTES}").tobytes()
+                doff = self._whole(f"{base}/{L.FILTER_DICT_OFFSETS}")
+                n_values = doff.shape[0] - 1
+                doff = check_offsets(doff, n_values, len(dbytes), f"{self.path}: {base}")
+                if num.shape != (self.n_docs,) or codes.shape != (self.n_docs,) or (codes >= n_values).any():
+                    raise CorruptionError(f"{self.path}: filter column {field!r} is inconsistent")
+                cols[field] = (num, codes, [dbytes[doff[i] : doff[i + 1]].decode("utf-8") for i in range(n_values)])
+            self._filters = cols
+        return self._filters
+
+    @guarded
+    def verify(self) -> None:
+        """Check every byte of the segment against its checksums (raises CorruptionError)."""
+        for name in whole_hashed(self.f):
+            self._whole(name)
+        step = 4096
+        for lo in range(0, self.n_docs, step):
+            hi = min(lo + step, self.n_docs)
+            for g in self._doc_checks:
+                if g in ("vectors", "rerank"):
+                    self._verified[g][lo:hi] = False
+                    self.read_vectors(lo, hi, rerank=g == "rerank")
+                else:
+                    self._verified[g][lo:hi] = False
+                    self.verify_docs(g, lo, hi)
+        self.ids  # noqa: B018  (decodes: UTF-8 check)
+
