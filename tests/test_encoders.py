@@ -100,8 +100,8 @@ def test_a_long_page_is_covered_whole(minilm, tmp_path):
     inner = (t >= minilm.overlap // 2) & (t < n_tok - minilm.overlap // 2)
     assert (np.minimum(t - s, s + minilm.width - 1 - t)[inner] >= minilm.overlap // 2 - 1).all()
     # a token deep in the first window has the vector that window gives alone
-    first = minilm._forward([[minilm._front, *minilm.tokenizer(long_page, add_special_tokens=False)["input_ids"][: minilm.width],
-                              minilm._back]], [])[0][0]
+    window = minilm.tokenizer(long_page, add_special_tokens=False)["input_ids"][: minilm.width]
+    first = minilm._forward([[minilm.front_id, *window, minilm.back_id]], [])[0][0]
     h = first[11].numpy()
     assert_allclose(page.vectors[11], h / np.linalg.norm(h), atol=1e-5)
 

@@ -189,7 +189,7 @@ def test_a_new_index_is_pruned_by_the_default_signal_and_records_it(tmp_path, mi
 
 
 def test_freed_memory_is_handed_back_without_error():
-    from colprune.pipeline import _release_freed_memory
+    from colprune.pipeline.memory import release_freed_memory
 
-    _release_freed_memory()
-    _release_freed_memory()  # the second call reuses the looked-up function (or the no-op)
+    release_freed_memory()
+    release_freed_memory()  # the second call reuses the looked-up function (or the no-op)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device
-from .sources import PageError, PageSource, collect_pages
-from .text import SIGNALS, TEXT_MODEL_TYPES, TextTokenEncoder, minilm_path
 from .colpali_engine import ColpaliEngineEncoder
+from .sources import PageError, PageSource, collect_pages
 from .student import StudentQueryEncoder, is_student
+from .text import SIGNALS, TEXT_MODEL_TYPES, TextTokenEncoder, minilm_path
 from .visual import VISUAL_MODEL_TYPES, VisualEncoder, model_type_of
 
 __all__ = [

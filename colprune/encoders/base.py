@@ -8,7 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["EncodedPage", "Encoder", "pick_device"]
+from ..errors import InvalidInputError
+
+__all__ = ["EncodedPage", "Encoder", "pick_device", "wanted_signals"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,17 @@ class EncodedPage:
     signals: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def wanted_signals(signals: Sequence[str] | None, known: Sequence[str], importance: str, what: str) -> list[str]:
+    """The signals an encoder computes: all of ``known`` (``signals=None``), else ``signals`` and
+    ``importance``, in ``known``'s order; names not in ``known`` raise :class:`InvalidInputError`."""
+    if signals is None:
+        return list(known)
+    unknown = set(signals) - set(known)
+    if unknown:
+        raise InvalidInputError(f"unknown signals {sorted(unknown)}; {what} gives {tuple(known)}")
+    return [s for s in known if s in set(signals) | {importance}]
+
+
 def pick_device(device: str | None = None, dtype: str | None = None):
     """``(torch.device, torch.dtype)``: CPU float32 by default, CUDA bfloat16 when asked for "auto"."""
     import torch
@@ -59,10 +72,27 @@ class Encoder(ABC):
     dim: int = 0
     #: The kind of page input the encoder reads: "text" or "image".
     input_kind: str = "text"
+    #: The importance signal :attr:`EncodedPage.importance` holds ("cls", "eos", "indegree"...).
+    importance: str | None = None
 
     @abstractmethod
-    def encode_pages(self, pages: Sequence[Any], *, batch_size: int = 8, progress: bool = False) -> list[EncodedPage]:
-        """Encode pages (strings for text encoders, PIL images for image encoders)."""
+    def encode_pages(self, pages: Sequence[Any], *, batch_size: int = 8, progress: bool = False,
+                     signals: Sequence[str] | None = None) -> list[EncodedPage]:
+        """Encode pages (strings for text encoders, PIL images for image encoders).
+
+        Parameters
+        ----------
+        pages : n page texts or images
+        batch_size : pages per forward pass
+        progress : show a progress bar
+        signals : the importance signals to return in :attr:`EncodedPage.signals` (None: every
+            signal the encoder gives); the ``importance`` signal is always computed. An encoder
+            may skip the attention that the signals left out would need.
+
+        Returns
+        -------
+        list of n :class:`EncodedPage`
+        """
 
     @abstractmethod
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32) -> list[np.ndarray]:

@@ -20,12 +20,13 @@ import os
 import re
 import sys
 import types
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from .base import EncodedPage, Encoder, pick_device
+from .base import EncodedPage, Encoder, pick_device, wanted_signals
 from .visual import SIGNALS, attention_signals
 
 __all__ = ["ColpaliEngineEncoder", "language_attention_layers", "import_skipping_init"]
@@ -145,7 +146,8 @@ class ColpaliEngineEncoder(Encoder):
                     f"(pip install colpali-engine): {e}"
                 ) from None
             # no torchvision: the model module still loads; its processor needs torchvision
-            mod = import_skipping_init("colpali_engine", _MODULES[model_class] + ".modeling_" + _MODULES[model_class].rsplit(".", 1)[1])
+            package = _MODULES[model_class]
+            mod = import_skipping_init("colpali_engine", package + ".modeling_" + package.rsplit(".", 1)[1])
             model_cls, proc_cls = getattr(mod, model_class), None
         dev, dt = pick_device(device, dtype)
         model = model_cls.from_pretrained(name, attn_implementation="eager", torch_dtype=dt).to(dev)
@@ -188,15 +190,22 @@ class ColpaliEngineEncoder(Encoder):
             self.dim = pages[-1].vectors.shape[1]
         return pages
 
-    def encode_pages(self, pages: Sequence, *, batch_size: int = 4, progress: bool = False) -> list[EncodedPage]:
+    def encode_pages(self, pages: Sequence, *, batch_size: int = 4, progress: bool = False,
+                     signals: Sequence[str] | None = None) -> list[EncodedPage]:
+        """Encode page images (PIL images); ``signals``: the names to return (default all; the
+        importance signal always)."""
         from tqdm.auto import tqdm
 
         if self.processor is None:
             raise InvalidInputError("no processor given: use encode_batch with prepared inputs")
+        want = set(wanted_signals(signals, SIGNALS, self.importance, "the colpali-engine encoder"))
         out: list[EncodedPage] = []
         for lo in tqdm(range(0, len(pages), batch_size), desc="encode", unit="batch", disable=not progress):
-            out += self.encode_batch(dict(self.processor.process_images([im.convert("RGB") for im in pages[lo : lo + batch_size]])))
-        return out
+            images = [im.convert("RGB") for im in pages[lo : lo + batch_size]]
+            out += self.encode_batch(dict(self.processor.process_images(images)))
+        if signals is None:
+            return out
+        return [replace(p, signals={k: v for k, v in p.signals.items() if k in want}) for p in out]
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32) -> list[np.ndarray]:
         if self.processor is None:

@@ -233,7 +233,7 @@ def query_format_of(teacher: Encoder) -> tuple[Any, QueryFormat]:
     from .visual import VisualEncoder
 
     if isinstance(teacher, TextTokenEncoder):
-        return teacher.tokenizer, QueryFormat(front=[teacher._front], back=[teacher._back],
+        return teacher.tokenizer, QueryFormat(front=[teacher.front_id], back=[teacher.back_id],
                                               max_text_tokens=teacher.width)
     if isinstance(teacher, VisualEncoder):
         proc = teacher.processor
@@ -254,7 +254,7 @@ def teacher_query_ids(teacher: Encoder, texts: Sequence[str]) -> list[list[int]]
 
     if isinstance(teacher, TextTokenEncoder):
         toks = teacher.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-        return [[teacher._front, *t[: teacher.width], teacher._back] for t in toks]
+        return [[teacher.front_id, *t[: teacher.width], teacher.back_id] for t in toks]
     if isinstance(teacher, VisualEncoder):
         batch = teacher.processor(text=list(texts))
         return [[int(i) for i, m in zip(ids, mask) if m] for ids, mask in
@@ -420,7 +420,8 @@ class StudentQueryEncoder(Encoder):
         self.check_index(index)
         return index.search(self.encode_queries(texts), k=k, **kwargs)
 
-    def encode_pages(self, pages: Sequence[Any], *, batch_size: int = 8, progress: bool = False) -> list[EncodedPage]:
+    def encode_pages(self, pages: Sequence[Any], *, batch_size: int = 8, progress: bool = False,
+                     signals: Sequence[str] | None = None) -> list[EncodedPage]:
         raise InvalidInputError(f"{self.path} is a student query encoder: it encodes queries only; pages are encoded "
                                 f"by its teacher {self.teacher!r}")
 
@@ -473,10 +474,3 @@ class StudentQueryEncoder(Encoder):
         return (f"StudentQueryEncoder({self.path!r}, teacher={self.teacher!r}, layers={c.layers}, hidden={c.hidden}, "
                 f"embed_rank={c.embed_rank}, parameters={self.parameters:,})")
 
-
-def cosine_alignment(pred, target, mask) -> Any:
-    """Mean token cosine similarity of ``pred`` and ``target`` ``(b, s, dim)`` over ``mask`` ``(b, s)``."""
-    torch, _, F = _torch_modules()
-    cos = F.cosine_similarity(pred.float(), target.float(), dim=-1)
-    m = mask.to(cos.dtype)
-    return (cos * m).sum() / m.sum().clamp_min(1)

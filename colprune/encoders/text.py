@@ -52,7 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from .base import EncodedPage, Encoder, pick_device
+from .base import EncodedPage, Encoder, pick_device, wanted_signals
 
 __all__ = ["TextTokenEncoder", "minilm_path", "SIGNALS", "TEXT_MODEL_TYPES", "DEFAULT_OVERLAP"]
 
@@ -158,7 +158,8 @@ class TextTokenEncoder(Encoder):
         back = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         if front is None or back is None:
             raise InvalidInputError(f"{model}: the tokenizer has no [CLS]/[SEP] (or BOS/EOS) tokens to frame windows")
-        self._front, self._back = int(front), int(back)
+        #: the token ids that frame every window and query ([CLS] and [SEP], or BOS and EOS)
+        self.front_id, self.back_id = int(front), int(back)
         self.n_special = 2
         self.width = self.max_length - self.n_special
         if not 0 <= int(overlap) < self.width:
@@ -267,7 +268,7 @@ class TextTokenEncoder(Encoder):
         for p, t in enumerate(toks):
             for s in window_starts(len(t), self.width, self.overlap):
                 chunk = t[s : s + self.width]
-                ids.append([self._front, *chunk, self._back])
+                ids.append([self.front_id, *chunk, self.back_id])
                 where.append((p, s, len(chunk)))
         return ids, where
 
@@ -301,10 +302,7 @@ class TextTokenEncoder(Encoder):
         for i, t in enumerate(pages):
             if not isinstance(t, str) or not t.strip():
                 raise InvalidInputError(f"page {i}: the text encoder needs non-empty text, got {t!r:.40}")
-        want = list(SIGNALS) if signals is None else [s for s in SIGNALS if s in set(signals) | {self.importance}]
-        unknown = set(signals or ()) - set(SIGNALS)
-        if unknown:
-            raise InvalidInputError(f"unknown signals {sorted(unknown)}; the text encoder gives {SIGNALS}")
+        want = wanted_signals(signals, SIGNALS, self.importance, "the text encoder")
         layers = self._needed_layers(want)
         ids, where = self.windows(pages)
         per_window: list[dict | None] = [None] * len(ids)
@@ -342,7 +340,10 @@ class TextTokenEncoder(Encoder):
         for k in keys:
             first = np.mean([r[k][0] for r in recs], axis=0) if n_front else None
             last = np.mean([r[k][-1] for r in recs], axis=0)
-            body = np.stack([recs[pick[t]][k][rows[t]] for t in range(n_tok)]) if n_tok else np.zeros((0,) + recs[0][k].shape[1:], np.float32)
+            if n_tok:
+                body = np.stack([recs[pick[t]][k][rows[t]] for t in range(n_tok)])
+            else:
+                body = np.zeros((0,) + recs[0][k].shape[1:], np.float32)
             parts = ([first[None]] if n_front else []) + [body, np.asarray(last)[None]]
             out[k] = np.concatenate(parts).astype(np.float32)
         h = out.pop("hidden")
@@ -363,7 +364,7 @@ class TextTokenEncoder(Encoder):
         """Token vectors of each query (special tokens included, as ColBERT does); queries longer
         than ``max_length`` tokens are truncated to their first ``max_length``."""
         out_list: list[np.ndarray] = []
-        ids = [[self._front, *t[: self.width], self._back]
+        ids = [[self.front_id, *t[: self.width], self.back_id]
                for t in self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]]
         order = self.batches(ids, batch_size)
         result: dict[int, np.ndarray] = {}

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from .base import EncodedPage, Encoder, pick_device
+from .base import EncodedPage, Encoder, pick_device, wanted_signals
 
 __all__ = ["VisualEncoder", "VISUAL_MODEL_TYPES", "attention_signals"]
 
@@ -146,10 +146,16 @@ class VisualEncoder(Encoder):
             raise InvalidInputError("the model returned no attention weights: it must run with attn_implementation='eager'")
         return out
 
-    def encode_pages(self, pages: Sequence, *, batch_size: int = 4, progress: bool = False) -> list[EncodedPage]:
-        """Encode page images (PIL images, any mode; converted to RGB)."""
+    def encode_pages(self, pages: Sequence, *, batch_size: int = 4, progress: bool = False,
+                     signals: Sequence[str] | None = None) -> list[EncodedPage]:
+        """Encode page images (PIL images, any mode; converted to RGB).
+
+        ``signals``: the names to return (default all of :data:`SIGNALS`); the importance signal
+        is always returned. The attention maps are computed either way.
+        """
         from tqdm.auto import tqdm
 
+        want = set(wanted_signals(signals, SIGNALS, self.importance, "the visual encoder"))
         result: list[EncodedPage] = []
         for lo in tqdm(range(0, len(pages), batch_size), desc="encode", unit="batch", disable=not progress):
             images = [im.convert("RGB") for im in pages[lo : lo + batch_size]]
@@ -161,15 +167,15 @@ class VisualEncoder(Encoder):
                 real = batch["attention_mask"][b].bool()
                 rows = real.nonzero().squeeze(-1)
                 patch = (batch["input_ids"][b][rows] == self.image_token_id).numpy()
-                signals = self._signals(attn, b, rows, patch)
+                sig = self._signals(attn, b, rows, patch)
                 vectors = emb[b][rows].numpy().astype(np.float32)
-                signals["global_sim"] = (vectors @ vectors[-1]).astype(np.float32)
+                sig["global_sim"] = (vectors @ vectors[-1]).astype(np.float32)
                 result.append(EncodedPage(
                     vectors=vectors,
                     patch_mask=patch,
-                    importance=signals[self.importance],
+                    importance=sig[self.importance],
                     grid=self._grid(batch, b, int(patch.sum())),
-                    signals=signals,
+                    signals={k: v for k, v in sig.items() if k in want},
                 ))
         return result
 

@@ -1,0 +1,62 @@
+"""What a build did: :class:`BuildReport`, its warning line and its closing summary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["BuildReport"]
+
+
+@dataclass
+class BuildReport:
+    """What a build did.
+
+    ``skipped`` maps a page id (or, for a file that could not be opened, the file's id: its
+    path relative to the id root, without ``#N``) to the reason; ``changed_not_replaced``
+    lists ids whose file changed (sha256) since they were indexed but were kept because
+    ``upsert`` was off.
+    """
+
+    output: str = ""
+    indexed: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    already_present: int = 0
+    replaced: int = 0
+    changed_not_replaced: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+    pages_total: int = 0
+
+    @property
+    def pages_per_second(self) -> float:
+        return (self.indexed + self.replaced) / self.seconds if self.seconds > 0 else 0.0
+
+    def warning_line(self) -> str | None:
+        """One line counting the skipped pages by reason, or None when nothing was skipped."""
+        if not self.skipped:
+            return None
+        counts: dict[str, int] = {}
+        for reason in self.skipped.values():
+            key = reason.split(" (")[0].split(";")[0].split(":")[0]
+            counts[key] = counts.get(key, 0) + 1
+        parts = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        return f"warning: skipped {len(self.skipped)} pages or files ({parts})"
+
+    def summary(self) -> str:
+        """The closing line: what was indexed, skipped, already there, replaced."""
+        bits = [f"indexed {self.indexed} pages in {self.seconds:.1f} s ({self.pages_per_second:.2f} pages/s)"]
+        if self.skipped:
+            bits.append(f"skipped {len(self.skipped)}")
+        if self.already_present:
+            bits.append(f"{self.already_present} already in the index")
+        if self.replaced:
+            bits.append(f"replaced {self.replaced} changed")
+        if self.changed_not_replaced:
+            bits.append(f"{len(self.changed_not_replaced)} changed on disk but kept (upsert off)")
+        if self.interrupted:
+            bits.append("INTERRUPTED (everything committed so far is kept; run again to resume)")
+        return f"{self.output}: " + ", ".join(bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"pages_per_second": self.pages_per_second}
