@@ -1,19 +1,21 @@
-"""Search over a collection's segments with bounded memory: exact streaming, two-stage, filters.
+"""Search over a snapshot's segments with bounded memory: exact streaming, two-stage, on a device.
 
 Exact search reads each segment's vectors block by block (``memory_budget`` bytes at a
 time), scores a block with the kernels, keeps each query's best ``k`` of the block and merges
 them at the end; resident memory follows the budget, not the store. Two-stage search keeps
-only the persisted int8 first-stage summaries in memory and reads the shortlisted pages'
-vectors from disk. Filters are evaluated on columnar copies of the metadata before scoring:
-pages that do not match are never read nor scored.
+only the persisted int8 first-stage summaries in memory (:func:`shortlist`) and reads the
+shortlisted pages' vectors from disk (:func:`rescore`). Filters (:mod:`~colprune.index.filters`)
+are evaluated before scoring, as per-segment masks: pages that do not match are never read
+nor scored.
 
-Positions: every stored document has a *global position* (segments in manifest order, rows
-in segment order); ties in score go to the lower position, the earlier page.
+Every function takes a :class:`~colprune.index.snapshot.Snapshot` and works in *global
+positions* (segments in manifest order, rows in segment order); ties in score go to the lower
+position, the earlier page.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,62 +30,16 @@ from ..kernels import (
     topk,
 )
 from . import layout as L
+from .filters import FILTER_OPS, filter_mask
 from .segment import Segment
+from .snapshot import Snapshot
 
-__all__ = ["FILTER_OPS", "filter_mask", "exact_search", "two_stage_search", "merge_topk", "gather_docs"]
-
-FILTER_OPS = ("eq", "ne", "in", "gt", "gte", "lt", "lte")
-
-
-def filter_mask(seg: Segment, where: dict[str, Any], known: set[str]) -> np.ndarray:
-    """Documents of ``seg`` whose metadata matches ``where`` (all conditions ANDed).
-
-    ``where`` maps a metadata field to a value (equality) or to ``{op: operand}`` with ops
-    ``eq``, ``ne``, ``in`` (a list), ``gt``, ``gte``, ``lt``, ``lte`` (numbers). Strings
-    compare exactly; numbers as float64; booleans as 0/1. A page without the field never
-    matches (``ne`` included).
-    """
-    cols = seg.filter_columns()
-    n = seg.n_docs
-    mask = np.ones(n, bool)
-    for field, cond in where.items():
-        if field not in known:
-            raise InvalidInputError(f"filter on unknown metadata field {field!r}; filterable fields: {sorted(known)}")
-        num, codes, values = cols.get(field, (np.full(n, np.nan), np.full(n, -1, np.int32), []))
-        ops = cond if isinstance(cond, dict) else {"eq": cond}
-        for op, x in ops.items():
-            mask &= _apply(op, x, num, codes, values, field)
-    return mask
+__all__ = ["FILTER_OPS", "filter_mask", "exact_search", "two_stage_search", "shortlist", "rescore", "merge_topk",
+           "gather_docs", "score_all", "device_scorer", "device_search"]
 
 
-def _apply(op: str, x: Any, num: np.ndarray, codes: np.ndarray, values: list[str], field: str) -> np.ndarray:
-    if op not in FILTER_OPS:
-        raise InvalidInputError(f"filter {field!r}: unknown operator {op!r}; use one of {list(FILTER_OPS)}")
-    if op in ("eq", "ne", "in"):
-        items = list(x) if op == "in" else [x]
-        if op == "in" and isinstance(x, (str, bytes, dict)):
-            raise InvalidInputError(f"filter {field!r}: 'in' takes a list of values, got {type(x).__name__}")
-        hit = np.zeros(num.shape[0], bool)
-        lookup = {v: i for i, v in enumerate(values)}
-        for item in items:
-            if isinstance(item, str):
-                if item in lookup:
-                    hit |= codes == lookup[item]
-            elif isinstance(item, (bool, int, float)) and not isinstance(item, complex):
-                hit |= num == float(item)
-            else:
-                raise InvalidInputError(f"filter {field!r}: cannot compare with {type(item).__name__} {item!r}")
-        if op == "ne":
-            present = (codes >= 0) | ~np.isnan(num)
-            return present & ~hit
-        return hit
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise InvalidInputError(f"filter {field!r}: {op!r} takes a number, got {x!r}")
-    with np.errstate(invalid="ignore"):
-        return {"gt": num > x, "gte": num >= x, "lt": num < x, "lte": num <= x}[op]
-
-
-def merge_topk(idx_parts: list[np.ndarray], val_parts: list[np.ndarray], k: int, n_q: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def merge_topk(idx_parts: list[np.ndarray], val_parts: list[np.ndarray], k: int,
+               n_q: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Merge per-block candidates ``(n_q, k_b)`` of global positions: best ``k`` per query, ties to the lower position."""
     out_i, out_v = [], []
     for q in range(n_q):
@@ -111,24 +67,24 @@ def _block_bounds(seg: Segment, budget_bytes: int, row_bytes: int) -> list[tuple
     return out
 
 
-def _score_block(index, data: dict[str, np.ndarray], offsets: np.ndarray, qv, qoff, n_threads) -> np.ndarray:
-    codec = index.codec
+def _score_block(snap: Snapshot, data: dict[str, np.ndarray], offsets: np.ndarray, qv, qoff, n_threads) -> np.ndarray:
+    codec = snap.codec
     vec = data[L.VECTORS]
     if codec == "int8":
         return maxsim_int8_csr(qv, qoff, vec, data[L.SCALES], offsets, n_threads=n_threads, corrections=int8_corrections(vec))
     if codec == "binary":
-        return maxsim_binary_csr(qv, qoff, np.ascontiguousarray(vec).view("<u8"), offsets, index.dim, n_threads=n_threads)
+        return maxsim_binary_csr(qv, qoff, np.ascontiguousarray(vec).view("<u8"), offsets, snap.dim, n_threads=n_threads)
     return maxsim_csr(qv, qoff, vec, offsets, n_threads=n_threads)
 
 
-def gather_docs(index, positions: np.ndarray, *, rerank: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def gather_docs(snap: Snapshot, positions: np.ndarray, *, rerank: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Vectors of the documents at sorted global ``positions``, as one CSR store (read from disk, verified)."""
     parts: dict[str, list[np.ndarray]] = {}
     lengths = []
-    seg_of = np.searchsorted(index._bases, positions, side="right") - 1
+    seg_of = np.searchsorted(snap.bases, positions, side="right") - 1
     for si in np.unique(seg_of):
-        seg = index._segments[si]
-        data, lens = seg.read_docs(positions[seg_of == si] - index._bases[si], rerank=rerank)
+        seg = snap.segments[si]
+        data, lens = seg.read_docs(positions[seg_of == si] - snap.bases[si], rerank=rerank)
         for name, arr in data.items():
             parts.setdefault(name, []).append(arr)
         lengths.append(lens)
@@ -139,7 +95,8 @@ def gather_docs(index, positions: np.ndarray, *, rerank: bool = False) -> tuple[
     return out, off
 
 
-def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bool = False, budget: int | None = None):
+def rescore(snap: Snapshot, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bool = False,
+            budget: int | None = None):
     """Exact MaxSim of each query's candidate positions ``(n_q, depth)`` (-1 = none), best ``k``.
 
     The candidates' vectors are read in groups of at most ``budget`` bytes (default: the index's
@@ -150,23 +107,23 @@ def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bo
     uniq = np.unique(cand[cand >= 0])
     if uniq.size == 0:
         return [np.zeros(0, np.int64)] * n_q, [np.zeros(0, np.float32)] * n_q
-    budget = int(budget or index.memory_budget) // 2
+    budget = int(budget or snap.memory_budget) // 2
     lengths = np.empty(uniq.size, np.int64)
-    seg_of = np.searchsorted(index._bases, uniq, side="right") - 1
+    seg_of = np.searchsorted(snap.bases, uniq, side="right") - 1
     for si in np.unique(seg_of):
-        rows = uniq[seg_of == si] - index._bases[si]
-        lengths[seg_of == si] = np.diff(index._segments[si].offsets)[rows] if rows.size else 0
-    row_bytes = 2 * index.dim if rerank or index.codec != "float32" else 4 * index.dim
+        rows = uniq[seg_of == si] - snap.bases[si]
+        lengths[seg_of == si] = np.diff(snap.segments[si].offsets)[rows] if rows.size else 0
+    row_bytes = 2 * snap.dim if rerank or snap.codec != "float32" else 4 * snap.dim
     ends = np.cumsum(lengths * row_bytes)
     idx_parts, val_parts = [], []
     lo = 0
     while lo < uniq.size:
         hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + budget, side="right")))
         group = uniq[lo:hi]
-        data, off = gather_docs(index, group, rerank=rerank)
+        data, off = gather_docs(snap, group, rerank=rerank)
         if rerank:
             vec = data[L.RERANK]
-        elif index.codec == "int8":
+        elif snap.codec == "int8":
             vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
         else:
             vec = data[L.VECTORS]
@@ -182,19 +139,20 @@ def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bo
     return merge_topk(idx_parts, val_parts, k, n_q)
 
 
-def exact_search(index, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_threads, budget: int,
+def exact_search(snap: Snapshot, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_threads, budget: int,
                  rerank: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Exact top-``k`` (binary: Hamming shortlist of ``rerank``, rescored exactly when a rerank copy exists)."""
+    snap = _snap(snap)  # SEAM: alias until callers switch (drop once distributed passes a Snapshot)
     n_q = qoff.size - 1
     depth = k
-    binary_rerank = index.codec == "binary" and index.has_rerank and rerank is not None and rerank > 0
+    binary_rerank = snap.codec == "binary" and snap.has_rerank and rerank is not None and rerank > 0
     if binary_rerank:
         depth = max(int(rerank), k)
-    row_bytes = index.bytes_per_vector
+    row_bytes = snap.bytes_per_vector
     idx_parts, val_parts = [], []
-    for si, seg in enumerate(index._segments):
+    for si, seg in enumerate(snap.segments):
         live = masks[si]
-        base = int(index._bases[si])
+        base = int(snap.bases[si])
         for lo, hi in _block_bounds(seg, budget, row_bytes):
             sel = None if live is None else live[lo:hi]
             if sel is not None and not sel.any():
@@ -202,13 +160,13 @@ def exact_search(index, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_
             if sel is not None and sel.mean() < 0.5:
                 # selective filter or many deletions: read and score only the selected pages
                 pos = base + lo + np.flatnonzero(sel)
-                data, off = gather_docs(index, pos)
-                scores = _score_block(index, data, off, qv, qoff, n_threads)
+                data, off = gather_docs(snap, pos)
+                scores = _score_block(snap, data, off, qv, qoff, n_threads)
                 glob = pos
             else:
                 data = seg.read_vectors(lo, hi)
                 off = seg.offsets[lo : hi + 1] - seg.offsets[lo]
-                scores = _score_block(index, data, off, qv, qoff, n_threads)
+                scores = _score_block(snap, data, off, qv, qoff, n_threads)
                 if sel is not None:
                     scores[:, ~sel] = -np.inf
                 glob = base + lo + np.arange(hi - lo)
@@ -220,7 +178,7 @@ def exact_search(index, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_
     if not binary_rerank:
         return idx, val
     cand = _pad(idx, depth)
-    return _rescore(index, qv, qoff, cand, k, n_threads, rerank=True)
+    return rescore(snap, qv, qoff, cand, k, n_threads, rerank=True)
 
 
 def _pad(rows: list[np.ndarray], width: int) -> np.ndarray:
@@ -230,16 +188,31 @@ def _pad(rows: list[np.ndarray], width: int) -> np.ndarray:
     return out
 
 
-def two_stage_search(index, qv, qoff, k: int, candidates: int, masks: Sequence[np.ndarray | None], n_threads,
-                     n_centroids: int | None = None):
-    """Rank every live page by its int8 centroid summary, then score the best ``candidates`` exactly."""
-    codes, scales, corr, coff = index._resident_summary(n_centroids)
+def shortlist(snap: Snapshot, qv, qoff, depth: int, masks: Sequence[np.ndarray | None], n_threads, *,
+              n_centroids: int | None = None, with_scores: bool = False):
+    """First stage of two-stage search: each query's best ``depth`` pages by int8 centroid-summary MaxSim.
+
+    Parameters
+    ----------
+    snap : the snapshot searched
+    qv, qoff : queries in CSR form, ``(T, dim)`` float32 and ``(n_q + 1,)`` int64
+    depth : candidates per query
+    masks : per segment, the pages that may be returned (:meth:`Snapshot.masks`)
+    n_centroids : centroids per page for segments that store no summary (default 4)
+    with_scores : also return the first-stage scores
+
+    Returns
+    -------
+    ``(n_q, depth)`` int64 global positions, best first, ties to the lower position, -1 where a
+    query has fewer candidates; with ``with_scores``, ``(positions, scores (n_q, depth) float32)``
+    with ``-inf`` scores where the position is -1.
+    """
+    codes, scales, corr, coff = snap.resident_summary(n_centroids)
     n_q = qoff.size - 1
-    depth = max(int(candidates), k)
-    idx_all, glob_mask = [], None
+    glob_mask = None
     if any(m is not None for m in masks):
-        glob_mask = np.concatenate([np.ones(s.n_docs, bool) if m is None else m for s, m in zip(index._segments, masks)])
-    cand_rows = []
+        glob_mask = np.concatenate([np.ones(s.n_docs, bool) if m is None else m for s, m in zip(snap.segments, masks)])
+    cand_rows, score_rows = [], []
     step = 16  # queries per coarse pass: bounds the (queries x pages) score matrix
     for q0 in range(0, n_q, step):
         q1 = min(q0 + step, n_q)
@@ -249,9 +222,69 @@ def two_stage_search(index, qv, qoff, k: int, candidates: int, masks: Sequence[n
         if glob_mask is not None:
             coarse[:, ~glob_mask] = -np.inf
         bi, bv = topk(coarse, min(depth, coarse.shape[1]))
-        bi = np.where(np.isfinite(bv), bi, -1)
-        cand_rows.append(bi)
+        fin = np.isfinite(bv)
+        cand_rows.append(np.where(fin, bi, -1))
+        score_rows.append(np.where(fin, bv, -np.inf).astype(np.float32))
         del coarse
-    cand = np.concatenate(cand_rows) if cand_rows else np.zeros((0, depth), np.int64)
-    idx_all.append(cand)
-    return _rescore(index, qv, qoff, cand.astype(np.int64), k, n_threads)
+    cand = np.concatenate(cand_rows).astype(np.int64) if cand_rows else np.zeros((0, depth), np.int64)
+    if not with_scores:
+        return cand
+    return cand, (np.concatenate(score_rows) if score_rows else np.zeros((0, depth), np.float32))
+
+
+def two_stage_search(snap: Snapshot, qv, qoff, k: int, candidates: int, masks: Sequence[np.ndarray | None], n_threads,
+                     n_centroids: int | None = None):
+    """Rank every live page by its int8 centroid summary, then score the best ``candidates`` exactly."""
+    depth = max(int(candidates), k)
+    cand = shortlist(snap, qv, qoff, depth, masks, n_threads, n_centroids=n_centroids)
+    return rescore(snap, qv, qoff, cand, k, n_threads)
+
+
+def score_all(snap: Snapshot, qv, qoff, n_threads) -> np.ndarray:
+    """Exact MaxSim of every query against every live page: ``(n_q, n_live)`` float32 (reads all vectors)."""
+    if not len(snap):
+        return np.zeros((qoff.size - 1, 0), np.float32)
+    data, off = gather_docs(snap, snap.positions())
+    return _score_block(snap, data, off, qv, qoff, n_threads)
+
+
+def device_scorer(snap: Snapshot, device: str):
+    """A :class:`~colprune.kernels.torch_maxsim.TorchScorer` of the live pages on ``device``, and their positions.
+
+    The vectors are uploaded as floats: int8 dequantised, binary from its float16 rerank copy.
+    """
+    from ..kernels.torch_maxsim import TorchScorer
+
+    positions = snap.positions()
+    data, off = gather_docs(snap, positions, rerank=snap.codec == "binary" and snap.has_rerank)
+    if snap.codec == "int8":
+        vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
+    elif snap.codec == "binary":
+        if not snap.has_rerank:
+            raise InvalidInputError("device= needs float vectors: this binary index has no float16 rerank copy")
+        vec = data[L.RERANK]
+    else:
+        vec = data[L.VECTORS]
+    return TorchScorer(vec, off, device=device), positions
+
+
+def device_search(snap: Snapshot, scorer, positions: np.ndarray, qv, qoff, k: int, masks: Sequence[np.ndarray | None]):
+    """Exact top-``k`` with a :func:`device_scorer`: ``(idx, val)``, one array of positions and scores per query."""
+    scores = scorer.scores(qv, qoff)
+    if any(m is not None for m in masks):
+        live = np.concatenate([np.ones(s.n_docs, bool) if m is None else m for s, m in zip(snap.segments, masks)])
+        scores[:, ~live[positions]] = -np.inf
+    bi, bv = topk(scores, min(k, scores.shape[1]))
+    idx = [positions[r[np.isfinite(v)]] for r, v in zip(bi, bv)]
+    val = [v[np.isfinite(v)] for v in bv]
+    return idx, val
+
+
+def _snap(x) -> Snapshot:
+    # SEAM: alias until callers switch: distributed/sharded.py passes an Index where a Snapshot is due
+    return x if isinstance(x, Snapshot) else x.snapshot()
+
+
+def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bool = False, budget: int | None = None):
+    # SEAM: alias until callers switch (use rescore(index.snapshot(), ...))
+    return rescore(_snap(index), qv, qoff, cand, k, n_threads, rerank=rerank, budget=budget)

@@ -45,6 +45,6 @@ class AdaptiveWard(Merger):
     def _groups(self, importance, vectors, grid):
         return ward_groups(vectors, docpruner_count(importance, self.k))
 
-    def _prune_checked(self, vectors, imp, mask, grid=None):
-        page = super()._prune_checked(vectors, imp, mask, grid)
+    def prune_checked(self, vectors, imp, mask, grid=None):
+        page = super().prune_checked(vectors, imp, mask, grid)
         return add_summary(page, vectors, imp, mask) if self.summary else page

@@ -96,7 +96,8 @@ def check_page(
         if imp.ndim != 1 or imp.shape[0] != n:
             raise InvalidInputError(f"{what}: importance has shape {imp.shape}, expected ({n},) — one score per vector")
         if not np.isfinite(imp).all():
-            raise InvalidInputError(f"{what}: importance contains NaN or infinite values (first at row {int(np.flatnonzero(~np.isfinite(imp))[0])})")
+            first = int(np.flatnonzero(~np.isfinite(imp))[0])
+            raise InvalidInputError(f"{what}: importance contains NaN or infinite values (first at row {first})")
     if patch_mask is None:
         mask = np.ones(n, dtype=bool)
     else:
@@ -143,10 +144,23 @@ class Pruner(ABC):
         PrunedPage
         """
         vectors, imp, mask = check_page(embeddings, importance, patch_mask)
-        return self._prune_checked(vectors, imp, mask, grid)
+        return self.prune_checked(vectors, imp, mask, grid)
 
-    def _prune_checked(self, vectors: np.ndarray, imp: np.ndarray | None, mask: np.ndarray,
-                       grid: tuple[int, int] | None = None) -> PrunedPage:
+    def prune_checked(self, vectors: np.ndarray, imp: np.ndarray | None, mask: np.ndarray,
+                      grid: tuple[int, int] | None = None) -> PrunedPage:
+        """Prune one page already checked by :func:`check_page` (what :meth:`prune` does after checking).
+
+        Parameters
+        ----------
+        vectors : (n, dim) float16/float32, finite
+        imp : (n,) float64 or None
+        mask : (n,) bool, True for prunable patch rows
+        grid : (rows, cols), optional
+
+        Returns
+        -------
+        PrunedPage
+        """
         if imp is None and self.needs_importance:
             raise InvalidInputError(f"pruner {self.name!r} needs importance scores; pass importance=")
         patch_rows = np.flatnonzero(mask)
@@ -163,6 +177,9 @@ class Pruner(ABC):
         if vec.dtype not in (np.float16, np.float32):
             vec = vec.astype(np.float32)
         return PrunedPage(vec, rows.astype(np.int64), out_imp, mask[rows].copy(), int(vectors.shape[0]))
+
+    def _prune_checked(self, vectors, imp, mask, grid=None) -> PrunedPage:  # SEAM: alias until callers switch
+        return self.prune_checked(vectors, imp, mask, grid)
 
     @abstractmethod
     def _select(self, importance: np.ndarray | None, vectors: np.ndarray) -> np.ndarray:

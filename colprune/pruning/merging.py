@@ -60,14 +60,15 @@ class Merger(Pruner):
         """Groups of patch indices (each non-empty, together a partition of the patches)."""
         raise NotImplementedError
 
-    def _prune_checked(self, vectors, imp, mask, grid=None) -> PrunedPage:
+    def prune_checked(self, vectors, imp, mask, grid=None) -> PrunedPage:
         patch_rows = np.flatnonzero(mask)
         other = np.flatnonzero(~mask)
         groups = self._groups(None if imp is None else imp[patch_rows], vectors[patch_rows], grid) if patch_rows.size else []
         merged, merged_imp = _merge(vectors[patch_rows], None if imp is None else imp[patch_rows], groups)
         covers = [np.sort(patch_rows[g]) for g in groups] + [np.array([r]) for r in other]
         vecs = np.concatenate([merged, vectors[other].astype(np.float32)])
-        imps = np.concatenate([merged_imp, np.full(other.size, np.nan, np.float32) if imp is None else imp[other].astype(np.float32)])
+        other_imp = np.full(other.size, np.nan, np.float32) if imp is None else imp[other].astype(np.float32)
+        imps = np.concatenate([merged_imp, other_imp])
         flags = np.r_[np.ones(len(groups), bool), np.zeros(other.size, bool)]
         first = np.array([c[0] for c in covers], np.int64)
         order = np.argsort(first, kind="stable")
@@ -218,10 +219,10 @@ class PruneThenMerge(Pruner):
     def _select(self, importance, vectors):
         raise NotImplementedError
 
-    def _prune_checked(self, vectors, imp, mask, grid=None) -> PrunedPage:
-        first = self.pruner._prune_checked(vectors, imp, mask, grid)
+    def prune_checked(self, vectors, imp, mask, grid=None) -> PrunedPage:
+        first = self.pruner.prune_checked(vectors, imp, mask, grid)
         kept_imp = None if imp is None else imp[first.positions]
-        second = self.merger._prune_checked(first.vectors, kept_imp, first.patch_mask, None)
+        second = self.merger.prune_checked(first.vectors, kept_imp, first.patch_mask, None)
         covers = tuple(first.positions[c] for c in second.covers)
         return PrunedPage(second.vectors, first.positions[second.positions], second.importance, second.patch_mask,
                           int(vectors.shape[0]), covers)

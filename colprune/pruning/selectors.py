@@ -47,8 +47,8 @@ class AdaptiveThreshold(Pruner):
         keep = np.flatnonzero(importance > threshold)
         return keep if keep.size else np.array([int(np.argmax(importance))])
 
-    def _prune_checked(self, vectors, imp, mask, grid=None):
-        page = super()._prune_checked(vectors, imp, mask, grid)
+    def prune_checked(self, vectors, imp, mask, grid=None):
+        page = super().prune_checked(vectors, imp, mask, grid)
         return add_summary(page, vectors, imp, mask) if self.summary else page
 
     def params(self) -> dict[str, Any]:

@@ -1,0 +1,188 @@
+"""What the index stores and returns, and the checks every input passes before anything is written.
+
+:class:`Page` is one stored page as read back, :class:`Hit` one search result; the ``check_*``
+functions validate ids, queries, counts, grids, metadata and dtypes, raising
+:class:`~colprune.errors.InvalidInputError` with a message that names the document.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..kernels import as_query_batch
+from ..pruning import PrunedPage
+
+__all__ = ["Hit", "Page", "codec_bytes", "check_id", "check_queries", "check_count", "MAX_ID_BYTES", "MAX_QUERY_NORM"]
+
+#: the grid row stored for a page without a patch grid
+NO_GRID = (-1, -1)
+#: longest accepted page id, in UTF-8 bytes
+MAX_ID_BYTES = 1024
+#: largest accepted L2 norm of a query token vector (keeps every float32 score finite)
+MAX_QUERY_NORM = 1e12
+
+
+class _HitBase(NamedTuple):
+    id: str
+    score: float
+
+
+class Hit(_HitBase):
+    """One search result: ``(id, score)``, and the page's ``metadata`` dict.
+
+    Compares equal to the plain tuple ``(id, score)``.
+    """
+
+    metadata: dict[str, Any]
+
+    def __new__(cls, id: str, score: float, metadata: dict[str, Any] | None = None):  # noqa: A002
+        self = super().__new__(cls, id, score)
+        self.metadata = {} if metadata is None else metadata
+        return self
+
+
+@dataclass(frozen=True)
+class Page:
+    """One stored page.
+
+    Attributes
+    ----------
+    id : str
+    vectors : (n_kept, dim) float16 or float32, as stored (int8 dequantised; binary from its
+        float16 rerank copy, or as ±1 signs)
+    positions : (n_kept,) int64
+        Row of each kept vector in the encoder's output.
+    importance : (n_kept,) float32
+        NaN where the page was added without importance.
+    patch_mask : (n_kept,) bool
+        True for image-patch rows, False for special/prompt tokens.
+    n_original : int
+        Vectors the page had before pruning.
+    grid : (rows, cols) or None
+    metadata : dict
+    signals : dict of name -> (n_kept,) float32
+    covers : tuple of (k_i,) int64 arrays, or None
+        Merged indexes: the encoder-output rows each stored vector stands for.
+    """
+
+    id: str
+    vectors: np.ndarray
+    positions: np.ndarray
+    importance: np.ndarray
+    patch_mask: np.ndarray
+    n_original: int
+    grid: tuple[int, int] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    covers: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+def codec_bytes(codec: str, dim: int) -> int:
+    """Stored bytes per vector: float16 2·dim, float32 4·dim, int8 dim + 4 (scale), binary dim/8 (in 64-bit words)."""
+    return {"float16": 2 * dim, "float32": 4 * dim, "int8": dim + 4, "binary": (dim + 63) // 64 * 8}[codec]
+
+
+def blend_signals(signals: dict[str, np.ndarray], spec: str | dict[str, float]) -> np.ndarray:
+    """One stored signal by name, or a weighted sum of signals each min-max normalised over the page."""
+    if isinstance(spec, str):
+        return signals[spec]
+    out = np.zeros(len(next(iter(signals.values()))), np.float64)
+    for name, w in spec.items():
+        v = signals[name].astype(np.float64)
+        span = v.max() - v.min()
+        out += float(w) * ((v - v.min()) / span if span > 0 else np.zeros_like(v))
+    return out
+
+
+def kept_signals(signals: dict[str, np.ndarray], page: PrunedPage) -> dict[str, np.ndarray]:
+    """Signals of the rows ``page`` kept; a merged vector gets the mean over the rows it merged."""
+    if page.covers is None:
+        return {k: v[page.positions] for k, v in signals.items()}
+    return {k: np.array([v[c].mean() for c in page.covers], np.float32) for k, v in signals.items()}
+
+
+def check_grid(grid, n_patch: int, what: str) -> None:
+    """A ``(rows, cols)`` patch grid with positive sides and ``n_patch`` cells."""
+    try:
+        rows, cols = (int(x) for x in grid)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what}: grid must be (rows, cols), got {grid!r}") from None
+    if rows < 1 or cols < 1:
+        raise InvalidInputError(f"{what}: grid {rows}x{cols} must have positive sides")
+    if rows * cols != n_patch:
+        raise InvalidInputError(f"{what}: grid {rows}x{cols} has {rows * cols} cells but the page has {n_patch} patch rows")
+
+
+def check_id(doc_id: object) -> str:
+    """A page id must be a non-empty string of at most ``MAX_ID_BYTES`` UTF-8 bytes, without NUL or line breaks."""
+    if not isinstance(doc_id, str):
+        raise InvalidInputError(f"document ids must be strings, got {type(doc_id).__name__} {doc_id!r}")
+    if not doc_id:
+        raise InvalidInputError("empty document id ''")
+    try:
+        n = len(doc_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"document id {doc_id!r} cannot be encoded as UTF-8 (a lone surrogate?)") from None
+    if n > MAX_ID_BYTES:
+        raise InvalidInputError(f"document id {doc_id[:40]!r}... is {n} bytes; the limit is {MAX_ID_BYTES}")
+    if any(c in doc_id for c in "\x00\n\r"):
+        raise InvalidInputError(f"document id {doc_id!r} contains NUL or a line break")
+    return doc_id
+
+
+def check_queries(queries, dim: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Queries as CSR float32 (:func:`~colprune.kernels.as_query_batch`), refused with
+    :class:`InvalidInputError` when malformed or so large that scores would overflow float32.
+
+    Returns ``(vectors (T, dim) float32, offsets (n_queries + 1,) int64, single)``, ``single``
+    when one 2-D query was given.
+    """
+    try:
+        qv, qoff, single = as_query_batch(queries, dim=dim)
+    except InvalidInputError:
+        raise
+    except ValueError as e:
+        raise InvalidInputError(str(e)) from None
+    norms = np.sqrt(np.einsum("ij,ij->i", qv.astype(np.float64), qv.astype(np.float64)))
+    if norms.size and norms.max() > MAX_QUERY_NORM:
+        raise InvalidInputError(f"query token vectors must have norms <= {MAX_QUERY_NORM:g} (got {norms.max():.3g}): "
+                                "scores would overflow float32; scale the query down (embeddings are about unit length)")
+    return qv, qoff, single
+
+
+def check_count(value: object, name: str) -> int:
+    """An integer >= 1 (bools and floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_floating(x, what: str) -> None:
+    """Refuse integer or boolean embeddings (NumPy or torch dtypes); objects without a dtype pass."""
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return
+    kind = np.dtype(str(dt).replace("torch.", "")).kind if not isinstance(dt, np.dtype) else dt.kind
+    if kind != "f":
+        raise InvalidInputError(f"{what}: embeddings must be floating-point, got dtype {dt}")
+
+
+def meta_json(m: dict | None, what: str) -> str:
+    """A page's metadata as the JSON text stored (``{}`` for None); refused unless a JSON-able dict."""
+    if m is None:
+        m = {}
+    if not isinstance(m, dict):
+        raise InvalidInputError(f"{what}: metadata must be a dict, got {type(m).__name__}")
+    try:
+        return json.dumps(m, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{what}: metadata is not JSON-serialisable ({e})") from None
