@@ -105,20 +105,32 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         if int(body["format_version"]) > FORMAT_VERSION:
             raise FormatError(f"{file}: sharded format version {body['format_version']} is newer than this colprune "
                               f"{__version__} reads ({FORMAT_VERSION}); upgrade colprune")
-        assert body["hash"] == HASH
-        n = int(body["n_shards"])
-        assert n >= 1 and int(body["version"]) >= 0
-        seen = set()
-        for s in body["shards"]:
-            m = _SHARD_RE.match(s["name"])
-            assert m and int(m.group(1)) == int(s["bucket"]) and 0 <= int(s["bucket"]) < n and s["bucket"] not in seen
-            seen.add(s["bucket"])
-        st = body["settings"]
-        assert int(st["dim"]) >= 1 and isinstance(st["codec"], str)
-    except (KeyError, TypeError, ValueError, AssertionError):
-        raise CorruptionError(f"{file}: the manifest breaks the format's rules (damaged or foreign)") from None
+        problem = _manifest_problem(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:  # explicit raises, not assert: the shard-name check holds under python -O
+        raise CorruptionError(f"{file}: the manifest breaks the format's rules (damaged or foreign): {problem}")
     body["shards"] = sorted(body["shards"], key=lambda s: int(s["bucket"]))
     return body
+
+
+def _manifest_problem(body: dict[str, Any]) -> str | None:
+    """What in a sharded manifest breaks the format's rules (hash, counts, shard names and buckets, settings), or None."""
+    if body["hash"] != HASH:
+        return f"page-id hash {body['hash']!r}, expected {HASH!r}"
+    n = int(body["n_shards"])
+    if n < 1 or int(body["version"]) < 0:
+        return f"n_shards {body['n_shards']!r}, version {body['version']!r}"
+    seen = set()
+    for s in body["shards"]:
+        m = _SHARD_RE.match(s["name"])
+        if not (m and int(m.group(1)) == int(s["bucket"]) and 0 <= int(s["bucket"]) < n and s["bucket"] not in seen):
+            return f"shard {s['name']!r} (bucket {s['bucket']!r} of {n})"
+        seen.add(s["bucket"])
+    st = body["settings"]
+    if int(st["dim"]) < 1 or not isinstance(st["codec"], str):
+        return f"settings dim {st['dim']!r}, codec {st['codec']!r}"
+    return None
 
 
 def write_manifest(path: str | os.PathLike, body: dict[str, Any]) -> None:

@@ -24,10 +24,14 @@ from .._version import __version__
 from ..errors import CorruptionError, FormatError, LockedError
 from . import layout as L
 
-__all__ = ["exchange", "remove_stale_siblings", "is_collection", "read_marker", "latest_version", "read_manifest", "write_manifest", "new_manifest",
-           "write_deletes", "read_deletes", "WriterLock", "fsync_dir", "atomic_write", "collect_garbage", "unique_name"]
+__all__ = ["exchange", "remove_stale_siblings", "is_collection", "read_marker", "latest_version", "read_manifest",
+           "write_manifest", "new_manifest", "write_deletes", "read_deletes", "WriterLock", "fsync_dir", "atomic_write",
+           "collect_garbage", "clear_tmp", "unique_name"]
 
 _MANIFEST_RE = re.compile(r"^(\d{20})\.json$")
+# the names a manifest may give its files: one path component, no separators
+_SEGMENT_NAME = re.compile(r"[A-Za-z0-9_.-]+\.h5")
+_DELETES_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 KEEP_MANIFESTS = 8
 
 
@@ -121,20 +125,43 @@ def read_manifest(root: str, version: int | None = None) -> dict[str, Any]:
 
 
 def _check_manifest(m: dict[str, Any], path: str, version: int) -> None:
+    """The format's rules, as explicit raises: they hold under ``python -O`` too (segment and deletion
+    file names are all that keeps a manifest from naming files outside the collection)."""
     try:
-        assert m["format"] == L.COLLECTION_FORMAT and int(m["format_version"]) == L.FORMAT_VERSION
-        assert int(m["version"]) == version
-        assert int(m["dim"]) >= 1 and m["codec"] in L.CODECS
-        for s in m["segments"]:
-            assert re.fullmatch(r"[A-Za-z0-9_.-]+\.h5", s["name"]) and int(s["n_docs"]) >= 0 and int(s["n_vectors"]) >= 0
-            d = s.get("deletes")
-            if d is not None:
-                assert re.fullmatch(r"[A-Za-z0-9_.-]+", d["name"]) and 0 <= int(d["count"]) <= int(s["n_docs"])
-        names = [s["name"] for s in m["segments"]]
-        assert len(set(names)) == len(names)
-        assert isinstance(m.get("skipped", {}), dict)
-    except (AssertionError, KeyError, TypeError, ValueError):
-        raise CorruptionError(f"{path}: the manifest breaks the format's rules (damaged or foreign)") from None
+        problem = _manifest_problem(m, version)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        raise CorruptionError(f"{path}: the manifest breaks the format's rules (damaged or foreign): {problem}")
+
+
+def _manifest_problem(m: dict[str, Any], version: int) -> str | None:
+    """What in manifest body ``m`` (read as ``version``) breaks the format's rules, or None."""
+    if m["format"] != L.COLLECTION_FORMAT or int(m["format_version"]) != L.FORMAT_VERSION:
+        return f"format {m['format']!r} version {m['format_version']!r}"
+    if int(m["version"]) != version:
+        return f"it says version {m['version']!r}, its file name {version}"
+    if int(m["dim"]) < 1 or m["codec"] not in L.CODECS:
+        return f"dim {m['dim']!r}, codec {m['codec']!r}"
+    names = []
+    for s in m["segments"]:
+        name = s["name"]
+        if not isinstance(name, str) or not _SEGMENT_NAME.fullmatch(name):
+            return f"segment name {name!r}"
+        if int(s["n_docs"]) < 0 or int(s["n_vectors"]) < 0:
+            return f"segment {name}: negative counts"
+        d = s.get("deletes")
+        if d is not None:
+            if not isinstance(d["name"], str) or not _DELETES_NAME.fullmatch(d["name"]):
+                return f"deletion file name {d['name']!r}"
+            if not 0 <= int(d["count"]) <= int(s["n_docs"]):
+                return f"segment {name}: {d['count']!r} of {s['n_docs']!r} rows deleted"
+        names.append(name)
+    if len(set(names)) != len(names):
+        return "a segment is named twice"
+    if not isinstance(m.get("skipped", {}), dict):
+        return "'skipped' is not an object"
+    return None
 
 
 def new_manifest(dim: int, codec: str, *, encoder: str | None, rerank: bool, signals, merged: bool,
