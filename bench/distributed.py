@@ -51,7 +51,7 @@ def bench_build_pdfs(tmp: str, n_pages: int, log) -> dict:
     import colprune as cp
     from colprune.distributed import build
     from colprune.encoders import load_encoder
-    from colprune.pipeline import _read_pages, list_pages
+    from colprune.pipeline import list_pages, read_pages
 
     out: dict = {"pages": n_pages, "source": "financebench-dev/pdfs (first pages in listing order)"}
     for workers in (1, 2):
@@ -72,7 +72,7 @@ def bench_build_pdfs(tmp: str, n_pages: int, log) -> dict:
     jobs = list_pages([PDFS])
     todo = [j for j in jobs][: n_pages + 8]
     texts, ids, meta = [], [], []
-    for job, content, reason in _read_pages(todo, "text", 144):
+    for job, content, reason in read_pages(todo, "text", 144):
         if reason is None and len(ids) < n_pages:
             texts.append(content)
             ids.append(job.id)
@@ -116,8 +116,6 @@ def bench_build_synthetic(tmp: str, n_pages: int, log) -> dict:
 
 
 def bench_search(tmp: str, n_pages: int, repeats: int, log) -> dict:
-    import ray
-
     import colprune as cp
     from colprune.distributed import ShardedIndex
     from colprune.kernels import maxsim_int8_csr
@@ -134,7 +132,7 @@ def bench_search(tmp: str, n_pages: int, repeats: int, log) -> dict:
                  "query_tokens": 20, "repeats": repeats, "rows": []}
     log(f"  {n_pages} pages, {info['vectors']:,} float16 vectors of dim 128; 16 queries x 20 tokens; median of "
         f"{repeats}, configurations interleaved")
-    codes, scales, corr, soff = one._resident_summary()
+    codes, scales, corr, soff = one._resident_summary()  # SEAM: one.snapshot().resident_summary() (index-A1)
     out["summary_bytes_per_page"] = (codes.nbytes + scales.nbytes + np.asarray(corr).nbytes + soff.nbytes) / n_pages
     out["vector_bytes_per_page"] = info["vector_bytes_per_page"]
     out["file_bytes_per_page"] = info["file_bytes_per_page"]
@@ -185,15 +183,15 @@ def bench_search(tmp: str, n_pages: int, repeats: int, log) -> dict:
         row = {"backend": backend, "shards": n_shards, "batch16_ms": 1e3 * t["batch"], "per_query_ms": 1e3 * t["batch"] / 16,
                "single_query_ms": 1e3 * t["single"], "twostage_batch16_ms": 1e3 * t["two"]}
         if backend == "ray":
-            actors = index._backend.actors
-            row["empty_round_trip_ms"] = 1e3 * median_seconds(lambda: ray.get([a.ping.remote() for a in actors]), 30)
+            row["empty_round_trip_ms"] = 1e3 * median_seconds(index.ping, 30)
         out["rows"].append(row)
         log(f"  {label:<22} batch of 16: {row['batch16_ms']:8.1f} ms ({row['per_query_ms']:6.1f} ms/query)   "
             f"one query: {row['single_query_ms']:7.1f} ms   two-stage (200) batch: {row['twostage_batch16_ms']:7.1f} ms")
     # first-stage rate: int8 summaries of every page against 16 queries
     t = median_seconds(lambda: maxsim_int8_csr(qv, qoff, codes, scales, soff, corrections=corr), repeats)
     out["first_stage_page_queries_per_s"] = n_pages * 16 / t
-    out["exact_page_queries_per_s"] = n_pages * 16 / (next(x for x in out["rows"] if x["backend"] == "one index")["batch16_ms"] / 1e3)
+    one_row = next(x for x in out["rows"] if x["backend"] == "one index")
+    out["exact_page_queries_per_s"] = n_pages * 16 / (one_row["batch16_ms"] / 1e3)
     log(f"  first stage: {out['first_stage_page_queries_per_s']:,.0f} page-queries/s; exact (one index, batch): "
         f"{out['exact_page_queries_per_s']:,.0f} page-queries/s")
     log(f"  sharded top-10 equal to one index's (exact and two-stage, threads and Ray): {equal}")

@@ -155,6 +155,20 @@ def test_writes_route_to_the_owning_shard(tmp_path, corpus):
     assert [x["name"] for x in body["shards"]] == [SM.shard_name(b) for b in sorted(x["bucket"] for x in body["shards"])]
 
 
+def test_deleting_unknown_ids_raises_unknown_id_error_as_index_delete_does(tmp_path, corpus):
+    from colprune.errors import UnknownIdError
+
+    ids, emb, imp, meta, _ = corpus
+    with ShardedIndex.create(tmp_path / "u", n_shards=8, dim=DIM) as s:
+        s.add(ids[:3], emb[:3], imp[:3], metadata=meta[:3])
+        absent = next(f"nope-{i}" for i in range(100) if shard_of(f"nope-{i}", 8) not in s.buckets)
+        for unknown in (["nope", ids[0]], [absent]):  # in a shard, and in a bucket with no shard yet
+            with pytest.raises(UnknownIdError, match="nothing was deleted") as err:
+                s.delete(unknown)
+            assert isinstance(err.value, KeyError) and isinstance(err.value, InvalidInputError)
+        assert len(s) == 3 and ids[0] in s
+        assert s.delete(["nope", ids[0]], missing="ignore") == 1
+
 def test_errors(tmp_path, corpus):
     s = _make(tmp_path, corpus, n_shards=2)
     with pytest.raises(InvalidInputError):

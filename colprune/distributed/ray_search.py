@@ -1,6 +1,7 @@
 """Sharded search on Ray: one actor per shard group, query batches fanned out, top-k merged by the caller.
 
-Imported by :class:`~colprune.distributed.ShardedIndex` only when it is opened with ``ray=``.
+Imported by :func:`~colprune.distributed.backends.open_backend` only when a collection is opened
+with ``ray=``; Ray itself is imported by :func:`ensure_ray`, not by this module.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidInputError
+from .worker import ShardWorker
 
 __all__ = ["RayBackend", "ensure_ray"]
 
@@ -32,8 +34,6 @@ class _ShardGroup:
     """A Ray actor's body: a few shards held open (vectors and first-stage summaries warm)."""
 
     def __init__(self, paths: list[str], memory_budget: int | None) -> None:
-        from .sharded import ShardWorker
-
         self.workers = [ShardWorker(p, memory_budget) for p in paths]
         for w in self.workers:
             w.warm()
@@ -64,6 +64,7 @@ class RayBackend:
         self.n = len(paths)
 
     def call(self, method: str, per_shard_args: list[tuple] | None = None, args: tuple = ()) -> list:
+        """``worker.method(*args)`` on every shard (or with ``per_shard_args[i]`` on shard ``i``); results in shard order."""
         if per_shard_args is None:
             shared = self.ray.put(args)  # a top-level reference: each actor gets the value, sent once
             refs = [a.call_same.remote(method, shared) for a in self.actors]
@@ -73,6 +74,14 @@ class RayBackend:
         for part in self.ray.get(refs):
             out.extend(part)
         return out
+
+    def local_indexes(self) -> None:
+        """None: the shards are open in the actors, not in this process."""
+        return None
+
+    def ping(self) -> int:
+        """One empty round trip to every actor. Returns the number of shard workers they hold."""
+        return sum(self.ray.get([a.ping.remote() for a in self.actors]))
 
     def close(self) -> None:
         for a in self.actors:

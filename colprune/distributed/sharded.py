@@ -11,200 +11,39 @@ Order and ties
 The sharded collection's page order is shard order (bucket 0 first), then each shard's own
 order (its commit order). Ties in score go to the earlier page in that order, so the merged
 top-``k`` equals the top-``k`` of one index holding the same pages added in that order
-(``tests/test_distributed.py`` checks it, ties included).
+(``tests/test_distributed.py`` checks it, ties included). Two-stage search and binary codes
+with a rerank copy shortlist globally, in two rounds (:mod:`colprune.distributed.fanout`): the
+result equals one index's, not merely a union of per-shard shortlists.
 
-- Exact search: every shard returns its own top-``k``; the global top-``k`` is among them.
-- Two-stage search (``candidates=C``) and binary codes with a rerank copy (``rerank=R``) run
-  in two rounds so the shortlist is the *global* one: every shard returns its best ``C`` (or
-  ``R``) pages by first-stage score; the coordinator keeps the best ``C`` of all of them
-  (ties to the earlier page); each shard then rescores exactly its pages of that global
-  shortlist, and the best ``k`` of those are merged. The result equals one index's two-stage
-  result, not merely a union of per-shard shortlists.
+The pieces: :mod:`~colprune.distributed.worker` (one shard, next to the data),
+:mod:`~colprune.distributed.backends` (threads or Ray actors), :mod:`~colprune.distributed.fanout`
+(the coordinator's rounds and merges), :mod:`~colprune.distributed.writes` (creating and writing).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DuplicateIdError, InvalidInputError
+from ..errors import DuplicateIdError, InvalidInputError, UnknownIdError
 from ..index import Hit, Index
+from ..index.collection import check_count, check_queries  # SEAM: colprune.index.records (index-A1)
 from . import manifest as SM
+from . import writes as W
+from .backends import open_backend
+from .fanout import plan, search_shards
 
-__all__ = ["ShardedIndex", "ShardWorker", "merge_hits", "merge_shortlists"]
-
-
-#: keyword arguments of add/upsert that hold one entry per page
-_PER_PAGE = ("metadata", "patch_mask", "grids", "signals")
-
-
-def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+__all__ = ["ShardedIndex"]
 
 
-def _split(qv: np.ndarray, qoff: np.ndarray) -> list[np.ndarray]:
-    return [qv[qoff[i] : qoff[i + 1]] for i in range(qoff.size - 1)]
-
-
-class ShardWorker:
-    """Searches one shard: the part of sharded search that runs next to the data.
-
-    Used in threads by :class:`ShardedIndex` and inside Ray actors by its Ray backend.
-    Positions are the shard's global document positions (``Index`` internal numbering:
-    segments in manifest order, rows in segment order), which follow the shard's page order.
-    """
-
-    def __init__(self, path: str, memory_budget: int | None = None) -> None:
-        kw = {} if memory_budget is None else {"memory_budget": int(memory_budget)}
-        self.path = path
-        self.index = Index.open(path, **kw)
-
-    def close(self) -> None:
-        self.index.close()
-
-    def refresh(self) -> None:
-        self.index.refresh()
-
-    def warm(self, summaries: bool = True) -> int:
-        """Hold vectors resident within the shard's memory budget, and its first-stage summaries."""
-        ix = self.index
-        held = ix.warm(ix.memory_budget // 2)
-        if summaries and len(ix) and ix.codec in ("float16", "float32") and ix._manifest.get("summary_centroids"):
-            ix._resident_summary()
-        return held
-
-    def fields(self) -> set[str]:
-        return self.index.filter_fields()
-
-    def _where(self, where: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
-        """(matches anything?, where) — a condition on a field this shard lacks matches nothing here."""
-        if where is None:
-            return True, None
-        known = self.index.filter_fields()
-        return all(f in known for f in where), where
-
-    def exact(self, queries: list[np.ndarray], k: int, where, n_threads, memory_budget) -> list[list[tuple[str, float, dict]]]:
-        """``Index.search`` of this shard: each query's top-``k`` as ``(id, score, metadata)``, best first."""
-        ok, where = self._where(where)
-        if not ok or not len(self.index):
-            return [[] for _ in queries]
-        hits = self.index.search(list(queries), k, n_threads=n_threads, where=where, memory_budget=memory_budget, rerank=0)
-        return [[(h.id, h.score, h.metadata) for h in hs] for hs in hits]
-
-    def shortlist(self, qv: np.ndarray, qoff: np.ndarray, depth: int, where, mode: str, n_threads,
-                  n_centroids: int | None, memory_budget: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """First round of two-round search: each query's best ``depth`` positions by first-stage score.
-
-        ``mode="summary"``: MaxSim against the persisted int8 centroid summaries (two-stage
-        search); ``mode="hamming"``: Hamming MaxSim of binary codes. Returns one
-        ``(positions int64, scores float32)`` pair per query, best first, ties to the lower position.
-        """
-        from ..index.search import exact_search
-        from ..kernels import maxsim_int8_csr, topk
-
-        ix = self.index
-        n_q = qoff.size - 1
-        empty = [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(n_q)]
-        ok, where = self._where(where)
-        if not ok or not len(ix):
-            return empty
-        masks = ix._masks(where)
-        budget = memory_budget or ix.memory_budget
-        if mode == "hamming":
-            ix.warm(budget // 2)
-            idx, val = exact_search(ix, qv, qoff, depth, masks, n_threads, budget // 2, None)
-            return [(np.asarray(i, np.int64), np.asarray(v, np.float32)) for i, v in zip(idx, val)]
-        if n_centroids is not None and ix._manifest.get("summary_centroids") not in (0, int(n_centroids)):
-            raise InvalidInputError(f"{self.path} stores {ix._manifest['summary_centroids']}-centroid summaries; "
-                                    f"n_centroids={n_centroids} would need `colprune summarize --centroids {n_centroids}`")
-        ix.warm(budget // 2)
-        codes, scales, corr, coff = ix._resident_summary(n_centroids)
-        glob_mask = None
-        if any(m is not None for m in masks):
-            glob_mask = np.concatenate([np.ones(s.n_docs, bool) if m is None else m for s, m in zip(ix._segments, masks)])
-        out = []
-        for q0 in range(0, n_q, 16):  # as Index's two-stage search: bounds the (queries x pages) matrix
-            q1 = min(q0 + 16, n_q)
-            coarse = maxsim_int8_csr(qv[qoff[q0] : qoff[q1]], qoff[q0 : q1 + 1] - qoff[q0], codes, scales, coff,
-                                     n_threads=n_threads, corrections=corr)
-            if glob_mask is not None:
-                coarse[:, ~glob_mask] = -np.inf
-            bi, bv = topk(coarse, min(depth, coarse.shape[1]))
-            for i, v in zip(bi, bv):
-                fin = np.isfinite(v)
-                out.append((i[fin].astype(np.int64), v[fin].astype(np.float32)))
-        return out
-
-    def rescore(self, qv: np.ndarray, qoff: np.ndarray, cand: list[np.ndarray], k: int, rerank_copy: bool,
-                n_threads) -> list[list[tuple[int, str, float, dict]]]:
-        """Second round: exact MaxSim of each query's candidate positions, best ``k`` as ``(position, id, score, metadata)``."""
-        from ..index.search import _rescore
-
-        n_q = qoff.size - 1
-        width = max([1] + [c.size for c in cand])
-        if not any(c.size for c in cand):
-            return [[] for _ in range(n_q)]
-        mat = np.full((n_q, width), -1, np.int64)
-        for i, c in enumerate(cand):
-            mat[i, : c.size] = c
-        idx, val = _rescore(self.index, qv, qoff, mat, k, n_threads, rerank=rerank_copy)
-        out = []
-        for pi, pv in zip(idx, val):
-            if pv.size and not np.isfinite(pv).all():
-                raise InvalidInputError("query values too large: scores overflow float32 (scale the query vectors down)")
-            out.append([(int(p), *self._hit(int(p), float(s))) for p, s in zip(pi, pv)])
-        return out
-
-    def _hit(self, pos: int, score: float) -> tuple[str, float, dict]:
-        h = self.index._hit(pos, score)
-        return h.id, h.score, h.metadata
-
-
-def merge_hits(per_shard: Sequence[list[tuple[str, float, dict]]], k: int) -> list[Hit]:
-    """Merge per-shard hit lists (each best first) into the top ``k``: score, then shard order, then rank in the shard."""
-    keyed = [(-float(s), si, r, i, s, m) for si, hits in enumerate(per_shard) for r, (i, s, m) in enumerate(hits)]
-    keyed.sort(key=lambda t: t[:3])
-    return [Hit(i, float(s), m) for *_, i, s, m in keyed[:k]]
-
-
-def merge_shortlists(per_shard: Sequence[tuple[np.ndarray, np.ndarray]], depth: int) -> list[np.ndarray]:
-    """The global shortlist of one query: best ``depth`` by first-stage score, ties to (shard, position).
-
-    Returns, per shard, the positions of that shard that made the global shortlist (sorted).
-    """
-    shard = np.concatenate([np.full(p.size, si, np.int64) for si, (p, _) in enumerate(per_shard)]) if per_shard else np.zeros(0, np.int64)
-    pos = np.concatenate([p for p, _ in per_shard]) if per_shard else np.zeros(0, np.int64)
-    val = np.concatenate([v for _, v in per_shard]).astype(np.float64) if per_shard else np.zeros(0)
-    order = np.lexsort((pos, shard, -val))[:depth]
-    return [np.sort(pos[order][shard[order] == si]) for si in range(len(per_shard))]
-
-
-class _ThreadBackend:
-    """Shards searched in threads of this process, each a :class:`ShardWorker`."""
-
-    def __init__(self, paths: list[str], memory_budget: int | None, max_workers: int | None) -> None:
-        self.workers = [ShardWorker(p, memory_budget) for p in paths]
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(len(paths) or 1, max_workers or os.cpu_count() or 1)),
-                                       thread_name_prefix="colprune-shard")
-
-    def call(self, method: str, per_shard_args: list[tuple] | None = None, args: tuple = ()) -> list:
-        futs = [self.pool.submit(getattr(w, method), *(per_shard_args[i] if per_shard_args else args))
-                for i, w in enumerate(self.workers)]
-        return [f.result() for f in futs]
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        for w in self.workers:
-            w.close()
+def _setting(key: str, cast: Callable[[Any], Any], doc: str) -> property:
+    """A read-only property: the collection's setting ``key`` (from its manifest), through ``cast``."""
+    return property(lambda self: cast(self.settings.get(key)), doc=doc)
 
 
 class ShardedIndex:
@@ -228,7 +67,7 @@ class ShardedIndex:
         self.path = path
         self.mode = mode
         self._ray_arg = ray
-        self._shards_per_actor = _check_count(shards_per_actor, "shards_per_actor")
+        self._shards_per_actor = check_count(shards_per_actor, "shards_per_actor")
         self._memory_budget = memory_budget
         self._max_workers = max_workers
         self._lock = _lock
@@ -255,38 +94,11 @@ class ShardedIndex:
         :class:`~colprune.pruning.Pruner`, name or config) is what :meth:`add` prunes with
         unless told otherwise.
         """
-        from ..index.collection import codec_bytes
-        from ..pruning import make_pruner
-
         path = os.path.abspath(os.fspath(path))
-        dim = _check_count(dim, "dim")
-        if dtype not in ("float16", "float32", "int8", "binary"):
-            raise InvalidInputError(f"dtype must be float16, float32, int8 or binary, got {dtype!r}")
-        codec_bytes(dtype, dim)
-        if os.path.lexists(path):
-            if not overwrite:
-                raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-            if not SM.is_sharded(path):
-                raise FileExistsError(f"{path} exists and is not a sharded colprune collection; refusing to replace it")
-            SM.ShardedLock(path).release()  # refuse to replace a collection another process writes
-            shutil.rmtree(path)
-        settings = {"dim": dim, "codec": dtype, "encoder": encoder or "",
-                    "pruner": None if pruner is None else make_pruner(pruner).config() | (
-                        {"signal": pruner["signal"]} if isinstance(pruner, dict) and pruner.get("signal") else {}),
-                    "signals": sorted(signals), "merged": bool(merged), "rerank": bool(rerank),
-                    "summary_centroids": int(summary_centroids)}
-        body = SM.new_manifest(n_shards, settings)
-        parent = os.path.dirname(path)
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}")
-        os.makedirs(tmp)
-        try:
-            SM.write_manifest(tmp, body)
-            os.rename(tmp, path)
-            SM.fsync_dir(parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        signal = pruner.get("signal") if isinstance(pruner, dict) else None
+        settings = W.shard_settings(dim, dtype, encoder, pruner, signals, bool(merged), signal, rerank=rerank,
+                                  summary_centroids=summary_centroids)
+        W.create_collection(path, n_shards, settings, overwrite)
         return cls.open(path, mode="a")
 
     @classmethod
@@ -330,13 +142,9 @@ class ShardedIndex:
         self._buckets = [int(s["bucket"]) for s in self._manifest["shards"]]
         if self._backend is not None:
             self._backend.close()
-            self._backend = None
-        if self._ray_arg not in (None, False):
-            from .ray_search import RayBackend
-
-            self._backend = RayBackend(paths, self._ray_arg, self._shards_per_actor, self._memory_budget)
-        else:
-            self._backend = _ThreadBackend(paths, self._memory_budget, self._max_workers)
+        self._backend = None
+        self._backend = open_backend(paths, ray=self._ray_arg, shards_per_actor=self._shards_per_actor,
+                                     memory_budget=self._memory_budget, max_workers=self._max_workers)
         self._n_docs: int | None = None
 
     def refresh(self) -> None:
@@ -377,30 +185,20 @@ class ShardedIndex:
 
     @property
     def settings(self) -> dict[str, Any]:
+        """The settings every shard is created with (``dim``, ``codec``, ``encoder``, ``pruner``, ...)."""
         return dict(self._manifest["settings"])
 
-    @property
-    def dim(self) -> int:
-        return int(self._manifest["settings"]["dim"])
-
-    @property
-    def codec(self) -> str:
-        return self._manifest["settings"]["codec"]
-
+    dim = _setting("dim", int, "Vector dimension.")
+    codec = _setting("codec", str, "The shards' vector codec (``float16``, ``float32``, ``int8`` or ``binary``).")
     dtype = codec
+    encoder = _setting("encoder", lambda v: v or None, "The encoder the collection's pages are embedded with (None if unnamed).")
+    pruner_config = _setting("pruner", lambda v: v, "The pruner's config (with ``signal``) that :meth:`add` prunes with.")
+    merged = _setting("merged", bool, "Whether the shards hold merged vectors (a merging pruner's).")
 
     @property
     def has_rerank(self) -> bool:
         """Binary shards keep a float16 rerank copy."""
         return self.codec == "binary" and bool(self._manifest["settings"].get("rerank"))
-
-    @property
-    def encoder(self) -> str | None:
-        return self._manifest["settings"].get("encoder") or None
-
-    @property
-    def pruner_config(self) -> dict[str, Any] | None:
-        return self._manifest["settings"].get("pruner")
 
     @property
     def version(self) -> int:
@@ -427,17 +225,14 @@ class ShardedIndex:
 
     # -- reading -----------------------------------------------------------------------
 
-    def _local(self) -> list[Index]:
-        if isinstance(self._backend, _ThreadBackend):
-            return [w.index for w in self._backend.workers]
-        return [Index.open(p) for p in self.shard_paths]
-
     def _each(self, fn):
-        shards = self._local()
+        """``fn(index)`` of every shard, in shard order: on the backend's open shards, else on shards opened here."""
+        held = self._backend.local_indexes()
+        shards = held if held is not None else [Index.open(p) for p in self.shard_paths]
         try:
             return [fn(ix) for ix in shards]
         finally:
-            if not isinstance(self._backend, _ThreadBackend):
+            if held is None:
                 for ix in shards:
                     ix.close()
 
@@ -452,18 +247,14 @@ class ShardedIndex:
         return [i for part in self._each(lambda ix: ix.ids) for i in part]
 
     def __contains__(self, page_id: object) -> bool:
-        if not isinstance(page_id, str):
-            return False
-        b = SM.shard_of(page_id, self.n_shards)
-        if b not in self._buckets:
+        if not isinstance(page_id, str) or (b := SM.shard_of(page_id, self.n_shards)) not in self._buckets:
             return False
         with self.shard(b) as ix:
             return page_id in ix
 
     def get(self, page_id: str):
         """The stored :class:`~colprune.index.Page` with id ``page_id`` (KeyError if absent)."""
-        b = SM.shard_of(page_id, self.n_shards)
-        if b not in self._buckets:
+        if (b := SM.shard_of(page_id, self.n_shards)) not in self._buckets:
             raise KeyError(f"no document {page_id!r} in {self.path}")
         with self.shard(b) as ix:
             return ix.get(page_id)
@@ -477,10 +268,8 @@ class ShardedIndex:
         return out
 
     def filter_fields(self) -> set[str]:
-        out: set[str] = set()
-        for part in self._each(lambda ix: ix.filter_fields()):
-            out |= part
-        return out
+        """The metadata fields some shard can filter on."""
+        return set().union(*self._backend.call("fields"))
 
     def info(self) -> dict[str, Any]:
         """Counts and sizes summed over the shards, and each shard's own :meth:`Index.info`."""
@@ -508,12 +297,11 @@ class ShardedIndex:
         """Hold each shard's vectors (within its budget) and first-stage summaries in memory."""
         self._backend.call("warm")
 
+    def ping(self) -> int:
+        """One empty round trip to the shard workers (each Ray actor; nothing for threads). Returns the workers reached."""
+        return self._backend.ping()
+
     # -- search ------------------------------------------------------------------------
-
-    def _queries(self, queries):
-        from ..index.collection import check_queries
-
-        return check_queries(queries, self.dim)  # already contiguous float32 / int64
 
     def search(self, queries, k: int = 10, *, n_threads: int | None = None, rerank: int | None = None,
                candidates: int | None = None, n_centroids: int | None = None, where: dict[str, Any] | None = None,
@@ -537,58 +325,43 @@ class ShardedIndex:
         list of :class:`~colprune.index.Hit` for one 2-D query, else one such list per query;
         best first, ties to the earlier page (shard order, then the shard's order).
         """
-        if self._closed:
-            raise InvalidInputError(f"{self.path} is closed")
-        k = _check_count(k, "k")
+        self._check_open()
+        k = check_count(k, "k")
         if candidates is not None:
-            candidates = _check_count(candidates, "candidates")
+            candidates = check_count(candidates, "candidates")
+        # SEAM: one public check of rerank= shared with Index.search (index-A1)
         if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 0):
             raise InvalidInputError(f"rerank must be an integer >= 0, got {rerank!r}")
-        qv, qoff, single = self._queries(queries)
-        n_q = qoff.size - 1
-        if where is not None:
-            if not isinstance(where, dict) or not where:
-                raise InvalidInputError(f"where must be a non-empty dict of metadata field -> condition, got {where!r}")
-            known = set().union(*self._backend.call("fields")) if self._buckets else set()
-            unknown = [f for f in where if f not in known]
-            if unknown:
-                raise InvalidInputError(f"filter on unknown metadata field {unknown[0]!r}; filterable fields: {sorted(known)}")
-        st = self._manifest["settings"]
-        mode = None
-        if candidates is not None:
-            if self.codec not in ("float16", "float32"):
-                raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 index, not {self.codec}")
-            if n_centroids is not None and st.get("summary_centroids") not in (0, int(n_centroids)):
-                raise InvalidInputError(f"this collection stores {st['summary_centroids']}-centroid summaries; "
-                                        f"n_centroids={n_centroids} would need `colprune summarize --centroids {n_centroids}`")
-            mode, depth, rerank_copy = "summary", max(candidates, k), False
-        elif self.codec == "binary" and st.get("rerank"):
-            r = max(100, 10 * k) if rerank is None else int(rerank)
-            if r > 0:
-                mode, depth, rerank_copy = "hamming", max(r, k), True
+        qv, qoff, single = check_queries(queries, self.dim)  # already contiguous float32 / int64
+        self._check_where(where)
+        mode, depth, rerank_copy = plan(self._manifest["settings"], k, rerank, candidates, n_centroids)
         if not self._buckets:
-            hits: list[list[Hit]] = [[] for _ in range(n_q)]
-        elif mode is None:
-            parts = self._backend.call("exact", args=(_split(qv, qoff), k, where, n_threads, memory_budget))
-            hits = [merge_hits([p[q] for p in parts], k) for q in range(n_q)]
+            hits: list[list[Hit]] = [[] for _ in range(qoff.size - 1)]
         else:
-            firsts = self._backend.call("shortlist", args=(qv, qoff, depth, where, mode, n_threads, n_centroids, memory_budget))
-            chosen = [merge_shortlists([f[q] for f in firsts], depth) for q in range(n_q)]  # [query][shard]
-            per_shard = [(qv, qoff, [chosen[q][si] for q in range(n_q)], k, rerank_copy, n_threads)
-                         for si in range(len(firsts))]
-            parts = self._backend.call("rescore", per_shard_args=per_shard)
-            hits = []
-            for q in range(n_q):
-                keyed = sorted(((-s, si, p, i, s, m) for si, part in enumerate(parts) for p, i, s, m in part[q]),
-                               key=lambda t: t[:3])
-                hits.append([Hit(i, float(s), m) for *_, i, s, m in keyed[:k]])
+            hits = search_shards(self._backend, qv, qoff, k, mode=mode, depth=depth, rerank_copy=rerank_copy, where=where,
+                                 n_threads=n_threads, n_centroids=n_centroids, memory_budget=memory_budget)
         return hits[0] if single else hits
+
+    def _check_where(self, where: dict[str, Any] | None) -> None:
+        """Refuse a malformed filter, or one on a field no shard knows."""
+        if where is None:
+            return
+        # SEAM: colprune.index.filters.check_where(where, known) (index-A1)
+        if not isinstance(where, dict) or not where:
+            raise InvalidInputError(f"where must be a non-empty dict of metadata field -> condition, got {where!r}")
+        known = self.filter_fields()
+        unknown = [f for f in where if f not in known]
+        if unknown:
+            raise InvalidInputError(f"filter on unknown metadata field {unknown[0]!r}; filterable fields: {sorted(known)}")
 
     # -- writing -----------------------------------------------------------------------
 
-    def _check_writable(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise InvalidInputError(f"{self.path} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
         if self.mode != "a":
             raise PermissionError(f"{self.path} is open read-only; use ShardedIndex.open(path, mode='a') to write")
 
@@ -597,57 +370,32 @@ class ShardedIndex:
         if bucket in self._writers:
             return self._writers[bucket]
         final = os.path.join(self.path, SM.shard_name(bucket))
-        if bucket in self._buckets:
-            ix = Index.open(final, mode="a")
-        elif not create:
-            return None
-        else:
-            st = self._manifest["settings"]
+        if bucket not in self._buckets:
+            if not create:
+                return None
             tmp = os.path.join(self.path, f"{SM.TEMP_PREFIX}{SM.shard_name(bucket)}-{uuid.uuid4().hex[:12]}")
-            Index.create(tmp, st["dim"], st["codec"], encoder=st.get("encoder") or None, signals=st.get("signals", ()),
-                         merged=st.get("merged", False), rerank=st.get("rerank", True),
-                         summary_centroids=st.get("summary_centroids", 4)).close()
+            W.create_shard(tmp, self._manifest["settings"]).close()
             os.rename(tmp, final)
             SM.fsync_dir(self.path)
-            self._add_shards([bucket])
-            ix = Index.open(final, mode="a")
+            self.add_shards([bucket])
+        ix = Index.open(final, mode="a")
         self._writers[bucket] = ix
         return ix
 
-    def _add_shards(self, buckets: Sequence[int]) -> None:
-        """Name new (already complete) shards in the manifest: one atomic manifest write."""
-        body = SM.read_manifest(self.path)
-        have = {int(s["bucket"]) for s in body["shards"]}
-        body["shards"] = sorted(body["shards"] + [{"name": SM.shard_name(b), "bucket": int(b)} for b in buckets if b not in have],
-                                key=lambda s: s["bucket"])
-        body["version"] = int(body["version"]) + 1
-        SM.write_manifest(self.path, body)
+    def add_shards(self, buckets: Sequence[int]) -> None:
+        """Name new, already complete shards of ``buckets`` in the manifest (one atomic write), and reopen.
+
+        For builders that write a shard elsewhere (under a temporary name in this directory)
+        and rename it to :func:`~colprune.distributed.manifest.shard_name` when it is whole.
+        """
+        W.name_shards(self.path, buckets)
         self._load()
-
-    def _route(self, ids: Sequence[str]) -> dict[int, list[int]]:
-        from ..index.collection import check_id
-
-        groups: dict[int, list[int]] = {}
-        seen: set[str] = set()
-        for i, page_id in enumerate(ids):
-            check_id(page_id)
-            if page_id in seen:
-                raise DuplicateIdError(f"document {page_id!r} appears twice in this call")
-            seen.add(page_id)
-            groups.setdefault(SM.shard_of(page_id, self.n_shards), []).append(i)
-        return dict(sorted(groups.items()))
 
     def _write(self, method: str, ids, embeddings, importance, kwargs: dict[str, Any]) -> list:
         self._check_writable()
         ids = list(ids)
-        n = len(ids)
-        for name, seq in (("embeddings", embeddings), ("importance", importance)):
-            if seq is not None and len(seq) != n:
-                raise InvalidInputError(f"{name} has {len(seq)} entries for {n} ids")
-        for name in ("metadata", "patch_mask", "grids", "signals"):
-            if kwargs.get(name) is not None and len(kwargs[name]) != n:
-                raise InvalidInputError(f"{name} has {len(kwargs[name])} entries for {n} ids")
-        groups = self._route(ids)
+        W.check_lengths(ids, embeddings, importance, kwargs)
+        groups = W.route(ids, self.n_shards)
         if method == "add":  # refuse ids already present before any shard is written
             for b, rows in groups.items():
                 if b in self._buckets:
@@ -655,38 +403,20 @@ class ShardedIndex:
                         dup = next((ids[r] for r in rows if ids[r] in ix), None)
                     if dup is not None:
                         raise DuplicateIdError(f"document {dup!r} is already in {self.path} (use upsert to replace it)")
-        self._prevalidate(ids, embeddings, importance, kwargs)
+        W.check_pages(ids, embeddings, importance, kwargs.get("patch_mask"), self.dim)
         if kwargs.get("pruner") is None and self.pruner_config is not None:
             kwargs = dict(kwargs, pruner=self.pruner_config)
-        out: list = [None] * n
+        out: list = [None] * len(ids)
         with self._write_lock:
             for b, rows in groups.items():
-                ix = self._writer(b, create=True)
-                sub = {name: ([v[r] for r in rows] if name in _PER_PAGE and v is not None else v)
-                       for name, v in kwargs.items()}
-                res = getattr(ix, method)([ids[r] for r in rows], [embeddings[r] for r in rows],
-                                          None if importance is None else [importance[r] for r in rows], **sub)
+                res = getattr(self._writer(b, create=True), method)(
+                    [ids[r] for r in rows], [embeddings[r] for r in rows],
+                    None if importance is None else [importance[r] for r in rows], **W.rows_of(kwargs, rows))
                 for r, p in zip(rows, res):
                     out[r] = p
             self._n_docs = None
-            self._refresh_readers()
+            self._backend.call("refresh")  # a new shard was named (and the readers reopened) when it was created
         return out
-
-    def _prevalidate(self, ids, embeddings, importance, kwargs) -> None:
-        """Check every page before any shard is written, so bad input leaves every shard unchanged."""
-        from ..pruning import check_page
-
-        masks = kwargs.get("patch_mask")
-        for i, page_id in enumerate(ids):
-            check_page(embeddings[i], None if importance is None else importance[i],
-                       None if masks is None else masks[i], dim=self.dim, what=f"document {page_id!r}")
-
-    def _refresh_readers(self) -> None:
-        new = [b for b in self._writers if b not in self._buckets]
-        if new:
-            self._add_shards(new)
-        else:
-            self._backend.call("refresh")
 
     def add(self, ids: Sequence[str], embeddings: Sequence, importance: Sequence | None = None, **kwargs: Any) -> list:
         """Add pages, each to the shard of its bucket; takes :meth:`Index.add <colprune.index.Index.add>`'s arguments.
@@ -715,11 +445,7 @@ class ShardedIndex:
             ids = [ids]
         if missing not in ("error", "ignore"):
             raise InvalidInputError(f"missing must be 'error' or 'ignore', got {missing!r}")
-        groups: dict[int, list[str]] = {}
-        for page_id in ids or []:
-            if not isinstance(page_id, str):
-                raise InvalidInputError(f"document ids must be strings, got {type(page_id).__name__} {page_id!r}")
-            groups.setdefault(SM.shard_of(page_id, self.n_shards), []).append(page_id)
+        groups = W.group_ids(ids or [], self.n_shards)
         if missing == "error":
             unknown = []
             for b, part in groups.items():
@@ -729,15 +455,9 @@ class ShardedIndex:
                 with self.shard(b) as ix:
                     unknown += [i for i in part if i not in ix]
             if unknown:
-                raise KeyError(f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; nothing was deleted "
-                               "(missing='ignore' skips them)")
-        if where is not None:
-            if not isinstance(where, dict) or not where:
-                raise InvalidInputError(f"where must be a non-empty dict of metadata field -> condition, got {where!r}")
-            known = self.filter_fields()
-            unknown_f = [f for f in where if f not in known]
-            if unknown_f:
-                raise InvalidInputError(f"filter on unknown metadata field {unknown_f[0]!r}; filterable fields: {sorted(known)}")
+                raise UnknownIdError(f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; nothing was deleted "
+                                     "(missing='ignore' skips them)")
+        self._check_where(where)
         total = 0
         with self._write_lock:
             for b in self._buckets:
@@ -776,4 +496,4 @@ class ShardedIndex:
         with self._write_lock:
             for b, part in sorted(groups.items()):
                 self._writer(b, create=True).record_skipped(part)
-            self._refresh_readers()
+            self._backend.call("refresh")
