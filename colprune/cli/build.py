@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import os
 import sys
-import time
 from typing import Any
 
-from ..errors import FormatError, SettingsMismatchError, UsageError
-from ..index import Index
+from ..errors import FormatError, InvalidInputError, UsageError
 from ..index.layout import CODECS
-from ..pruning import Pruner, make_pruner
+from ..index.manifest import is_collection
+from ..pipeline import check_model
+from ..pruning import Pruner
 from . import sharded
 from .common import (
     Command,
     check_inputs,
-    check_model,
     count_committed,
     interrupt_hint,
     is_embedding_file,
@@ -30,79 +27,11 @@ from .options import add_pruner_args, is_quiet, positive_float, positive_int, pr
 __all__ = ["BUILD"]
 
 
-def _settings_check(output: str, *, dtype: str | None, pruner: Pruner | None, encoder: str | None,
-                    dim: int | None, rerank: bool | None) -> dict[str, Any]:
-    """What an existing index holds; :class:`SettingsMismatchError` when the build's settings differ."""
-    with open_index(output) as ix:
-        held = {"codec": ix.codec, "dim": ix.dim, "encoder": ix.encoder, "pruner": ix.pruner_config,
-                "merged": getattr(ix, "merged", False), "rerank": getattr(ix, "has_rerank", False)}
-    if rerank is False and held["codec"] != "binary":
-        raise UsageError(f"--no-rerank applies to binary indexes; {output} holds {held['codec']} vectors")
-    problems, fixes = [], []
-    if dtype is not None and dtype != held["codec"]:
-        problems.append(f"{held['codec']} vectors (you asked for --dtype {dtype})")
-        fixes.append(f"leave out --dtype to append {held['codec']} vectors, or convert a copy later with "
-                     f"`colprune prune {output} NEW.h5 --pruner none --dtype {dtype}`")
-    if encoder is not None and held["encoder"] and encoder != held["encoder"]:
-        problems.append(f"pages encoded with {held['encoder']!r} (you asked for {encoder!r})")
-        fixes.append("leave out --model (or --encoder) to use the index's")
-    if dim is not None and dim != held["dim"]:
-        problems.append(f"dim {held['dim']} (your vectors have dim {dim})")
-    stored = held["pruner"]
-    if pruner is not None and stored is not None:
-        base = {k: stored[k] for k in ("name", "params") if k in stored}
-        if base != pruner.config():
-            problems.append(f"pages pruned with {json.dumps(base)} (you asked for {json.dumps(pruner.config())})")
-            fixes.append("leave out the pruning options to use the index's pruner")
-    if pruner is not None and pruner.merges and not held["merged"]:
-        problems.append(f"no merged vectors (--pruner {pruner.name} merges)")
-    if rerank is False and held["rerank"]:
-        problems.append("a float16 rerank copy (you asked for --no-rerank)")
-        fixes.append(f"drop the copy afterwards with `colprune repack {output} --no-rerank`")
-    if problems:
-        fixes.append(f"or write a new index (another -o, or --overwrite to replace {output})")
-        raise SettingsMismatchError(f"{output} holds " + "; ".join(problems) + ". To add to it: " + "; ".join(fixes))
-    return held
-
-
-def _check_output(args: argparse.Namespace) -> bool:
-    """Whether the build appends; refuses an OUTPUT that cannot be an index before any work."""
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an OUTPUT that cannot be an index (a plain folder) before any work."""
     out = args.output
-    if os.path.isdir(out) and not _looks_like_collection(out):
+    if os.path.isdir(out) and not is_collection(out):
         raise FormatError(f"{out} is a folder, not a colprune index: give an index path such as {os.path.join(out, 'pages.h5')}")
-    if args.overwrite:
-        return False
-    return os.path.exists(out)
-
-
-def _looks_like_collection(path: str) -> bool:
-    # a format v3 collection is a directory; anything Index.open accepts counts
-    try:
-        Index.open(path).close()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def _model_dim(name: str) -> int | None:
-    """The vectors' dim a model gives, from its config (no weights loaded); None if unknown."""
-    try:
-        if name == "minilm":
-            from ..encoders import minilm_path
-
-            name = minilm_path()
-        cfg_path = os.path.join(name, "config.json")
-        if os.path.exists(cfg_path):
-            with open(cfg_path) as f:
-                cfg = json.load(f)
-        else:
-            from transformers import AutoConfig
-
-            cfg = AutoConfig.from_pretrained(name).to_dict()
-        dim = cfg.get("embedding_dim") or cfg.get("hidden_size")
-        return int(dim) if dim else None
-    except Exception:  # noqa: BLE001 - unknown: the caller says what to do instead
-        return None
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -123,8 +52,35 @@ def cmd_build(args: argparse.Namespace) -> int:
     return _build_from_embeddings(args)
 
 
+def _build_pruner(args: argparse.Namespace) -> Pruner | None:
+    """The pruner the options ask for; None when appending without pruning options (the index's own).
+
+    Parameters without ``--pruner`` (``--k 0``) go to the index's pruner when appending, else to adaptive.
+    """
+    appending = os.path.exists(args.output) and not args.overwrite
+    if not pruner_given(args):
+        return None if appending else pruner_from_args(args, "adaptive")
+    name = args.pruner
+    if name is None and appending:  # only the pruner's name is read: the build checks the settings
+        with open_index(args.output) as ix:
+            name = (ix.pruner_config or {}).get("name")
+    return pruner_from_args(args, name or "adaptive")
+
+
+def _resume_hint(args: argparse.Namespace, state: dict[str, Any], resumes: str) -> None:
+    """On Ctrl-C: what OUTPUT holds, what this run added, and how to resume."""
+
+    def hint() -> str:
+        n = count_committed(args.output)
+        return (f"{args.output} holds {'?' if n is None else n} committed pages "
+                f"({'?' if n is None else n - state.get('held', 0)} added by this run); "
+                f"run the same command again to resume: {resumes}")
+
+    interrupt_hint(args, hint)
+
+
 def _build_from_embeddings(args: argparse.Namespace) -> int:
-    from ..io import load_embeddings
+    from ..pipeline import build_embeddings
 
     if args.model is not None:
         raise UsageError("--model encodes pages; embedding files are already encoded (name their model with --encoder)")
@@ -132,182 +88,75 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
                  "batch"):
         if getattr(args, flag) not in (None, False):
             raise UsageError(f"--{flag.replace('_', '-')} applies to pages (PDFs, images, text), not to embedding files")
-    appending = _check_output(args)
-    sets = [load_embeddings(p) for p in args.inputs]
-    dims = {s.embeddings[0].shape[1] for s in sets if len(s)}
-    if len(dims) > 1:
-        raise UsageError(f"the input files hold vectors of different dims {sorted(dims)}")
-    dim = args.dim or next(iter(dims), None)
-    if dim is None:
-        raise UsageError("the input files hold no pages")
-    if args.dim and dims and dims != {args.dim}:
-        raise UsageError(f"--dim {args.dim}, but the files hold dim {dims.pop()}")
-    pruner = _build_pruner(args, appending)
-    if appending:
-        held = _settings_check(args.output, dtype=args.dtype, pruner=pruner, encoder=args.encoder, dim=dim,
-                               rerank=False if args.no_rerank else None)
-        if pruner is None:
-            pruner = make_pruner({k: held["pruner"][k] for k in ("name", "params")}) if held["pruner"] else make_pruner("none")
-        index = open_index(args.output, mode="a")
-    else:
-        index = Index.create(args.output, dim, args.dtype or "float16", encoder=args.encoder, overwrite=args.overwrite,
-                             merged=pruner.merges, rerank=not args.no_rerank)
-    present = 0
-    before = len(index)
-
-    def hint() -> str:
-        n = count_committed(args.output)
-        return (f"{args.output} holds {'?' if n is None else n} committed pages "
-                f"({'?' if n is None else n - before} added by this run); "
-                f"run the same command again to resume: pages already in the index are skipped")
-
-    interrupt_hint(args, hint)
-    with index:
-        done = set(index.ids)
-        total = sum(len(s) for s in sets)
-        with _progress(total, "build", is_quiet(args)) as bar:
-            pending: list[tuple[Any, int]] = []
-            last = time.monotonic()
-
-            def commit() -> None:
-                nonlocal pending, last
-                for s in {id(s): s for s, _ in pending}.values():
-                    rows = [i for t, i in pending if t is s]
-                    pick = lambda seq: None if seq is None else [seq[i] for i in rows]  # noqa: E731
-                    index.add(
-                        pick(s.ids), pick(s.embeddings), pick(s.importance), pruner=pruner,
-                        metadata=pick(s.metadata) or [{"source": s.source, "page": i + 1} for i in rows],
-                        patch_mask=pick(s.patch_mask), grids=pick(s.grids), commit_every=len(rows),
-                    )
-                    bar.update(len(rows))
-                pending, last = [], time.monotonic()
-
-            for s in sets:
-                for i, doc_id in enumerate(s.ids):
-                    if doc_id in done:
-                        present += 1
-                        bar.update(1)
-                        continue
-                    done.add(doc_id)
-                    pending.append((s, i))
-                    if len(pending) >= args.commit_every or time.monotonic() - last >= args.commit_seconds:
-                        commit()
-            commit()
-        if present:
-            print(f"{present} pages already in {args.output}: kept, not added again")
+    _check_output(args)
+    state: dict[str, Any] = {}
+    _resume_hint(args, state, "pages already in the index are skipped")
+    report = build_embeddings(
+        args.inputs, args.output, encoder=args.encoder, dim=args.dim, dtype=args.dtype, pruner=_build_pruner(args),
+        rerank=not args.no_rerank, commit_pages=args.commit_every, commit_seconds=args.commit_seconds,
+        progress=not is_quiet(args), overwrite=args.overwrite,
+        on_event=lambda kind, info: state.update(held=info["held"]) if kind == "pages" else None)
+    if report.already_present:
+        print(f"{report.already_present} pages already in {args.output}: kept, not added again")
+    with open_index(args.output) as index:
         print_summary(index, args.output)
     return 0
 
 
-def _build_pruner(args: argparse.Namespace, appending: bool) -> Pruner | None:
-    """The pruner the options ask for; None when appending without pruning options (the index's own).
-
-    Parameters without ``--pruner`` (``--k 0``) go to the index's pruner when appending, else to adaptive.
-    """
-    if not pruner_given(args):
-        return None if appending else pruner_from_args(args, "adaptive")
-    name = args.pruner
-    if name is None and appending:
-        with open_index(args.output) as ix:
-            name = (ix.pruner_config or {}).get("name")
-    return pruner_from_args(args, name or "adaptive")
-
-
-def _progress(total: int, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="page", disable=quiet)
-
-
-# long: moved as is from cli.py; helper pipeline-C makes it thin on the pipeline API
-def _build_from_pages(args: argparse.Namespace) -> int:
-    from .. import pipeline
-
-    if args.encoder is not None:
-        raise UsageError("--encoder names the model of embedding files; to encode pages choose it with --model")
-    if args.dim is not None:
-        raise UsageError("--dim is for embedding files; a page encoder gives its own dim")
-    appending = _check_output(args)
-    pruner = _build_pruner(args, appending)
-    model = args.model
-    if appending:
-        held = _settings_check(args.output, dtype=args.dtype, pruner=pruner, encoder=model, dim=None,
-                               rerank=False if args.no_rerank else None)
-        model = model or held["encoder"] or "minilm"
-        if held["encoder"] is None:
-            raise SettingsMismatchError(f"{args.output} records no encoder (built from embedding files): "
-                                        "add pages to it as embedding files, or build a new index from pages")
-        dtype = held["codec"]
-    else:
-        model = model or "minilm"
-        dtype = args.dtype or "float16"
-    check_model(model)
-    if is_quiet(args):
-        from ..serve import quiet_libraries
-
-        quiet_libraries()
-    precreate = False
-    if args.no_rerank and "rerank" not in inspect.signature(pipeline.build).parameters:
-        if appending:
-            pass  # the index has no copy (checked above): the pipeline appends codes only
-        elif args.signals:
-            raise UsageError("--no-rerank with --signals: build with --pruner none --signals, then "
-                             f"`colprune prune {args.output} NEW --dtype binary --no-rerank`")
-        else:
-            precreate = True
-
-    state: dict[str, Any] = {"skips": 0}
+def _page_events(args: argparse.Namespace, state: dict[str, Any]):
+    """``on_event`` for a page build: the model checked before it loads (exit 8), skips shown (ten at most)."""
 
     def on_event(kind: str, info: dict) -> None:
-        if kind == "skipped" and not is_quiet(args):
+        if kind == "pages":
+            state.update(held=info["held"], model=info["model"])
+        elif kind == "loading":
+            check_model(info["model"])
+        elif kind == "skipped" and not is_quiet(args):
             from tqdm.auto import tqdm
 
-            state["skips"] += 1
+            state["skips"] = state.get("skips", 0) + 1
             if state["skips"] <= 10:
                 tqdm.write(f"colprune build: skipped {info['id']}: {info['reason']}", file=sys.stderr)
             elif state["skips"] == 11:
                 tqdm.write("colprune build: skipping more pages; the summary counts them all", file=sys.stderr)
 
-    before = (count_committed(args.output) or 0) if appending else 0
+    return on_event
 
-    def hint() -> str:
-        n = count_committed(args.output)
-        return (f"{args.output} holds {0 if n is None else n} committed pages "
-                f"({0 if n is None else n - before} added by this run); run the same command again to resume: "
-                f"pages already in the index are not encoded again")
 
-    interrupt_hint(args, hint)
-    kwargs: dict[str, Any] = dict(
-        model=model, pruner=pruner, dtype=dtype, id_root=args.id_root, upsert=args.upsert, strict=args.strict,
-        retry_skipped=args.retry_skipped, commit_pages=args.commit_every, commit_seconds=args.commit_seconds,
-        dpi=args.dpi, batch_size=args.batch, progress=not is_quiet(args), overwrite=args.overwrite, on_event=on_event,
-        importance=args.importance, device=args.device, signals=args.signals, quantize=args.quantize,
-    )
-    if args.no_rerank:
-        kwargs["rerank"] = False
-    accepted = inspect.signature(pipeline.build).parameters
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    if precreate:
-        # a new binary index without the rerank copy: create it empty, the build appends to it
-        dim = _model_dim(model)
-        if dim is None:
-            raise UsageError(f"--no-rerank: cannot tell the dim of {model!r} before loading it; build without "
-                             "--no-rerank from a full index and derive: colprune prune FULL NEW --dtype binary --no-rerank")
-        Index.create(args.output, dim, "binary", encoder=model, rerank=False, merged=bool(pruner and pruner.merges),
-                     overwrite=args.overwrite).close()
-        kwargs["overwrite"] = False
-    report = pipeline.build(args.inputs, args.output, **kwargs)
-    warning = report.warning_line() if hasattr(report, "warning_line") else None
-    if (report.skipped and not report.interrupted and not report.indexed and not report.already_present
-            and not getattr(report, "replaced", 0)):
-        from ..errors import InvalidInputError
+def _build_from_pages(args: argparse.Namespace) -> int:
+    from ..pipeline import build
 
+    if args.encoder is not None:
+        raise UsageError("--encoder names the model of embedding files; to encode pages choose it with --model")
+    if args.dim is not None:
+        raise UsageError("--dim is for embedding files; a page encoder gives its own dim")
+    _check_output(args)
+    if is_quiet(args):
+        from ..serve import quiet_libraries
+
+        quiet_libraries()
+    state: dict[str, Any] = {}
+    _resume_hint(args, state, "pages already in the index are not encoded again")
+    report = build(
+        args.inputs, args.output, model=args.model, pruner=_build_pruner(args), dtype=args.dtype, id_root=args.id_root,
+        upsert=args.upsert, strict=args.strict, retry_skipped=args.retry_skipped, commit_pages=args.commit_every,
+        commit_seconds=args.commit_seconds, dpi=args.dpi, batch_size=args.batch, progress=not is_quiet(args),
+        overwrite=args.overwrite, on_event=_page_events(args, state), importance=args.importance, device=args.device,
+        signals=args.signals, quantize=args.quantize, rerank=not args.no_rerank)
+    _report_pages(args, report, state.get("model"))
+    return 0
+
+
+def _report_pages(args: argparse.Namespace, report: Any, model: str | None) -> None:
+    """The build's warning, summary and changed-files lines; no page indexed at all is an error (exit 2)."""
+    warning = report.warning_line()
+    if report.skipped and not report.indexed and not report.already_present and not report.replaced:
         raise InvalidInputError(f"no page could be indexed: {warning or 'every page was skipped'}"
                                 + (" (the text encoder reads text layers only: for scans and images use an image "
                                    "encoder, --model vidore/colqwen2-v1.0-hf)" if model == "minilm" else ""))
     if warning:
         print(f"colprune build: {warning}", file=sys.stderr)
-    print(report.summary() if hasattr(report, "summary") else f"{args.output}: indexed {report.indexed} pages")
+    print(report.summary())
     if report.changed_not_replaced:
         shown = ", ".join(report.changed_not_replaced[:3]) + (", ..." if len(report.changed_not_replaced) > 3 else "")
         print(f"colprune build: {len(report.changed_not_replaced)} pages changed on disk since they were indexed "
@@ -317,9 +166,6 @@ def _build_from_pages(args: argparse.Namespace) -> int:
             print_summary(index, args.output)
     else:
         print(f"{args.output}: not written (no page could be indexed)")
-    if report.interrupted:
-        raise KeyboardInterrupt
-    return 0
 
 
 def _build_arguments(p: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ skipped are tried again only with ``retry_skipped=True``. Each page records its 
 (needs ``Index.upsert``) and otherwise listed in ``BuildReport.changed_not_replaced``.
 
 Events passed to ``on_event(kind, info)``: ``"pages"`` (``total``, ``todo``, ``held``: the pages
-the index held before), ``"loading"`` (``model``: about to load it; an exception raised here
+the index held before, ``model``: the encoder's name), ``"loading"`` (``model``: about to load it; an exception raised here
 stops the build before any work), ``"skipped"`` (``id``, ``reason``), ``"committed"``
 (``pages``, ``indexed``), ``"interrupted"`` and ``"done"`` (the report as a dict).
 

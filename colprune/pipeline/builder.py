@@ -113,7 +113,8 @@ def build(
                           importance=importance, rerank=rerank)
     try:
         todo, changed = _plan(target, jobs, report, upsert=upsert, retry_skipped=retry_skipped)
-        emit("pages", {"total": len(jobs), "todo": len(todo), "held": len(target.index) if target.appending else 0})
+        emit("pages", {"total": len(jobs), "todo": len(todo), "held": len(target.index) if target.appending else 0,
+                       "model": encoder.name if encoder is not None else target.model})
         if todo or not target.appending:
             encoder = encoder or _load(target, emit, device=device, quantize=quantize)
             if target.appending:  # the model's own dim, on the index already open
