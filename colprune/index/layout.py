@@ -42,7 +42,6 @@ __all__ = [
     "COVERS_OFFSETS",
     "codec_of",
     "vector_width",
-    "set_encoding",
     "check_file",
 ]
 
@@ -101,7 +100,7 @@ STORED_DTYPES = {"float16": np.float16, "float32": np.float32}
 # codec -> dtype of the `vectors` dataset (v2); v1 files are float16/float32 only
 CODECS = {"float16": np.float16, "float32": np.float32, "int8": np.int8, "binary": np.uint8}
 
-# encoding-type of every object, set by set_encoding in one place
+# encoding-type of every object (v1/v2 names; segments add _SEGMENT_ENCODINGS), stamped by set_segment_encoding
 _ENCODINGS = {
     "/": FORMAT_NAME,
     VECTORS: "csr-vectors",
@@ -124,19 +123,6 @@ _ENCODINGS = {
     DOC_N_ORIGINAL: "per-document",
     DOC_GRID: "per-document",
 }
-
-
-def set_encoding(f: h5py.File, version: int = FORMAT_VERSION) -> None:
-    """Stamp every object of a new file with ``encoding-type`` and ``encoding-version``."""
-    names = dict(_ENCODINGS)
-    if SIGNALS in f:
-        names.update({f"{SIGNALS}/{k}": "per-vector" for k in f[SIGNALS]})
-    for name, etype in names.items():
-        if name not in f:  # optional objects
-            continue
-        obj = f[name]
-        obj.attrs[ENCODING_TYPE] = etype
-        obj.attrs[ENCODING_VERSION] = str(version)
 
 
 def vector_width(dim: int, codec: str) -> int:
