@@ -61,7 +61,3 @@ from .writer import PageWriter
 __all__ = ["build", "build_embeddings", "BuildReport", "PageWriter", "PageJob", "list_files", "list_pages",
            "read_pages", "page_id", "file_sha256", "check_settings", "check_signal", "check_model", "model_dim",
            "NO_TEXT", "DEFAULT_IMPORTANCE"]
-
-# SEAM: the old private names, until colprune/distributed (helper D) and colprune/study (helper E) call the
-# public ones above; then these four lines go.
-_read_pages, _files, _model_dim, _check_signal = read_pages, list_files, model_dim, check_signal

@@ -227,7 +227,8 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
     def create(first_signals: dict | None):
         names = sorted(first_signals or {}) if signals else ()
         return Index.create(target.output, encoder.dim, target.dtype, encoder=target.model, overwrite=overwrite,
-                            signals=names, merged=target.pruner.merges, rerank=rerank)
+                            signals=names, merged=target.pruner.merges, rerank=rerank, pruner=target.pruner,
+                            signal=signal)
 
     writer = PageWriter(target.index, target.pruner, signal=signal, create=None if target.appending else create,
                         commit_pages=commit_pages, commit_seconds=commit_seconds,

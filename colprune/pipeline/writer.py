@@ -179,16 +179,11 @@ class PageWriter:
             kw["signals"] = [None if p.signals is None else {k: p.signals[k] for k in names} for p in group]
         args = ([p.id for p in group], [p.vectors for p in group],
                 None if all(x is None for x in importance) else importance)
+        if self.signal:  # recorded with the pruner in the pages' own commit when the record has none
+            kw["signal"] = self.signal
         if replace:
             ix.upsert(*args, **kw)
             self.replaced += len(group)
         else:
             ix.add(*args, commit_every=len(group), **kw)
             self.indexed += len(group)
-        self._record_signal(ix)
-
-    def _record_signal(self, ix: Any) -> None:
-        # SEAM: Index.add/upsert(..., signal=) record it in the pages' own commit (helper index-A1); then this goes
-        cfg = ix.pruner_config or {}
-        if self.signal and "signal" not in cfg:
-            ix._set_pruner({**cfg, "signal": self.signal})
