@@ -132,7 +132,7 @@ def bench_search(tmp: str, n_pages: int, repeats: int, log) -> dict:
                  "query_tokens": 20, "repeats": repeats, "rows": []}
     log(f"  {n_pages} pages, {info['vectors']:,} float16 vectors of dim 128; 16 queries x 20 tokens; median of "
         f"{repeats}, configurations interleaved")
-    codes, scales, corr, soff = one._resident_summary()  # SEAM: one.snapshot().resident_summary() (index-A1)
+    codes, scales, corr, soff = one.snapshot().resident_summary()
     out["summary_bytes_per_page"] = (codes.nbytes + scales.nbytes + np.asarray(corr).nbytes + soff.nbytes) / n_pages
     out["vector_bytes_per_page"] = info["vector_bytes_per_page"]
     out["file_bytes_per_page"] = info["file_bytes_per_page"]

@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import DuplicateIdError, InvalidInputError, UnknownIdError
 from ..index import Hit, Index
-from ..index.collection import check_count, check_queries  # SEAM: colprune.index.records (index-A1)
+from ..index.filters import check_where
+from ..index.records import check_count, check_queries
 from . import manifest as SM
 from . import writes as W
 from .backends import open_backend
@@ -344,15 +345,8 @@ class ShardedIndex:
 
     def _check_where(self, where: dict[str, Any] | None) -> None:
         """Refuse a malformed filter, or one on a field no shard knows."""
-        if where is None:
-            return
-        # SEAM: colprune.index.filters.check_where(where, known) (index-A1)
-        if not isinstance(where, dict) or not where:
-            raise InvalidInputError(f"where must be a non-empty dict of metadata field -> condition, got {where!r}")
-        known = self.filter_fields()
-        unknown = [f for f in where if f not in known]
-        if unknown:
-            raise InvalidInputError(f"filter on unknown metadata field {unknown[0]!r}; filterable fields: {sorted(known)}")
+        if where is not None:
+            check_where(where, self.filter_fields())
 
     # -- writing -----------------------------------------------------------------------
 

@@ -14,11 +14,9 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..index import Index
+from ..index import search as S
 
 __all__ = ["ShardWorker"]
-
-#: queries per coarse pass, as Index's two-stage search: bounds the (queries x pages) score matrix
-_QUERY_STEP = 16
 
 
 class ShardWorker:
@@ -45,16 +43,14 @@ class ShardWorker:
         """Hold vectors resident within the shard's memory budget, and its first-stage summaries."""
         ix = self.index
         held = ix.warm(ix.memory_budget // 2)
-        if summaries and len(ix) and ix.codec in ("float16", "float32") and self._summary_centroids():
-            ix._resident_summary()  # SEAM: ix.snapshot().resident_summary() (index-A1)
+        snap = ix.snapshot()
+        if summaries and len(snap) and snap.codec in ("float16", "float32") and snap.summary_centroids:
+            snap.resident_summary()
         return held
 
     def fields(self) -> set[str]:
         """The metadata fields this shard can filter on."""
         return self.index.filter_fields()
-
-    def _summary_centroids(self) -> int:
-        return self.index._manifest.get("summary_centroids")  # SEAM: ix.snapshot().summary_centroids (index-A1)
 
     def _where(self, where: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
         """(matches anything?, where) — a condition on a field this shard lacks matches nothing here."""
@@ -76,79 +72,50 @@ class ShardWorker:
         """First round of two-round search: each query's best ``depth`` positions by first-stage score.
 
         ``mode="summary"``: MaxSim against the persisted int8 centroid summaries (two-stage
-        search); ``mode="hamming"``: Hamming MaxSim of binary codes. ``qv`` (n_tokens, dim)
-        float32 and ``qoff`` (n_queries + 1,) int64 are the queries in CSR form. Returns one
-        ``(positions int64, scores float32)`` pair per query, best first, ties to the lower position.
+        search, :func:`colprune.index.search.shortlist`); ``mode="hamming"``: Hamming MaxSim of
+        binary codes. ``qv`` (n_tokens, dim) float32 and ``qoff`` (n_queries + 1,) int64 are the
+        queries in CSR form. Returns one ``(positions int64, scores float32)`` pair per query,
+        best first, ties to the lower position.
         """
         ix = self.index
+        snap = ix.snapshot()
         n_q = qoff.size - 1
         ok, where = self._where(where)
-        if not ok or not len(ix):
+        if not ok or not len(snap):
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(n_q)]
-        masks = ix._masks(where)  # SEAM: snapshot.masks(where) (index-A1)
+        masks = snap.masks(where)
         budget = memory_budget or ix.memory_budget
         if mode == "hamming":
-            from ..index.search import exact_search  # SEAM: exact_search(snapshot, ...) (index-A1)
-
             ix.warm(budget // 2)
-            idx, val = exact_search(ix, qv, qoff, depth, masks, n_threads, budget // 2, None)
+            idx, val = S.exact_search(snap, qv, qoff, depth, masks, n_threads, budget // 2, None)
             return [(np.asarray(i, np.int64), np.asarray(v, np.float32)) for i, v in zip(idx, val)]
-        held = self._summary_centroids()
+        held = snap.summary_centroids
         if n_centroids is not None and held not in (0, int(n_centroids)):
             raise InvalidInputError(f"{self.path} stores {held}-centroid summaries; "
                                     f"n_centroids={n_centroids} would need `colprune summarize --centroids {n_centroids}`")
         ix.warm(budget // 2)
-        return self._coarse(qv, qoff, depth, masks, n_threads, n_centroids)
-
-    def _coarse(self, qv: np.ndarray, qoff: np.ndarray, depth: int, masks, n_threads,
-                n_centroids: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each query's best ``depth`` live, matching positions by MaxSim against the int8 centroid summaries."""
-        from ..kernels import maxsim_int8_csr, topk
-
-        ix = self.index
-        codes, scales, corr, coff = ix._resident_summary(n_centroids)  # SEAM: snapshot.resident_summary (index-A1)
-        glob_mask = None
-        if any(m is not None for m in masks):
-            segments = ix._segments  # SEAM: snapshot.segments (index-A1)
-            glob_mask = np.concatenate([np.ones(s.n_docs, bool) if m is None else m for s, m in zip(segments, masks)])
-        out = []
-        n_q = qoff.size - 1
-        for q0 in range(0, n_q, _QUERY_STEP):
-            q1 = min(q0 + _QUERY_STEP, n_q)
-            coarse = maxsim_int8_csr(qv[qoff[q0] : qoff[q1]], qoff[q0 : q1 + 1] - qoff[q0], codes, scales, coff,
-                                     n_threads=n_threads, corrections=corr)
-            if glob_mask is not None:
-                coarse[:, ~glob_mask] = -np.inf
-            bi, bv = topk(coarse, min(depth, coarse.shape[1]))
-            for i, v in zip(bi, bv):
-                fin = np.isfinite(v)
-                out.append((i[fin].astype(np.int64), v[fin].astype(np.float32)))
-        return out
+        cand, scores = S.shortlist(snap, qv, qoff, depth, masks, n_threads, n_centroids=n_centroids, with_scores=True)
+        return [(c[c >= 0], v[c >= 0]) for c, v in zip(cand, scores)]
 
     def rescore(self, qv: np.ndarray, qoff: np.ndarray, cand: list[np.ndarray], k: int, rerank_copy: bool,
                 n_threads) -> list[list[tuple[int, str, float, dict]]]:
-        """Second round: exact MaxSim of each query's candidate positions ``cand[q]``.
+        """Second round: exact MaxSim of each query's candidate positions ``cand[q]`` (:func:`colprune.index.search.rescore`).
 
         Returns each query's best ``k`` as ``(position, id, score, metadata)``, best first, ties
         to the lower position (from the float16 rerank copy when ``rerank_copy``).
         """
-        from ..index.search import _rescore as rescore  # SEAM: colprune.index.search.rescore(snapshot, ...) (index-A1)
-
         n_q = qoff.size - 1
-        width = max([1] + [c.size for c in cand])
         if not any(c.size for c in cand):
             return [[] for _ in range(n_q)]
-        mat = np.full((n_q, width), -1, np.int64)
+        mat = np.full((n_q, max(c.size for c in cand)), -1, np.int64)
         for i, c in enumerate(cand):
             mat[i, : c.size] = c
-        idx, val = rescore(self.index, qv, qoff, mat, k, n_threads, rerank=rerank_copy)
+        snap = self.index.snapshot()
+        idx, val = S.rescore(snap, qv, qoff, mat, k, n_threads, rerank=rerank_copy)
         out = []
         for pi, pv in zip(idx, val):
             if pv.size and not np.isfinite(pv).all():
                 raise InvalidInputError("query values too large: scores overflow float32 (scale the query vectors down)")
-            out.append([(int(p), *self._hit(int(p), float(s))) for p, s in zip(pi, pv)])
+            hits = [snap.hit(int(p), float(s)) for p, s in zip(pi, pv)]
+            out.append([(int(p), h.id, h.score, h.metadata) for p, h in zip(pi, hits)])
         return out
-
-    def _hit(self, pos: int, score: float) -> tuple[str, float, dict]:
-        h = self.index._hit(pos, score)  # SEAM: snapshot.hit(pos, score) (index-A1)
-        return h.id, h.score, h.metadata

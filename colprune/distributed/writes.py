@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import DuplicateIdError, InvalidInputError
 from ..index import Index
-from ..index.collection import check_count, check_id, codec_bytes  # SEAM: colprune.index.records (index-A1)
+from ..index.records import check_count, check_id, codec_bytes
 from . import manifest as SM
 
 __all__ = ["PER_PAGE", "shard_settings", "create_collection", "create_shard", "name_shards", "route", "group_ids",
