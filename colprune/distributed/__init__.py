@@ -10,6 +10,12 @@ The only package of colprune that imports Ray, and only when a Ray feature is us
   prune and write one shard per writer).
 - :func:`build_embeddings`: the same writers fed with precomputed embeddings.
 - :func:`shard_of`: the documented id → bucket hash.
+
+Modules, by verb: :mod:`.sharded` (the façade), :mod:`.worker` (one shard, next to the data),
+:mod:`.backends` and :mod:`.ray_search` (workers in threads or Ray actors), :mod:`.fanout`
+(search rounds and merges), :mod:`.writes` (creating, routing, checking), :mod:`.manifest`;
+the Ray build: :mod:`.raybuild` (driver), :mod:`.raypages` (list, read), :mod:`.rayencode`,
+:mod:`.raywrite` (route, shard writers).
 """
 
 from .manifest import is_sharded, shard_of
