@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, urlparse
@@ -24,100 +23,10 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 
 from .errors import ColpruneError, InvalidInputError, ModelLoadError, UsageError
+from .index import parse_where
 
-__all__ = ["Searcher", "parse_where", "matches_where", "make_server", "load_query_encoder"]
-
-_RANGE_OPS = {">=": "gte", ">": "gt", "<=": "lte", "<": "lt", "!=": "ne"}
-_WHERE_KEYS = {"eq", "ne", "in", "gte", "gt", "lte", "lt"}
-
-
-def _scalar(raw: str) -> Any:
-    raw = raw.strip()
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_where(exprs: Sequence[str] | dict | None) -> dict[str, Any] | None:
-    """``["source=a.pdf", "page>=3", '{"kind": {"in": ["pdf"]}}']`` -> one ``where`` dict.
-
-    Each expression is JSON (an object) or ``FIELD=VALUE``, ``FIELD>=X``, ``FIELD>X``,
-    ``FIELD<=X``, ``FIELD<X``, ``FIELD!=X``; values are read as JSON when they parse (numbers, true), else as
-    text. Conditions on the same field combine (``page>=2`` and ``page<5``).
-    """
-    if exprs is None:
-        return None
-    if isinstance(exprs, dict):
-        items: list[Any] = [exprs]
-    else:
-        items = list(exprs)
-    out: dict[str, Any] = {}
-    for e in items:
-        if isinstance(e, str) and e.strip().startswith("{"):
-            try:
-                e = json.loads(e)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"--where {e!r} is not JSON ({err})") from None
-        if isinstance(e, dict):
-            for field, cond in e.items():
-                _check_cond(field, cond)
-                out[field] = cond
-            continue
-        if not isinstance(e, str):
-            raise UsageError(f"where: expected an expression or an object, got {e!r}")
-        m = re.match(r"^\s*([^<>=!\s]+)\s*(>=|<=|==|!=|=|>|<)(.*)$", e)
-        if not m:
-            raise UsageError(f"--where {e!r}: write FIELD=VALUE, FIELD>=X, FIELD<X (or a JSON object)")
-        field, op, raw = m.group(1), m.group(2), m.group(3)
-        if not raw.strip() or raw.strip()[0] in "<>=!":
-            raise UsageError(f"--where {e!r}: write FIELD=VALUE, FIELD>=X, FIELD<X (or a JSON object)")
-        value = _scalar(raw)
-        if op in ("=", "=="):
-            out[field] = value
-        else:
-            prev = out.get(field)
-            cond = dict(prev) if isinstance(prev, dict) else {}
-            cond[_RANGE_OPS[op]] = value
-            out[field] = cond
-    return out or None
-
-
-def _check_cond(field: str, cond: Any) -> None:
-    if isinstance(cond, dict):
-        bad = set(cond) - _WHERE_KEYS
-        if bad or not cond:
-            raise UsageError(f"where {field!r}: conditions are a value or an object of {sorted(_WHERE_KEYS)}, got {cond!r}")
-        if "in" in cond and not isinstance(cond["in"], list):
-            raise UsageError(f"where {field!r}: 'in' takes a list, got {cond['in']!r}")
-
-
-def matches_where(meta: dict, where: dict | None) -> bool:
-    """Whether page metadata satisfies a ``where`` dict (missing fields never match)."""
-    if not where:
-        return True
-    for field, cond in where.items():
-        if field not in meta:
-            return False
-        v = meta[field]
-        if not isinstance(cond, dict):
-            if v != cond:
-                return False
-            continue
-        for op, x in cond.items():
-            try:
-                if op == "in":
-                    ok = v in x
-                elif op in ("eq", "ne"):
-                    ok = (v == x) == (op == "eq")
-                else:
-                    ok = {"gte": v >= x, "gt": v > x, "lte": v <= x, "lt": v < x}[op]
-            except TypeError:
-                ok = False
-            if not ok:
-                return False
-    return True
-
+# parse_where is the store's (colprune.index.filters), named here too for the server's callers
+__all__ = ["Searcher", "parse_where", "make_server", "load_query_encoder", "quiet_libraries"]
 
 def load_query_encoder(name: str, *, quiet: bool = False):
     """``load_encoder(name)``, with every failure as :class:`ModelLoadError`."""
@@ -163,7 +72,6 @@ class Searcher:
         self.quiet = quiet
         self.n_threads = n_threads
         self._encoder = encoder
-        self._metadata: dict[str, dict] | None = None
         self.model = model
         self.trust_index_encoder = trust_index_encoder
 
@@ -219,11 +127,12 @@ class Searcher:
             if candidates < 1:
                 raise UsageError(f"--candidates must be positive, got {candidates}")
             if codec not in ("float16", "float32"):
-                raise UsageError(f"--candidates (two-stage search) needs a float16 or float32 index; {self.index.path} is {codec}")
+                raise UsageError(f"--candidates (two-stage search) needs a float16 or float32 index; "
+                                 f"{self.index.path} is {codec}")
         if rerank is not None:
             if rerank < 0:
                 raise UsageError(f"--rerank must be 0 or more, got {rerank}")
-            if codec != "binary" or not getattr(self.index, "has_rerank", False):
+            if codec != "binary" or not self.index.has_rerank:
                 raise UsageError(f"--rerank applies to binary indexes with a rerank copy; {self.index.path} is {codec}"
                                  + ("" if codec != "binary" else " without one (built with --no-rerank)"))
 
@@ -231,22 +140,11 @@ class Searcher:
         """Unknown filter fields are a usage error, found before any model loads."""
         if not where:
             return
-        fields = getattr(self.index, "filter_fields", None)
-        known = set(fields()) if callable(fields) else {k for m in self._all_metadata().values() for k in m}
+        known = set(self.index.filter_fields())
         unknown = sorted(set(where) - known)
         if unknown and len(self.index):
             raise UsageError(f"--where: no page has the metadata field {unknown[0]!r}; "
                              f"fields to filter on: {', '.join(sorted(known)) or 'none'}")
-
-    def metadata(self, doc_id: str) -> dict:
-        if self._metadata is not None and doc_id in self._metadata:
-            return self._metadata[doc_id]
-        return dict(self.index.get(doc_id).metadata or {})
-
-    def _all_metadata(self) -> dict[str, dict]:
-        if self._metadata is None:
-            self._metadata = {p.id: dict(p.metadata or {}) for p in self.index.iter_pages()}
-        return self._metadata
 
     def search(self, texts: Sequence[str] = (), vectors: Sequence = (), *, labels: Sequence[str] | None = None,
                k: int = 10, where: dict | None = None, candidates: int | None = None,
@@ -272,28 +170,14 @@ class Searcher:
                 kw["n_centroids"] = n_centroids
         if rerank is not None:
             kw["rerank"] = rerank
-        import inspect
-
-        native_where = "where" in inspect.signature(self.index.search).parameters
-        if where and native_where:
-            hits = self.index.search(qvecs, k=k, where=where, **kw)
-        elif where:
-            # until the index filters natively: rank everything, keep the pages that match
-            meta = self._all_metadata()
-            ranked = self.index.search(qvecs, k=max(len(self.index), 1), **kw)
-            hits = [[h for h in hs if matches_where(meta.get(h.id, {}), where)][:k] for hs in ranked]
-        else:
-            hits = self.index.search(qvecs, k=k, **kw)
+        hits = self.index.search(qvecs, k=k, where=where or None, **kw)
         out = []
         for label, hs in zip(texts + vlabels, hits):
             rows = []
             for rank, h in enumerate(hs, 1):
-                meta = getattr(h, "metadata", None)
-                if meta is None:
-                    meta = self.metadata(h.id)
                 score = float(h.score)
                 rows.append({"rank": rank, "id": h.id, "score": score if math.isfinite(score) else None,
-                             "metadata": meta})
+                             "metadata": h.metadata})
             out.append({"query": label, "hits": rows})
         return out
 

@@ -11,14 +11,16 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..errors import ModelLoadError, NotFoundError, UsageError
+from ..distributed import ShardedIndex, is_sharded
+from ..errors import NotFoundError, UsageError
 from ..index import Index
+from ..index.storage import storage_report
+from ..pipeline import check_model  # noqa: F401 - SEAM: for cli/build.py at HEAD; drop once it imports colprune.pipeline's
 from . import sharded
-from .errors import one_line
 
-__all__ = ["Command", "COMMANDS", "register", "fmt_bytes", "HOLD_NAMES", "sizes", "path_bytes", "holds_text",
+__all__ = ["Command", "COMMANDS", "register", "fmt_bytes", "HOLD_NAMES", "holds_text",
            "summary_line", "print_summary", "open_index", "interrupt_hint", "interrupt_detail", "count_committed",
-           "EMBEDDING_EXTS", "is_embedding_file", "check_inputs", "check_model"]
+           "EMBEDDING_EXTS", "is_embedding_file", "check_inputs"]
 
 
 @dataclass
@@ -63,56 +65,6 @@ HOLD_NAMES = {"rerank": "float16 rerank copy", "signals": "importance signals", 
               "other": "other (file structure, free space)"}
 
 
-# SEAM: becomes colprune.index.storage.storage_report (helper index-A1) once it lands
-def sizes(index: Index, info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``info`` plus honest sizes: file bytes per page and what the file holds besides the vectors.
-
-    Uses the index's own ``info()["holds"]`` when it reports one; otherwise estimates the parts
-    from the counts (``holds_estimated``) and calls the rest of the file "other".
-    """
-    info = dict(info or index.info())
-    docs = info.get("docs") or 0
-    parts = info.get("shard_info")
-    if parts:  # a sharded collection: sum its shards
-        per_page = lambda key: (sum((p.get(key) or 0) * p["docs"] for p in parts) / docs) if docs else None  # noqa: E731
-        for key in ("vector_bytes_per_page", "unpruned_vector_bytes_per_page"):
-            info.setdefault(key, per_page(key))
-        info.setdefault("rerank_vectors", any(p.get("rerank_vectors") for p in parts))
-        info.setdefault("library_version", parts[0].get("library_version"))
-        if "holds" not in info and all("holds" in p for p in parts):
-            holds: dict[str, int] = {}
-            for p in parts:
-                for k, v in p["holds"].items():
-                    holds[k] = holds.get(k, 0) + int(v)
-            holds["other"] = holds.get("other", 0) + max(0, int(info.get("file_bytes") or 0) - sum(holds.values()))
-            info["holds"] = holds
-    file_bytes = info.get("file_bytes")
-    if file_bytes is None:
-        file_bytes = path_bytes(info.get("path") or index.path)
-        info["file_bytes"] = file_bytes
-    info.setdefault("file_bytes_per_page", (file_bytes / docs) if docs else None)
-    if "holds" not in info:
-        n_vec, dim = info.get("vectors") or 0, info.get("dim") or 0
-        holds = {
-            "vectors": int(n_vec * getattr(index, "bytes_per_vector", 0)),
-            "rerank": int(n_vec * dim * 2) if info.get("rerank_vectors") else 0,
-            "signals": int(n_vec * 4 * len(getattr(index, "signal_names", []) or [])),
-            "positions": int(n_vec * 9),  # position, importance and patch flag per vector
-        }
-        holds["other"] = max(0, int(file_bytes) - sum(holds.values()))
-        info["holds"] = holds
-        info["holds_estimated"] = True
-    return info
-
-
-# SEAM: becomes colprune.index.storage.path_bytes once it lands
-def path_bytes(path: str) -> int:
-    """Bytes of an index: one file, or every file of a collection directory."""
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
-
-
 def holds_text(info: dict[str, Any]) -> str:
     """What the file holds besides the vectors, per page: ``float16 rerank copy 1.2 KB/page, ...``."""
     docs = info.get("docs") or 0
@@ -127,7 +79,7 @@ def holds_text(info: dict[str, Any]) -> str:
 
 def summary_line(index: Index, shown: str | None = None) -> str:
     """One line: pages, vectors kept, vector bytes and file bytes per page, what else the file holds."""
-    info = sizes(index)
+    info = storage_report(index)
     ratio = info.get("keep_ratio")
     docs = info["docs"]
     line = (f"{shown or info['path']}: {docs:,} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
@@ -150,8 +102,6 @@ def print_summary(index: Index, shown: str | None = None) -> None:
 
 def open_index(path: str, mode: str = "r", args: argparse.Namespace | None = None):
     """An :class:`Index`, or a sharded collection's ``ShardedIndex`` (searched on Ray with ``--ray``)."""
-    from ..distributed import ShardedIndex, is_sharded
-
     if not os.path.exists(path):
         raise NotFoundError(f"no index at {path}")
     is_shards = is_sharded(path)
@@ -198,25 +148,4 @@ def check_inputs(inputs: Sequence[str]) -> None:
     for item in inputs:
         if not os.path.exists(item):
             raise NotFoundError(f"{item}: no such file or folder")
-
-
-# SEAM: becomes colprune.pipeline.check_model (helper pipeline-C) once it lands
-def check_model(name: str) -> None:
-    """Load nothing, but fail now (exit 8) when the model cannot be loaded: a missing package, a
-    path without a config, a hub id without network, an unsupported model type."""
-    from ..encoders import minilm_path
-    from ..encoders.text import TEXT_MODEL_TYPES
-    from ..encoders.visual import VISUAL_MODEL_TYPES, model_type_of
-
-    try:
-        if name == "minilm":
-            minilm_path()
-            return
-        model_type = model_type_of(name)
-    except Exception as e:  # noqa: BLE001
-        raise ModelLoadError(f"cannot load model {name!r}: {one_line(e)}") from None
-    if model_type not in (*VISUAL_MODEL_TYPES, *TEXT_MODEL_TYPES):
-        raise ModelLoadError(f"{name}: unsupported model type {model_type!r}; colprune encodes with "
-                             f"{', '.join(VISUAL_MODEL_TYPES)} or BERT-style text models ({', '.join(TEXT_MODEL_TYPES)})")
-
 

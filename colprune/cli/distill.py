@@ -7,7 +7,8 @@ import os
 import sys
 
 from ..errors import ModelLoadError, UsageError
-from .common import Command, check_inputs, check_model, interrupt_hint
+from ..pipeline import check_model
+from .common import Command, check_inputs, interrupt_hint
 from .errors import one_line
 from .options import is_quiet, positive_float, positive_int
 

@@ -6,9 +6,11 @@ import argparse
 import json
 import os
 
+from ..distributed import ShardedIndex
 from ..errors import NotFoundError, UsageError
-from ..index import Index
-from .common import Command, fmt_bytes, holds_text, interrupt_hint, open_index, path_bytes, print_summary, sizes
+from ..index import Index, parse_where, repack
+from ..index.storage import path_bytes, storage_report
+from .common import Command, fmt_bytes, holds_text, interrupt_hint, open_index, print_summary
 from .errors import EXIT_FORMAT
 from .options import is_quiet, positive_int
 
@@ -17,8 +19,8 @@ __all__ = ["INFO", "REPACK", "DELETE", "COMPACT", "VERIFY", "SUMMARIZE", "UPGRAD
 
 def cmd_info(args: argparse.Namespace) -> int:
     with open_index(args.index) as index:
-        info = sizes(index)
-        skipped = getattr(index, "skipped", None)
+        info = storage_report(index)
+        skipped = index.skipped
     if skipped:
         info["skipped_pages"] = dict(skipped)
     if args.json:
@@ -68,58 +70,21 @@ INFO = Command(
 def cmd_repack(args: argparse.Namespace) -> int:
     with open_index(args.index) as index:
         before = path_bytes(args.index)
-        has_rerank = getattr(index, "has_rerank", False)
-        if args.no_rerank and not has_rerank:
+        if args.no_rerank and not index.has_rerank:
             raise UsageError(f"{args.index} has no rerank copy to drop")
-        compact = getattr(index, "compact", None)
-    if compact is not None and not args.no_rerank:
+        if args.no_rerank and isinstance(index, ShardedIndex):
+            raise UsageError(f"--no-rerank rewrites one index; {args.index} is a sharded collection")
+    if args.no_rerank:
+        interrupt_hint(args, lambda: f"{args.index} is unchanged")
+        repack(args.index, rerank=False, progress=not is_quiet(args))
+    else:
         with open_index(args.index, mode="a") as index:
             index.compact()
-    else:
-        _repack_by_copy(args.index, rerank=has_rerank and not args.no_rerank, quiet=is_quiet(args), args=args)
     after = path_bytes(args.index)
     print(f"{args.index}: {fmt_bytes(before)} -> {fmt_bytes(after)}")
     with open_index(args.index) as index:
         print_summary(index, args.index)
     return 0
-
-
-def _repack_by_copy(path: str, *, rerank: bool, quiet: bool, args: argparse.Namespace) -> None:
-    """Rewrite the index into a temporary file beside it (every page, as stored), then rename it over."""
-    import shutil
-
-    tmp, old = f"{path}.repack-tmp", f"{path}.repack-old"
-    interrupt_hint(args, lambda: f"{path} is unchanged; the partial copy {tmp} can be deleted")
-
-    def remove(p: str) -> None:
-        if os.path.isdir(p):
-            shutil.rmtree(p, ignore_errors=True)
-        elif os.path.exists(p):
-            os.remove(p)
-
-    keeps_record = hasattr(Index, "_set_pruner")
-    try:
-        remove(tmp)
-        with open_index(path) as src:
-            config = src.pruner_config
-            if config is not None and config.get("name") != "none" and not keeps_record:
-                raise UsageError(
-                    f"{path} holds pages pruned with {config.get('name')}, and a copy would record them as unpruned; "
-                    f"write the smaller index from the full one instead: colprune prune FULL NEW --pruner "
-                    f"{config.get('name')} ... --dtype {src.codec} --no-rerank")
-            dst = src.derive(tmp, "none", overwrite=True, progress=not quiet, rerank=rerank)
-            dst.close()
-        if config is not None and keeps_record:
-            with Index.open(tmp, mode="a") as ix:  # keep the original pruner: appends must still match it
-                ix._set_pruner(config)
-        if os.path.isdir(path):  # a collection directory: swap, then drop the old one
-            os.rename(path, old)
-            os.rename(tmp, path)
-            remove(old)
-        else:
-            os.replace(tmp, path)
-    finally:
-        remove(tmp)
 
 
 def _repack_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,26 +103,14 @@ REPACK = Command(
 
 # -- delete, compact, verify, summarize, upgrade ---------------------------------------------
 
-def _parse_where(text: str | None) -> dict | None:
-    if text is None:
-        return None
-    try:
-        where = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--where is not JSON: {e}") from None
-    if not isinstance(where, dict) or not where:
-        raise UsageError('--where takes a JSON object, e.g. \'{"source": "old.pdf"}\'')
-    return where
-
-
 def cmd_delete(args: argparse.Namespace) -> int:
     ids = list(args.ids)
     if args.ids_file:
         with open(args.ids_file, encoding="utf-8") as fh:
             ids += [line.strip() for line in fh if line.strip()]
-    where = _parse_where(args.where)
+    where = parse_where(args.where)
     if not ids and where is None:
-        raise UsageError("give page ids, --ids-file FILE or --where JSON")
+        raise UsageError("give page ids, --ids-file FILE or --where FILTER")
     with open_index(args.index, mode="a") as index:
         if where is not None:
             unknown = sorted(set(where) - index.filter_fields())
@@ -172,7 +125,9 @@ def _delete_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index")
     p.add_argument("ids", nargs="*", help="page ids, as search prints them")
     p.add_argument("--ids-file", metavar="FILE", help="more page ids, one per line")
-    p.add_argument("--where", metavar="JSON", help='delete the pages whose metadata match, e.g. \'{"source": "old.pdf"}\'')
+    p.add_argument("--where", action="append", default=None, metavar="FILTER",
+                   help="delete the pages whose metadata match: source=old.pdf, page>=3, or JSON "
+                        "'{\"source\": \"old.pdf\"}' (repeat to combine)")
     p.add_argument("--missing-ok", action="store_true",
                    help="skip ids that are not in the index (default: refuse, delete nothing)")
 

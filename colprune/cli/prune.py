@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from ..distributed import ShardedIndex
 from ..errors import UsageError
 from ..index.layout import CODECS
 from .common import Command, count_committed, interrupt_hint, open_index, print_summary
@@ -21,14 +22,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output} exists: add --overwrite to replace it")
     with open_index(args.source) as src:
-        if not hasattr(src, "derive"):
+        if isinstance(src, ShardedIndex):
             raise UsageError(f"{args.source} is a sharded collection: prune derives from one index "
                              "(build the smaller collection with `colprune build ... --ray --pruner ...`)")
         codec = args.dtype or src.codec
         if args.no_rerank and codec != "binary":
             raise UsageError("--no-rerank applies to --dtype binary only")
-        if args.signal and args.signal not in getattr(src, "signal_names", []):
-            raise UsageError(f"{args.source} stores no signal {args.signal!r}; it has {getattr(src, 'signal_names', [])} "
+        if args.signal and args.signal not in src.signal_names:
+            raise UsageError(f"{args.source} stores no signal {args.signal!r}; it has {src.signal_names} "
                              "(build with --signals to store them)")
         total = len(src)
         interrupt_hint(args, lambda: f"{args.output} is incomplete ({count_committed(args.output) or 0} of {total} pages); "

@@ -9,8 +9,10 @@ import sys
 from typing import Any
 
 from ..errors import NotFoundError, UsageError
+from ..index import parse_where
+from ..pipeline import check_model
 from . import sharded
-from .common import Command, check_model, is_embedding_file, open_index
+from .common import Command, is_embedding_file, open_index
 from .options import is_quiet, nonneg_int, positive_int
 
 __all__ = ["SEARCH", "SERVE"]
@@ -65,9 +67,9 @@ def _read_queries(args: argparse.Namespace) -> tuple[list[str], list[Any], list[
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ..serve import Searcher, parse_where
+    from ..serve import Searcher
 
-    where = parse_where(args.where) if args.where else None
+    where = parse_where(args.where)
     texts, vectors, labels = _read_queries(args)
     if args.query_encoder is not None and args.model is not None:
         raise UsageError("--query-encoder and --model both choose the query encoder: give one")

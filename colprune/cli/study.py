@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import NotFoundError, SettingsMismatchError, UsageError
 from ..index.layout import CODECS
+from ..study import DEFAULT_GRID, GRID_HELP, run_study
 from .common import Command
 from .options import is_quiet
 
@@ -16,8 +17,6 @@ __all__ = ["STUDY"]
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from ..study import DEFAULT_GRID, run_study
-
     if not os.path.isdir(args.dataset):
         raise NotFoundError(f"{args.dataset}: no such dataset folder")
     grid = DEFAULT_GRID
@@ -76,19 +75,13 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _study_description() -> str:
-    try:
-        from ..study import runner as _study
-
-        grid_help = _study.GRID_HELP
-    except Exception:  # noqa: BLE001 - help text only
-        grid_help = ""
     return ("Encode a dataset once into a full index (every vector, every importance signal), derive each\n"
             "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
             "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
             "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
             "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; corpus records with an 'image'\n"
             "path are page images), or a ViDoRe set saved with save_to_disk or as parquet (corpus/, queries/,\n"
-            "relevant_docs/ or qrels/; needs pyarrow).\n\n" + grid_help)
+            "relevant_docs/ or qrels/; needs pyarrow).\n\n" + GRID_HELP)
 
 
 STUDY = Command(
