@@ -69,8 +69,9 @@ def evaluate(name: str, path: str, cache: str, students: dict, threads: int, log
     from colprune.distill import page_means
     from colprune.encoders import load_encoder
     from colprune.study import bootstrap_ci, encode_dataset, load_dataset
+    from colprune.study.encode import encode_queries as _queries
+    from colprune.study.evaluate import evaluate as _evaluate
     from colprune.study.metrics import ndcg_at, recall_at
-    from colprune.study.runner import _evaluate, _queries
 
     ds = load_dataset(path)
     out_dir = os.path.join(cache, os.path.basename(os.path.normpath(path)))

@@ -1,19 +1,18 @@
-"""Storage-versus-quality studies: datasets, metrics, the sweep runner and its outputs."""
+"""Storage-versus-quality studies: datasets, metrics, the sweep runner and its outputs.
+
+Modules by verb: :mod:`~colprune.study.datasets` (load), :mod:`~colprune.study.grid` (what to
+derive), :mod:`~colprune.study.encode` (the full index and the queries, once),
+:mod:`~colprune.study.budgets` (derive each variant at an exact budget, cached),
+:mod:`~colprune.study.evaluate` (score), :mod:`~colprune.study.report` (rows and files), and
+:mod:`~colprune.study.runner` (:func:`run_study`, which runs them in that order).
+"""
 
 from .datasets import Dataset, load_beir, load_dataset, load_pdf_folder, load_vidore
+from .encode import encode_dataset
+from .grid import DEFAULT_GRID, DEFAULT_METHOD, GRID_HELP, Variant, expand_grid
 from .metrics import bm25_rank, bootstrap_ci, hit_at, ndcg_at, recall_at
-from .runner import (
-    COLUMNS,
-    DEFAULT_GRID,
-    DEFAULT_METHOD,
-    GRID_HELP,
-    Variant,
-    encode_dataset,
-    expand_grid,
-    paired_to,
-    pareto_frontier,
-    run_study,
-)
+from .report import COLUMNS, paired_to, pareto_frontier
+from .runner import run_study
 
 __all__ = [
     "Dataset",

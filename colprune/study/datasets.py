@@ -59,10 +59,10 @@ class Dataset:
         """Page id -> text layer (PDF folders; "" for pages without one), or the text corpus."""
         if self.pages_dir is None:
             return dict(self.corpus)
-        from ..pipeline import _read_pages, list_pages
+        from ..pipeline import list_pages, read_pages
 
         jobs = list_pages([self.pages_dir])
-        return {job.id: (content or "") for job, content, _ in _read_pages(jobs, "text", 72)}
+        return {job.id: (content or "") for job, content, _ in read_pages(jobs, "text", 72)}
 
     def image(self, doc_id: str):
         """The page image of ``doc_id`` (RGB PIL image), from its path or embedded bytes."""
