@@ -41,10 +41,15 @@ from _machine import cpu_model, median_seconds
 PDFS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "financebench-dev", "pdfs")
 
 
-
-
 def same(a, b) -> bool:
     return [[(h.id, h.score) for h in hs] for hs in a] == [[(h.id, h.score) for h in hs] for hs in b]
+
+
+def ray_row(rep, small, small_key: str) -> dict:
+    """A Ray build's figures, with a small build's seconds (``small_key``) and the marginal rate between the two."""
+    marginal = (rep.indexed - small.indexed) / max(1e-9, rep.seconds - small.seconds)
+    return {"pages": rep.indexed, "seconds": rep.seconds, "pages_per_s": rep.pages_per_second, small_key: small.seconds,
+            "marginal_pages_per_s": marginal}
 
 
 def bench_build_pdfs(tmp: str, n_pages: int, log) -> dict:
@@ -60,11 +65,9 @@ def bench_build_pdfs(tmp: str, n_pages: int, log) -> dict:
                       n_shards=workers, limit=4, batch_size=8, pruner="adaptive")
         rep = build([PDFS], os.path.join(tmp, f"fb-{workers}"), model="minilm", workers=workers, n_shards=workers,
                     limit=n_pages, batch_size=8, pruner="adaptive")
-        marginal = (rep.indexed - small.indexed) / max(1e-9, rep.seconds - small.seconds)
-        out[f"ray_{workers}_workers"] = {"pages": rep.indexed, "seconds": rep.seconds, "pages_per_s": rep.pages_per_second,
-                                         "four_page_build_s": small.seconds, "marginal_pages_per_s": marginal}
+        row = out[f"ray_{workers}_workers"] = ray_row(rep, small, "four_page_build_s")
         log(f"  ray build, {workers} worker(s): {rep.indexed} pages in {rep.seconds:.1f} s = {rep.pages_per_second:.2f} pages/s"
-            f" (a 4-page build takes {small.seconds:.1f} s; marginal rate {marginal:.2f} pages/s)")
+            f" (a 4-page build takes {small.seconds:.1f} s; marginal rate {row['marginal_pages_per_s']:.2f} pages/s)")
     t = time.perf_counter()
     enc = load_encoder("minilm")
     load_s = time.perf_counter() - t
@@ -101,11 +104,9 @@ def bench_build_synthetic(tmp: str, n_pages: int, log) -> dict:
                                  pruner="adaptive", n_shards=workers, workers=workers)
         rep = build_embeddings(os.path.join(tmp, f"syn-{workers}"), c.ids, emb, c.importance, pruner="adaptive",
                                n_shards=workers, workers=workers)
-        marginal = (rep.indexed - small.indexed) / max(1e-9, rep.seconds - small.seconds)
-        out[f"ray_{workers}_workers"] = {"pages": rep.indexed, "seconds": rep.seconds, "pages_per_s": rep.pages_per_second,
-                                         "twenty_page_build_s": small.seconds, "marginal_pages_per_s": marginal}
+        row = out[f"ray_{workers}_workers"] = ray_row(rep, small, "twenty_page_build_s")
         log(f"  ray write, {workers} writer(s): {rep.indexed} pages in {rep.seconds:.1f} s = {rep.pages_per_second:.1f} pages/s"
-            f" (20 pages take {small.seconds:.1f} s; marginal rate {marginal:.1f} pages/s)")
+            f" (20 pages take {small.seconds:.1f} s; marginal rate {row['marginal_pages_per_s']:.1f} pages/s)")
     t = time.perf_counter()
     with cp.Index.create(os.path.join(tmp, "syn-local"), 128) as ix:
         ix.add(c.ids, emb, c.importance, pruner="adaptive", commit_every=256)

@@ -433,6 +433,7 @@ class ShardedIndex:
         With ``missing="error"`` every id is checked in its shard before anything is deleted.
         """
         self._check_writable()
+        # SEAM: these argument checks are Index.delete's; one public check in index.records for both (index-A1)
         if ids is None and where is None:
             raise InvalidInputError("delete needs ids, where=, or both")
         if isinstance(ids, str):
