@@ -89,7 +89,7 @@ def test_random_sequences_match_the_oracle(tmp_path):
                 order.append(i)
         elif op == "compact":
             index.compact()
-            assert all(s is None for s in index._deleted)
+            assert all(s is None for s in index.snapshot().deleted)
         else:
             index.close()
             index = cp.Index.open(path, mode="a")
@@ -219,7 +219,7 @@ def test_streaming_search_is_exact_whatever_the_budget(tmp_path, rng):
             with cp.Index.open(tmp_path / "s", memory_budget=budget) as ro:
                 got[budget] = ro.search(qs, k=10)
                 got[("two", budget)] = ro.search(qs, k=10, candidates=80)  # a shortlist of every page: exact
-                assert (budget < 1 << 30) == all(s.resident is None for s in ro._segments)
+                assert (budget < 1 << 30) == all(s.resident is None for s in ro.snapshot().segments)
         full = index.search(qs, k=10)
         assert all(g == full for g in got.values())
         assert [h.id for h in full[1][:3]] == ["p5", "p6", "p40"]
@@ -235,7 +235,7 @@ def test_codecs_survive_compaction_bit_for_bit(tmp_path, codec):
         hits = index.search(q, k=5)
         index.delete(["p3", "p17"])
         index.compact()
-        assert len(index._segments) == 1 and len(index) == 28
+        assert len(index.snapshot().segments) == 1 and len(index) == 28
         for i in index.ids:
             assert_array_equal(index.get(i).vectors, before[i])
         assert [h for h in index.search(q, k=5)] == [h for h in hits if h.id not in ("p3", "p17")][:5] or codec == "binary"
@@ -435,9 +435,9 @@ def test_collection_commands(tmp_path):
     r = run("upgrade", GOLDEN / "v2.h5", tmp_path / "up", "-q")
     assert r.returncode == 0 and "format 3, 4 pages" in r.stdout
     with cp.Index.open(path) as index:
-        assert index.ids == ["p3", "p5", "p7", "p9"] and index._manifest["summary_centroids"] == 2
+        assert index.ids == ["p3", "p5", "p7", "p9"] and index.snapshot().summary_centroids == 2
     with cp.Index.open(path) as index:
-        seg = index._segments[0].path  # the live one (older versions' files are kept a while for readers)
+        seg = index.snapshot().segments[0].path  # the live one (older versions' files are kept a while for readers)
     _flip(seg, "vectors")
     r = run("verify", path)
     assert r.returncode == 5 and "does not match its checksum" in r.stderr

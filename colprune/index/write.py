@@ -2,9 +2,10 @@
 
 A write builds the next manifest body (:func:`next_body`), writes what it names — segments
 (:func:`write_segment`: into ``tmp/``, ``fsync``ed, renamed into ``segments/``) and deletion
-files (:func:`delete_rows`) — and the caller commits it (:func:`commit`). Nothing a body names
-is visible before that commit (``Index._commit``: :func:`~colprune.index.manifest.write_manifest`);
-a crash leaves files the next writer collects.
+files (:func:`delete_rows`) — and the index commits it, writing the body with
+:func:`~colprune.index.manifest.write_manifest`. Nothing a body names is visible before that
+commit; a crash leaves files the next writer collects. :func:`make_collection` and
+:func:`put_in_place` create a collection and swap a complete one into place.
 """
 
 from __future__ import annotations
@@ -68,19 +69,16 @@ def write_segment(root: str, settings: dict[str, Any], blocks: Iterable[Block], 
             "bytes": os.path.getsize(dest), "deletes": None}
 
 
-def delete_rows(root: str, snap: Snapshot, body: dict[str, Any], rows: Iterable[tuple[int, int]]) -> dict[int, np.ndarray]:
-    """Mark (segment, row) pairs of ``snap`` deleted in ``body``: writes new deletion files, returns the new masks."""
+def delete_rows(root: str, snap: Snapshot, body: dict[str, Any], rows: Iterable[tuple[int, int]]) -> None:
+    """Mark (segment, row) pairs of ``snap`` deleted in ``body``: writes the segments' new deletion files."""
     by_seg: dict[int, list[int]] = {}
     for si, r in rows:
         by_seg.setdefault(si, []).append(r)
-    new = {}
     for si, rs in by_seg.items():
         seg = snap.segments[si]
         mask = np.zeros(seg.n_docs, bool) if snap.deleted[si] is None else snap.deleted[si].copy()
         mask[rs] = True
         body["segments"][si]["deletes"] = M.write_deletes(root, body["segments"][si]["name"], body["version"], mask)
-        new[si] = mask
-    return new
 
 
 def pruner_record(pruner, signal: str | dict[str, float] | None = None) -> dict[str, Any] | None:
