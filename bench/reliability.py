@@ -143,7 +143,7 @@ READER = textwrap.dedent(
     while time.time() < end:
         with cp.Index.open(path) as index:
             ids = index.ids
-            man = sum(s["n_docs"] - (s["deletes"]["count"] if s["deletes"] else 0) for s in index._manifest["segments"])
+            man = sum(s["n_docs"] - (s["deletes"]["count"] if s["deletes"] else 0) for s in index.snapshot().manifest["segments"])
             hits = index.search(q, k=5)
             if len(ids) != len(set(ids)) or len(ids) != man or not all(h.id in set(ids) for h in hits):
                 bad += 1
