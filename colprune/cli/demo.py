@@ -6,7 +6,7 @@ import argparse
 import os
 
 from .common import Command
-from .options import is_quiet, positive_int
+from .options import is_quiet, positive_int, quiet_if_asked
 
 __all__ = ["DEMO"]
 
@@ -18,10 +18,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         paths = write_demo_pdfs(args.docs)
         print(f"wrote {len(paths)} PDFs to {args.docs}: {', '.join(os.path.basename(p) for p in paths)}")
         return 0
-    if is_quiet(args):
-        from ..serve import quiet_libraries
-
-        quiet_libraries()
+    quiet_if_asked(args)
     run_demo(args.out, n_pages=args.pages, quiet=is_quiet(args), synthetic=args.synthetic)
     return 0
 

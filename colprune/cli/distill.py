@@ -10,7 +10,7 @@ from ..errors import ModelLoadError, UsageError
 from ..pipeline import check_model
 from .common import Command, check_inputs, interrupt_hint
 from .errors import one_line
-from .options import is_quiet, positive_float, positive_int
+from .options import is_quiet, positive_float, positive_int, quiet_if_asked
 
 __all__ = ["DISTILL_QUERIES"]
 
@@ -31,10 +31,7 @@ def cmd_distill_queries(args: argparse.Namespace) -> int:
     else:
         init_layers = None
     check_model(args.teacher)
-    if is_quiet(args):
-        from ..serve import quiet_libraries
-
-        quiet_libraries()
+    quiet_if_asked(args)
     texts = dist.training_texts(args.texts, fraction=args.fraction, max_texts=args.max_texts, seed=args.seed,
                                 on_skip=lambda m: print(f"colprune distill-queries: skipped {m}", file=sys.stderr))
     from ..encoders import load_encoder

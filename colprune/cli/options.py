@@ -14,15 +14,22 @@ from typing import Any
 
 from ..errors import UsageError
 from ..pruning import PRUNERS, Pruner, make_pruner
+from ..serve import quiet_libraries
 from .errors import one_line
 
-__all__ = ["is_quiet", "positive_int", "nonneg_int", "positive_float", "pruner_params", "accepted_params",
+__all__ = ["is_quiet", "quiet_if_asked", "positive_int", "nonneg_int", "positive_float", "pruner_params", "accepted_params",
            "add_pruner_args", "pruner_given", "params_json", "pruner_from_args"]
 
 
 def is_quiet(args: argparse.Namespace) -> bool:
     """Whether ``-q``/``--quiet`` was given."""
     return bool(getattr(args, "quiet", False))
+
+
+def quiet_if_asked(args: argparse.Namespace) -> None:
+    """With ``-q``, silence transformers' and the hub's progress bars and warnings before a model loads."""
+    if is_quiet(args):
+        quiet_libraries()
 
 
 def positive_int(text: str) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import NotFoundError, UsageError
 from ..index import parse_where
 from ..pipeline import check_model
+from ..serve import Searcher, make_server, quiet_libraries
 from . import sharded
 from .common import Command, is_embedding_file, open_index
 from .options import is_quiet, nonneg_int, positive_int
@@ -67,8 +68,6 @@ def _read_queries(args: argparse.Namespace) -> tuple[list[str], list[Any], list[
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ..serve import Searcher
-
     where = parse_where(args.where)
     texts, vectors, labels = _read_queries(args)
     if args.query_encoder is not None and args.model is not None:
@@ -111,8 +110,6 @@ def _load_student(path: str, index, quiet: bool):
     cfg = read_config(path)["config"]
     check_teacher(index, cfg["teacher"], cfg["teacher_dim"], path)  # before any weights load
     if quiet:
-        from ..serve import quiet_libraries
-
         quiet_libraries()
     return StudentQueryEncoder(path)
 
@@ -175,8 +172,6 @@ SEARCH = Command(
 # -- serve -----------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..serve import Searcher, make_server
-
     with open_index(args.index) as index:
         searcher = Searcher(index, quiet=is_quiet(args), n_threads=args.threads, model=args.model,
                             trust_index_encoder=args.trust_index_encoder)

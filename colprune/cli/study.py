@@ -11,7 +11,7 @@ from ..errors import NotFoundError, SettingsMismatchError, UsageError
 from ..index.layout import CODECS
 from ..study import DEFAULT_GRID, GRID_HELP, run_study
 from .common import Command
-from .options import is_quiet
+from .options import is_quiet, quiet_if_asked
 
 __all__ = ["STUDY"]
 
@@ -36,10 +36,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     codecs = args.codecs.split(",") if args.codecs else None
     if codecs and set(codecs) - set(CODECS):
         raise UsageError(f"--codecs: unknown {sorted(set(codecs) - set(CODECS))}; choose from {sorted(CODECS)}")
-    if is_quiet(args):
-        from ..serve import quiet_libraries
-
-        quiet_libraries()
+    quiet_if_asked(args)
     kw: dict[str, Any] = {}
     if args.query_encoder is not None:
         from ..encoders.student import read_config, same_teacher
