@@ -15,7 +15,6 @@ from ..distributed import ShardedIndex, is_sharded
 from ..errors import NotFoundError, UsageError
 from ..index import Index
 from ..index.storage import storage_report
-from ..pipeline import check_model  # noqa: F401 - SEAM: for cli/build.py at HEAD; drop once it imports colprune.pipeline's
 from . import sharded
 
 __all__ = ["Command", "COMMANDS", "register", "fmt_bytes", "HOLD_NAMES", "holds_text",
