@@ -160,7 +160,8 @@ def markdown(r: dict) -> str:
         lines.append("")
         lines.append(f"| query encoding, {r['threads']} threads | teacher | student | speed-up |")
         lines.append("|---|---|---|---|")
-        lines.append(f"| one query (median over {la['teacher']['batch_size']} queries) | {la['teacher']['one_query_ms']:.2f} ms | "
+        lines.append(f"| one query (median over {la['teacher']['batch_size']} queries) | "
+                     f"{la['teacher']['one_query_ms']:.2f} ms | "
                      f"{la['student']['one_query_ms']:.2f} ms | {la['speedup_one_query']:.1f}× |")
         lines.append(f"| batch of {la['teacher']['batch_size']} | {la['teacher']['batch_ms']:.1f} ms | "
                      f"{la['student']['batch_ms']:.1f} ms | {la['speedup_batch']:.1f}× |")

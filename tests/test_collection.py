@@ -117,7 +117,8 @@ def test_filters_match_the_oracle_and_refuse_unknown_fields(tmp_path, rng):
         order = [f"p{i}" for i in range(n)]
         cases = [
             ({"source": "f1.pdf"}, lambda m: m["source"] == "f1.pdf"),
-            ({"source": {"in": ["f0.pdf", "f3.pdf"]}, "lang": "en"}, lambda m: m["source"] in ("f0.pdf", "f3.pdf") and m["lang"] == "en"),
+            ({"source": {"in": ["f0.pdf", "f3.pdf"]}, "lang": "en"},
+             lambda m: m["source"] in ("f0.pdf", "f3.pdf") and m["lang"] == "en"),
             ({"page": {"gte": 3, "lte": 4}}, lambda m: 3 <= m["page"] <= 4),
             ({"page": {"gt": 9}}, lambda m: m["page"] > 9),
             ({"lang": {"ne": "en"}}, lambda m: m["lang"] != "en"),
@@ -417,7 +418,8 @@ def test_collection_commands(tmp_path):
 
     path = tmp_path / "x.h5"
     with cp.Index.create(path, dim=DIM) as index:
-        index.add([f"p{i}" for i in range(10)], [page(i) for i in range(10)], metadata=[{"source": f"f{i % 2}.pdf"} for i in range(10)])
+        index.add([f"p{i}" for i in range(10)], [page(i) for i in range(10)],
+                  metadata=[{"source": f"f{i % 2}.pdf"} for i in range(10)])
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "colprune", *map(str, args)], capture_output=True, text=True)

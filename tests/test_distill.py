@@ -247,4 +247,5 @@ def test_teacher_targets_are_csr(tiny):
     t = teacher_targets(teacher, TEXTS[:5])
     assert len(t) == 5 and t.offsets[-1] == t.vectors.shape[0] == t.ids.shape[0]
     sub = t.subset([1, 3])
-    assert sub.texts == [TEXTS[1], TEXTS[3]] and np.array_equal(sub.vectors[: sub.offsets[1]], t.vectors[t.offsets[1]:t.offsets[2]])
+    assert sub.texts == [TEXTS[1], TEXTS[3]]
+    assert np.array_equal(sub.vectors[: sub.offsets[1]], t.vectors[t.offsets[1]:t.offsets[2]])

@@ -47,7 +47,8 @@ def test_eos_attention_equals_a_hand_computation(checkpoints, page_images, kind)
     enc = load_encoder(checkpoints[kind])
     page = enc.encode_pages(page_images[:1])[0]
     batch = enc.processor(images=[page_images[0].convert("RGB")])
-    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "image_grid_thw")}
+    keys = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "image_grid_thw")
+    inputs = {k: v for k, v in batch.items() if k in keys}
     with torch.no_grad():
         out = enc.model(**inputs, output_attentions=True)
     last = out.attentions[-1][0].mean(dim=0)  # (s, s), one page: no padding
