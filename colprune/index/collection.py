@@ -30,9 +30,7 @@ from . import layout as L
 from . import manifest as M
 from . import write as W
 from .prepare import Prepared, check_packed, packed_blocks, prepare_pages, resolve_pruner
-
-# SEAM: check_id and check_queries re-exported until callers import them from colprune.index.records
-from .records import MAX_ID_BYTES, Hit, Page, check_count, check_id, check_queries, codec_bytes  # noqa: F401
+from .records import MAX_ID_BYTES, Hit, Page, check_count, codec_bytes
 from .segment import Block
 from .snapshot import DEFAULT_MEMORY_BUDGET
 from .view import IndexView
@@ -407,38 +405,3 @@ class Index(IndexView):
         with cls.open(source) as src:
             src.copy_to(path, overwrite=overwrite, progress=progress, summary_centroids=4, skipped=False, desc="upgrade")
         return cls.open(path)
-
-    # -- aliases of private names other modules still use ----------------------------------
-
-    def _set_pruner(self, config: dict[str, Any]) -> None:  # SEAM: alias until callers switch
-        """Record ``config`` as the pruner of every page (use ``create(pruner=)`` / ``add(signal=)``)."""
-        self._check_writable()
-        if self.pruner_config != config:
-            body = W.next_body(self._snap.manifest)
-            body["pruner"] = config
-            self._commit(body)
-
-    def _resident_summary(self, n_centroids: int | None = None):  # SEAM: alias until callers switch
-        return self._snap.resident_summary(n_centroids)
-
-    def _masks(self, where):  # SEAM: alias until callers switch
-        return self._snap.masks(where)
-
-    def _hit(self, pos: int, score: float) -> Hit:  # SEAM: alias until callers switch
-        return self._snap.hit(pos, score)
-
-    @property
-    def _segments(self):  # SEAM: alias until callers switch
-        return self._snap.segments
-
-    @property
-    def _deleted(self):  # SEAM: alias until callers switch
-        return self._snap.deleted
-
-    @property
-    def _bases(self):  # SEAM: alias until callers switch
-        return self._snap.bases
-
-    @property
-    def _manifest(self):  # SEAM: alias until callers switch
-        return self._snap.manifest

@@ -142,7 +142,6 @@ def rescore(snap: Snapshot, qv, qoff, cand: np.ndarray, k: int, n_threads, *, re
 def exact_search(snap: Snapshot, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_threads, budget: int,
                  rerank: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Exact top-``k`` (binary: Hamming shortlist of ``rerank``, rescored exactly when a rerank copy exists)."""
-    snap = _snap(snap)  # SEAM: alias until callers switch (drop once distributed passes a Snapshot)
     n_q = qoff.size - 1
     depth = k
     binary_rerank = snap.codec == "binary" and snap.has_rerank and rerank is not None and rerank > 0
@@ -278,13 +277,3 @@ def device_search(snap: Snapshot, scorer, positions: np.ndarray, qv, qoff, k: in
     idx = [positions[r[np.isfinite(v)]] for r, v in zip(bi, bv)]
     val = [v[np.isfinite(v)] for v in bv]
     return idx, val
-
-
-def _snap(x) -> Snapshot:
-    # SEAM: alias until callers switch: distributed/sharded.py passes an Index where a Snapshot is due
-    return x if isinstance(x, Snapshot) else x.snapshot()
-
-
-def _rescore(index, qv, qoff, cand: np.ndarray, k: int, n_threads, *, rerank: bool = False, budget: int | None = None):
-    # SEAM: alias until callers switch (use rescore(index.snapshot(), ...))
-    return rescore(_snap(index), qv, qoff, cand, k, n_threads, rerank=rerank, budget=budget)

@@ -178,9 +178,6 @@ class Pruner(ABC):
             vec = vec.astype(np.float32)
         return PrunedPage(vec, rows.astype(np.int64), out_imp, mask[rows].copy(), int(vectors.shape[0]))
 
-    def _prune_checked(self, vectors, imp, mask, grid=None) -> PrunedPage:  # SEAM: alias until callers switch
-        return self.prune_checked(vectors, imp, mask, grid)
-
     @abstractmethod
     def _select(self, importance: np.ndarray | None, vectors: np.ndarray) -> np.ndarray:
         """Indices (into the patch rows) to keep; at least one.
