@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InvalidInputError
 from ..index import Hit
+from ..index.records import check_two_stage, default_rerank
 
 __all__ = ["plan", "search_shards", "merge_hits", "merge_shortlists"]
 
@@ -29,18 +29,12 @@ def plan(settings: dict, k: int, rerank: int | None, candidates: int | None,
     ``"summary"`` for two-stage search (``candidates``), ``"hamming"`` for binary codes with a
     rerank copy (unless ``rerank=0``).
     """
-    # SEAM: these two-stage checks are Index.search's too; one public check for both (index-A1)
     codec = settings["codec"]
     if candidates is not None:
-        if codec not in ("float16", "float32"):
-            raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 index, not {codec}")
-        held = settings.get("summary_centroids")
-        if n_centroids is not None and held not in (0, int(n_centroids)):
-            raise InvalidInputError(f"this collection stores {held}-centroid summaries; "
-                                    f"n_centroids={n_centroids} would need `colprune summarize --centroids {n_centroids}`")
+        check_two_stage(codec, settings.get("summary_centroids"), n_centroids, what="collection")
         return "summary", max(candidates, k), False
     if codec == "binary" and settings.get("rerank"):
-        r = max(100, 10 * k) if rerank is None else int(rerank)
+        r = default_rerank(k) if rerank is None else int(rerank)
         if r > 0:
             return "hamming", max(r, k), True
     return None, k, False

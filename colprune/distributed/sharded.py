@@ -28,12 +28,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Callable
 
-import numpy as np
-
-from ..errors import DuplicateIdError, InvalidInputError, UnknownIdError
+from ..errors import DuplicateIdError, InvalidInputError
 from ..index import Hit, Index
 from ..index.filters import check_where
-from ..index.records import check_count, check_queries
+from ..index.records import check_count, check_delete, check_queries, check_search, unknown_ids
 from . import manifest as SM
 from . import writes as W
 from .backends import open_backend
@@ -327,12 +325,7 @@ class ShardedIndex:
         best first, ties to the earlier page (shard order, then the shard's order).
         """
         self._check_open()
-        k = check_count(k, "k")
-        if candidates is not None:
-            candidates = check_count(candidates, "candidates")
-        # SEAM: one public check of rerank= shared with Index.search (index-A1)
-        if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 0):
-            raise InvalidInputError(f"rerank must be an integer >= 0, got {rerank!r}")
+        k, rerank, candidates = check_search(k, rerank, candidates)
         qv, qoff, single = check_queries(queries, self.dim)  # already contiguous float32 / int64
         self._check_where(where)
         mode, depth, rerank_copy = plan(self._manifest["settings"], k, rerank, candidates, n_centroids)
@@ -433,13 +426,7 @@ class ShardedIndex:
         With ``missing="error"`` every id is checked in its shard before anything is deleted.
         """
         self._check_writable()
-        # SEAM: these argument checks are Index.delete's; one public check in index.records for both (index-A1)
-        if ids is None and where is None:
-            raise InvalidInputError("delete needs ids, where=, or both")
-        if isinstance(ids, str):
-            ids = [ids]
-        if missing not in ("error", "ignore"):
-            raise InvalidInputError(f"missing must be 'error' or 'ignore', got {missing!r}")
+        ids = check_delete(ids, where, missing)
         groups = W.group_ids(ids or [], self.n_shards)
         if missing == "error":
             unknown = []
@@ -450,8 +437,7 @@ class ShardedIndex:
                 with self.shard(b) as ix:
                     unknown += [i for i in part if i not in ix]
             if unknown:
-                raise UnknownIdError(f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; nothing was deleted "
-                                     "(missing='ignore' skips them)")
+                raise unknown_ids(self.path, unknown)
         self._check_where(where)
         total = 0
         with self._write_lock:

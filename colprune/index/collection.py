@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, UnknownIdError
+from ..errors import InvalidInputError
 from ..pruning import NoPruning, PrunedPage, Pruner, make_pruner
 from . import compact as C
 from . import derive as D
@@ -30,7 +30,7 @@ from . import layout as L
 from . import manifest as M
 from . import write as W
 from .prepare import Prepared, check_packed, packed_blocks, prepare_pages, resolve_pruner
-from .records import MAX_ID_BYTES, Hit, Page, check_count, codec_bytes
+from .records import MAX_ID_BYTES, Hit, Page, check_count, check_delete, codec_bytes, unknown_ids
 from .segment import Block
 from .snapshot import DEFAULT_MEMORY_BUDGET
 from .view import IndexView
@@ -266,20 +266,14 @@ class Index(IndexView):
         :meth:`compact`.
         """
         self._check_writable()
-        if ids is None and where is None:
-            raise InvalidInputError("delete needs ids, where=, or both")
-        if isinstance(ids, str):
-            ids = [ids]
-        if missing not in ("error", "ignore"):
-            raise InvalidInputError(f"missing must be 'error' or 'ignore', got {missing!r}")
+        ids = check_delete(ids, where, missing)
         snap = self._snap
         rows_of = snap.id_rows()
         targets: set[tuple[int, int]] = set()
         if ids is not None:
             unknown = [i for i in ids if not isinstance(i, str) or i not in rows_of]
             if unknown and missing == "error":
-                raise UnknownIdError(f"{len(unknown)} id(s) not in {self.path}, e.g. {unknown[0]!r}; nothing was deleted "
-                                     "(missing='ignore' skips them)")
+                raise unknown_ids(self.path, unknown)
             targets |= {rows_of[i] for i in ids if isinstance(i, str) and i in rows_of}
         if where is not None:
             for si, m in enumerate(snap.masks(where)):

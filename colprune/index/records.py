@@ -13,11 +13,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnknownIdError
 from ..kernels import as_query_batch
 from ..pruning import PrunedPage
 
-__all__ = ["Hit", "Page", "codec_bytes", "check_id", "check_queries", "check_count", "MAX_ID_BYTES", "MAX_QUERY_NORM"]
+__all__ = ["Hit", "Page", "codec_bytes", "check_id", "check_queries", "check_count", "check_search", "check_two_stage",
+           "check_delete", "default_rerank", "MAX_ID_BYTES", "MAX_QUERY_NORM"]
 
 #: the grid row stored for a page without a patch grid
 NO_GRID = (-1, -1)
@@ -186,3 +187,47 @@ def meta_json(m: dict | None, what: str) -> str:
         return json.dumps(m, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"{what}: metadata is not JSON-serialisable ({e})") from None
+
+
+# -- the arguments of search and delete, checked alike by Index and ShardedIndex ------------
+
+def default_rerank(k: int) -> int:
+    """Pages a binary search shortlists by Hamming MaxSim before rescoring, unless ``rerank=`` says."""
+    return max(100, 10 * k)
+
+
+def check_search(k: object, rerank: object, candidates: object) -> tuple[int, int | None, int | None]:
+    """``search``'s ``k`` (>= 1), ``rerank`` (>= 0 or None) and ``candidates`` (>= 1 or None), checked."""
+    k = check_count(k, "k")
+    if candidates is not None:
+        candidates = check_count(candidates, "candidates")
+    if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 0):
+        raise InvalidInputError(f"rerank must be an integer >= 0, got {rerank!r}")
+    return k, None if rerank is None else int(rerank), candidates
+
+
+def check_two_stage(codec: str, stored_centroids: int | None, n_centroids: int | None, what: str = "index") -> None:
+    """Refuse two-stage search (``candidates=``) on a codec without summaries, or with other summaries than asked."""
+    if codec not in ("float16", "float32"):
+        raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 {what}, not {codec}")
+    if n_centroids is not None and stored_centroids not in (0, int(n_centroids)):
+        raise InvalidInputError(f"this {what} stores {stored_centroids}-centroid summaries; "
+                                f"n_centroids={n_centroids} would need `colprune summarize --centroids {n_centroids}`")
+
+
+def check_delete(ids: object, where: object, missing: object) -> list | None:
+    """``delete``'s arguments checked: ids as a list (one id given as a str is one id) or None."""
+    if ids is None and where is None:
+        raise InvalidInputError("delete needs ids, where=, or both")
+    if missing not in ("error", "ignore"):
+        raise InvalidInputError(f"missing must be 'error' or 'ignore', got {missing!r}")
+    if isinstance(ids, str):
+        return [ids]
+    return None if ids is None else list(ids)
+
+
+def unknown_ids(path: str, unknown: list) -> UnknownIdError:
+    """The error for ids a delete was asked for that the index does not hold (nothing is deleted)."""
+    return UnknownIdError(f"{len(unknown)} id(s) not in {path}, e.g. {unknown[0]!r}; nothing was deleted "
+                          "(missing='ignore' skips them)")
+

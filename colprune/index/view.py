@@ -20,7 +20,7 @@ from . import layout as L
 from . import manifest as M
 from . import search as S
 from .codecs import empty_vectors
-from .records import Hit, Page, check_count, check_queries, codec_bytes
+from .records import Hit, Page, check_queries, check_search, check_two_stage, codec_bytes, default_rerank
 from .snapshot import DEFAULT_MEMORY_BUDGET, Snapshot, load_collection, open_legacy
 from .storage import file_holds
 from .write import put_in_place
@@ -373,11 +373,7 @@ class IndexView:
         list of :class:`Hit` for one 2-D query; a list of such lists for a list of queries.
         Each hit is ``(id, score)`` with ``.metadata``, best first; ties go to the earlier page.
         """
-        k = check_count(k, "k")
-        if candidates is not None:
-            candidates = check_count(candidates, "candidates")
-        if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 0):
-            raise InvalidInputError(f"rerank must be an integer >= 0, got {rerank!r}")
+        k, rerank, candidates = check_search(k, rerank, candidates)
         qv, qoff, single = check_queries(queries, self.dim)
         snap = self._snap
         masks = snap.masks(where)
@@ -390,26 +386,18 @@ class IndexView:
                 raise InvalidInputError("device= scores every page exactly; it does not combine with candidates=")
             idx, val = self._device_search(qv, qoff, k, masks, device)
         elif candidates is not None:
-            self._check_two_stage(n_centroids)
+            check_two_stage(self.codec, snap.summary_centroids, n_centroids)
             self.warm(budget // 2)
             idx, val = S.two_stage_search(snap, qv, qoff, k, candidates, masks, n_threads, n_centroids)
         else:
             self.warm(budget // 2)  # what fits half the budget stays resident; blocks of the rest stream
-            rerank = max(100, 10 * k) if rerank is None else rerank
+            rerank = default_rerank(k) if rerank is None else rerank
             idx, val = S.exact_search(snap, qv, qoff, k, masks, n_threads, budget // 2, rerank)
         for v in val:
             if v.size and not np.isfinite(v).all():
                 raise InvalidInputError("query values too large: scores overflow float32 (scale the query vectors down)")
         hits = [[snap.hit(int(p), float(s)) for p, s in zip(pi, pv)] for pi, pv in zip(idx, val)]
         return hits[0] if single else hits
-
-    def _check_two_stage(self, n_centroids: int | None) -> None:
-        if self.codec not in ("float16", "float32"):
-            raise InvalidInputError(f"two-stage search (candidates=) needs a float16/float32 index, not {self.codec}")
-        stored = self._snap.manifest.get("summary_centroids")
-        if n_centroids is not None and stored not in (0, int(n_centroids)):
-            raise InvalidInputError(f"this index stores {stored}-centroid summaries; "
-                                    f"n_centroids={n_centroids} would need `colprune summarize --centroids {n_centroids}`")
 
     def _device_search(self, qv, qoff, k: int, masks, device: str):
         key = (str(device), self.version)
