@@ -452,3 +452,32 @@ def _sigint_default() -> None:
     # a runner started in the background (nohup, `cmd &`) ignores SIGINT, and Python keeps an
     # ignored SIGINT ignored: give the child the default so it sees Ctrl-C as a user's terminal does
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _count_opens(monkeypatch) -> list[str]:
+    """Every ``Index.open`` from here on, by mode."""
+    opened: list[str] = []
+    real = cp.Index.open.__func__
+
+    def counting(cls, path, mode="r", **kw):
+        opened.append(mode)
+        return real(cls, path, mode, **kw)
+
+    monkeypatch.setattr(cp.Index, "open", classmethod(counting))
+    return opened
+
+
+def test_an_appending_build_opens_the_index_once(tmp_path, rng, monkeypatch, capsys):
+    ids, embs, imps = pages(rng, 6, dim=8, lo=2)
+    out = tmp_path / "i.h5"
+    for n, name in ((3, "a.npz"), (6, "b.npz")):
+        offsets = np.r_[0, np.cumsum([e.shape[0] for e in embs[:n]])]
+        np.savez(tmp_path / name, vectors=np.concatenate(embs[:n]), offsets=offsets,
+                 importance=np.concatenate(imps[:n]), ids=np.array(ids[:n]))
+    assert main(["build", str(tmp_path / "a.npz"), "-o", str(out), "--pruner", "ratio", "--ratio", "0.5", "-q"]) == 0
+    opened = _count_opens(monkeypatch)
+    assert main(["build", str(tmp_path / "b.npz"), "-o", str(out), "-q"]) == 0
+    assert opened == ["a"]  # settings checked, pages appended and the summary read through one open
+    assert "3 pages already in" in capsys.readouterr().out
+    with cp.Index.open(out) as index:
+        assert index.ids == ids

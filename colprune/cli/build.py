@@ -98,8 +98,7 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
         on_event=lambda kind, info: state.update(held=info["held"]) if kind == "pages" else None)
     if report.already_present:
         print(f"{report.already_present} pages already in {args.output}: kept, not added again")
-    with open_index(args.output) as index:
-        print_summary(index, args.output)
+    print_summary(report.info, args.output)
     return 0
 
 
@@ -161,7 +160,9 @@ def _report_pages(args: argparse.Namespace, report: Any, model: str | None) -> N
         shown = ", ".join(report.changed_not_replaced[:3]) + (", ..." if len(report.changed_not_replaced) > 3 else "")
         print(f"colprune build: {len(report.changed_not_replaced)} pages changed on disk since they were indexed "
               f"({shown}); add --upsert to re-index them", file=sys.stderr)
-    if os.path.exists(args.output):
+    if report.info is not None:  # read by the build from its own open index: no second open
+        print_summary(report.info, args.output)
+    elif os.path.exists(args.output):
         with open_index(args.output) as index:
             print_summary(index, args.output)
     else:

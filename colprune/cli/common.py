@@ -76,9 +76,12 @@ def holds_text(info: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def summary_line(index: Index, shown: str | None = None) -> str:
-    """One line: pages, vectors kept, vector bytes and file bytes per page, what else the file holds."""
-    info = storage_report(index)
+def summary_line(index: Index | dict[str, Any], shown: str | None = None) -> str:
+    """One line: pages, vectors kept, vector bytes and file bytes per page, what else the file holds.
+
+    ``index``: an open index, or its :func:`~colprune.index.storage.storage_report` (a build's ``report.info``).
+    """
+    info = index if isinstance(index, dict) else storage_report(index)
     ratio = info.get("keep_ratio")
     docs = info["docs"]
     line = (f"{shown or info['path']}: {docs:,} pages, {info['vectors']:,} of {info['original_vectors']:,} vectors kept"
@@ -92,7 +95,7 @@ def summary_line(index: Index, shown: str | None = None) -> str:
     return line
 
 
-def print_summary(index: Index, shown: str | None = None) -> None:
+def print_summary(index: Index | dict[str, Any], shown: str | None = None) -> None:
     """The summary line, naming the index as the user did (``shown``)."""
     print(summary_line(index, shown))
 

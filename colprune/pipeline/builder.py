@@ -124,6 +124,10 @@ def build(
             _encode_pages(target, todo, changed, encoder, report, emit, strict=strict, retry_skipped=retry_skipped,
                           commit_pages=commit_pages, commit_seconds=commit_seconds, dpi=dpi, batch_size=batch_size,
                           progress=progress, overwrite=overwrite, signals=signals, rerank=rerank, t0=t0)
+        if target.index is not None:
+            from ..index.storage import storage_report
+
+            report.info = storage_report(target.index)
     finally:
         if target.index is not None:
             target.index.close()

@@ -140,6 +140,9 @@ def build_embeddings(
         for s in sets:
             report.already_present += _write_set(s, writer, done, bar)
         writer.flush()
+        from ..index.storage import storage_report
+
+        report.info = storage_report(index)
     except KeyboardInterrupt:
         report.indexed, report.interrupted = writer.indexed, True
         report.seconds = time.perf_counter() - t0

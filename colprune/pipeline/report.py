@@ -15,7 +15,9 @@ class BuildReport:
     ``skipped`` maps a page id (or, for a file that could not be opened, the file's id: its
     path relative to the id root, without ``#N``) to the reason; ``changed_not_replaced``
     lists ids whose file changed (sha256) since they were indexed but were kept because
-    ``upsert`` was off.
+    ``upsert`` was off. ``info`` is the index's storage report when the build ended
+    (:func:`colprune.index.storage.storage_report`: what ``colprune info`` shows), read from
+    the build's own open index; None when no index was written or the build failed.
     """
 
     output: str = ""
@@ -27,6 +29,7 @@ class BuildReport:
     seconds: float = 0.0
     interrupted: bool = False
     pages_total: int = 0
+    info: dict[str, Any] | None = None
 
     @property
     def pages_per_second(self) -> float:
