@@ -193,6 +193,7 @@ class ShardedIndex:
     encoder = _setting("encoder", lambda v: v or None, "The encoder the collection's pages are embedded with (None if unnamed).")
     pruner_config = _setting("pruner", lambda v: v, "The pruner's config (with ``signal``) that :meth:`add` prunes with.")
     merged = _setting("merged", bool, "Whether the shards hold merged vectors (a merging pruner's).")
+    signal_names = _setting("signals", lambda v: list(v or []), "Importance signals stored per vector (none unless asked).")
 
     @property
     def has_rerank(self) -> bool:

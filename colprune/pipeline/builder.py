@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import InvalidInputError, SettingsMismatchError
 from .pages import PageJob, list_pages, prefetch, read_pages
-from .report import BuildReport
+from .report import BuildReport, storage_report
 from .settings import DEFAULT_IMPORTANCE, check_settings, check_signal, model_dim
 from .writer import PageWriter
 
@@ -125,8 +125,6 @@ def build(
                           commit_pages=commit_pages, commit_seconds=commit_seconds, dpi=dpi, batch_size=batch_size,
                           progress=progress, overwrite=overwrite, signals=signals, rerank=rerank, t0=t0)
         if target.index is not None:
-            from ..index.storage import storage_report
-
             report.info = storage_report(target.index)
     finally:
         if target.index is not None:

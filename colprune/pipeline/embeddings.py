@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from ..errors import UsageError
-from .report import BuildReport
+from .report import BuildReport, storage_report
 from .settings import check_settings
 from .writer import PageWriter
 
@@ -140,8 +140,6 @@ def build_embeddings(
         for s in sets:
             report.already_present += _write_set(s, writer, done, bar)
         writer.flush()
-        from ..index.storage import storage_report
-
         report.info = storage_report(index)
     except KeyboardInterrupt:
         report.indexed, report.interrupted = writer.indexed, True

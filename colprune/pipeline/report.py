@@ -63,3 +63,12 @@ class BuildReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"pages_per_second": self.pages_per_second}
+
+
+def storage_report(index: Any) -> dict[str, Any]:
+    """:func:`colprune.index.storage.storage_report` of an open index, imported when first needed
+    (the store loads only once a build writes)."""
+    from ..index.storage import storage_report as report
+
+    return report(index)
+

@@ -25,9 +25,7 @@ DEFAULT_IMPORTANCE = "indegree"
 def held_settings(index: Any) -> dict[str, Any]:
     """What an open index (or sharded collection) holds: codec, dim, encoder, pruner, merged, rerank, signals."""
     return {"codec": index.codec, "dim": index.dim, "encoder": index.encoder, "pruner": index.pruner_config,
-            # a sharded collection records neither merged vectors nor stored signals
-            "merged": getattr(index, "merged", False), "rerank": index.has_rerank,
-            "signals": list(getattr(index, "signal_names", ()))}
+            "merged": index.merged, "rerank": index.has_rerank, "signals": list(index.signal_names)}
 
 
 def _problems(output: str, held: dict[str, Any], *, dtype: str | None, pruner: Any, encoder: str | None,
