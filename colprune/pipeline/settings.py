@@ -33,12 +33,11 @@ def _problems(output: str, held: dict[str, Any], *, dtype: str | None, pruner: A
     problems, fixes = [], []
     codec = held["codec"]
     if dtype is not None and dtype != codec:
-        problems.append(f"codec {codec} (the index holds {codec} vectors; you asked for --dtype {dtype})")
+        problems.append(f"codec {codec} (you asked for --dtype {dtype})")
         fixes.append(f"leave out --dtype (or give --dtype {codec}) to append {codec} vectors, or convert a copy later "
                      f"with `colprune prune {output} NEW.h5 --pruner none --dtype {dtype}`")
     if encoder is not None and held["encoder"] and encoder != held["encoder"]:
-        problems.append(f"encoder {held['encoder']!r} (the index holds pages encoded with {held['encoder']!r}; "
-                        f"you asked for {encoder!r})")
+        problems.append(f"encoder {held['encoder']!r} (you asked for {encoder!r})")
         fixes.append(f"leave out --model (or --encoder) to use the index's ({held['encoder']})")
     if dim is not None and dim != held["dim"]:
         problems.append(f"dim {held['dim']} (your vectors have dim {dim})")
@@ -46,8 +45,7 @@ def _problems(output: str, held: dict[str, Any], *, dtype: str | None, pruner: A
     if pruner is not None and stored is not None:
         base = {k: stored[k] for k in ("name", "params") if k in stored}
         if base != pruner.config():
-            problems.append(f"pruner {base.get('name')} (the index holds pages pruned with {json.dumps(base)}; "
-                            f"you asked for {json.dumps(pruner.config())})")
+            problems.append(f"pruner {json.dumps(base)} (you asked for {json.dumps(pruner.config())})")
             fixes.append(f"leave out the pruning options to use the index's pruner (--pruner {base.get('name')} "
                          f"with {json.dumps(base.get('params', {}))})")
     if pruner is not None and pruner.merges and not held["merged"]:
