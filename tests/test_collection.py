@@ -531,3 +531,30 @@ def test_add_packed_with_a_pruner_prunes_each_page(tmp_path, rng):
         got = [p.n_kept for p in a.add(["x", "y", "z"], pages, imps, pruner="ratio")]
         b.add_packed(["x", "y", "z"], np.concatenate(pages), [20, 20, 20], np.concatenate(imps), pruner="ratio")
         assert [b.get(i).vectors.shape[0] for i in "xyz"] == got and b.pruner == a.pruner
+
+
+def test_an_interrupted_repack_leaves_the_index_as_it_was(tmp_path, rng, monkeypatch):
+    import colprune.index.derive as derive
+
+    path = tmp_path / "c.h5"
+    embs = [rng.standard_normal((5, 8)).astype(np.float32) for _ in range(40)]
+    with cp.Index.create(path, dim=8, dtype="binary") as index:
+        index.add([f"p{i}" for i in range(40)], embs)
+    calls = {"n": 0}
+    real = derive.copy_pages
+
+    def interrupted(pages, total, convert, write, **kw):
+        def write_then_stop(prepared):
+            write(prepared)
+            calls["n"] += 1
+            raise KeyboardInterrupt
+
+        return real(pages, total, convert, write_then_stop, **kw)
+
+    monkeypatch.setattr(derive, "copy_pages", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cp.index.repack(path, rerank=False)
+    assert calls["n"] == 1
+    with cp.Index.open(path) as index:
+        assert len(index) == 40 and index.has_rerank
+    assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]  # no partial copy left beside it

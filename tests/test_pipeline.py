@@ -193,3 +193,29 @@ def test_freed_memory_is_handed_back_without_error():
 
     release_freed_memory()
     release_freed_memory()  # the second call reuses the looked-up function (or the no-op)
+
+
+def test_ctrl_c_keeps_the_skip_records_of_pages_already_read(docs, tmp_path, minilm):
+    out = str(tmp_path / "i.h5")
+
+    def on_event(kind, info):
+        if kind == "committed" and info["indexed"] >= 18:  # past the blank page and the broken file
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build([str(docs)], out, encoder=minilm, progress=False, commit_pages=3, batch_size=3, on_event=on_event)
+    with cp.Index.open(out) as ix:
+        assert ix.skipped.get("gaps.pdf#2") == NO_TEXT  # not encoded again by the next run
+
+
+def test_a_callers_own_encoder_needs_only_pages_and_batch_size(tmp_path, minilm):
+    class Plain:  # duck-typed: no signals= parameter, no importance attribute
+        name, dim, input_kind = "plain", minilm.dim, minilm.input_kind
+
+        def encode_pages(self, pages, batch_size=8):
+            return minilm.encode_pages(pages, batch_size=batch_size)
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a note about glaciers and ice ages")
+    report = build([str(tmp_path / "d")], str(tmp_path / "p.h5"), encoder=Plain(), progress=False)
+    assert report.indexed == 1

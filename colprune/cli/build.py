@@ -73,7 +73,7 @@ def _resume_hint(args: argparse.Namespace, state: dict[str, Any], resumes: str) 
     def hint() -> str:
         n = count_committed(args.output)
         return (f"{args.output} holds {'?' if n is None else n} committed pages "
-                f"({'?' if n is None else n - state.get('held', 0)} added by this run); "
+                f"({'?' if n is None else n - state.get('held', n)} added by this run); "
                 f"run the same command again to resume: {resumes}")
 
     interrupt_hint(args, hint)

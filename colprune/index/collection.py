@@ -384,13 +384,18 @@ class Index(IndexView):
         """
         cfg = self.pruner_config
         cent = summary_centroids if summary_centroids is not None else (self._snap.manifest.get("summary_centroids") or 4)
-        with Index.create(path, self.dim, self.codec, encoder=self.encoder, overwrite=overwrite, signals=self.signal_names,
-                          merged=self.merged, rerank=self.has_rerank if rerank is None else rerank,
-                          summary_centroids=cent, pruner=cfg) as dst:
+        dst = Index.create(path, self.dim, self.codec, encoder=self.encoder, overwrite=overwrite, signals=self.signal_names,
+                           merged=self.merged, rerank=self.has_rerank if rerank is None else rerank,
+                           summary_centroids=cent, pruner=cfg)
+        try:
             D.copy_pages(self.iter_pages(), len(self), lambda pages: D.as_stored(pages, cfg), dst._write_all,
                          progress=progress, desc=desc)
             if skipped and self.skipped:
                 dst.record_skipped(self.skipped)
+        except BaseException:
+            dst.abandon()  # an interrupted copy never replaces what is at ``path`` (repack: this index)
+            raise
+        dst.close()
 
     @classmethod
     def upgrade(cls, source: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +134,16 @@ class IndexView:
             final, self._replace = self._replace, None
             put_in_place(self._root, final)
             self._root = final
+
+    def abandon(self) -> None:
+        """Close a collection being written by ``create(overwrite=True)`` *without* putting it in place:
+        the partial copy is removed and the collection it was to replace stays as it was. For any
+        other index this is :meth:`close`."""
+        final, self._replace = self._replace, None
+        root = self._root
+        self.close()
+        if final is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -103,7 +103,8 @@ def record_pruner(body: dict[str, Any], config: dict[str, Any], signal: str | No
     """Record in ``body`` the pruner of the pages it adds: ``config`` when it has none (or when an empty
     collection's record names another pruner), and ``signal`` when the record has none."""
     stored = body["pruner"]
-    if stored is None or (empty and _base(stored) != _base(config)):
+    other_signal = signal is not None and stored is not None and stored.get("signal") not in (None, signal)
+    if stored is None or (empty and (_base(stored) != _base(config) or other_signal)):
         body["pruner"] = dict(config)
     if signal is not None and "signal" not in body["pruner"]:
         body["pruner"]["signal"] = signal

@@ -221,7 +221,7 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
     """Read ``todo`` ahead of the encoder, encode it in batches and commit through one :class:`PageWriter`."""
     from tqdm.auto import tqdm
 
-    from ..encoders import PageError
+    from ..encoders import Encoder, PageError
     from ..index import Index
 
     signal = getattr(encoder, "importance", None)
@@ -238,8 +238,9 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
     total = report.pages_total
     bar = tqdm(total=total, initial=total - len(todo), desc="build", unit="page", disable=not progress)
     batch = max(1, batch_size or commit_pages)
-    # compute only the attention the stored signals need (all of them for a study's full index)
-    wanted = None if signals else [signal or "cls"]
+    # compute only the attention the stored signals need (all of them for a study's full index);
+    # a caller's own encoder object need only take (pages, batch_size=)
+    kw = {"signals": None if signals or signal is None else [signal]} if isinstance(encoder, Encoder) else {}
 
     def skip(job: PageJob, reason: str) -> None:
         if strict:
@@ -249,7 +250,7 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
         emit("skipped", {"id": job.id, "reason": reason})
 
     def encode(chunk: list[tuple[PageJob, Any]]) -> None:
-        encoded = encoder.encode_pages([c for _, c in chunk], batch_size=min(len(chunk), 64), signals=wanted)
+        encoded = encoder.encode_pages([c for _, c in chunk], batch_size=min(len(chunk), 64), **kw)
         ok = []
         for (job, _), enc in zip(chunk, encoded):
             if enc.vectors.shape[0] == 0:
@@ -285,6 +286,7 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
         writer.skip({k: v for k, v in report.skipped.items() if k not in target.recorded_skips or retry_skipped})
         writer.flush()
     except KeyboardInterrupt:
+        writer.record_skips()
         counts()
         report.interrupted = True
         report.seconds = time.perf_counter() - t0

@@ -145,6 +145,13 @@ class PageWriter:
         """Record pages (or files) that could not be embedded (id → reason), with the next commit."""
         self._skips.update(reasons)
 
+    def record_skips(self) -> None:
+        """Commit the skip records buffered so far (when an index is open): a build interrupted
+        between commits keeps them, so the next run does not encode those pages again."""
+        if self._skips and self.index is not None:
+            self.index.record_skipped(self._skips)
+            self._skips = {}
+
     def flush(self) -> int:
         """Commit every buffered page (and skip record) now; returns the pages committed."""
         pages, self._pages, self._ids = self._pages, [], set()
@@ -154,9 +161,7 @@ class PageWriter:
                 group = [p for p in pages if p.replace is replace]
                 if group:
                     self._commit(ix, group, replace)
-        if self._skips and self.index is not None:
-            self.index.record_skipped(self._skips)
-            self._skips = {}
+        self.record_skips()
         self._last = time.monotonic()
         if pages:
             if self._on_commit is not None:
