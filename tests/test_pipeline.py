@@ -100,11 +100,11 @@ def test_settings_are_checked_before_the_model_loads(docs, tmp_path, minilm, mon
         raise AssertionError("the model must not load when the settings do not fit")
 
     monkeypatch.setattr("colprune.encoders.load_encoder", no_model)
-    with pytest.raises(cp.InvalidInputError, match=r"holds an index with pruner .*none.*--pruner none"):
+    with pytest.raises(cp.InvalidInputError, match=r"holds pages pruned with .*none.*--pruner none"):
         build([str(docs)], out, progress=False, pruner="ward")
-    with pytest.raises(cp.InvalidInputError, match="codec float16.*--dtype float16"):
+    with pytest.raises(cp.InvalidInputError, match="float16 vectors.*--dtype float16"):
         build([str(docs)], out, progress=False, dtype="int8")
-    with pytest.raises(cp.InvalidInputError, match="encoder 'minilm'"):
+    with pytest.raises(cp.InvalidInputError, match="encoded with 'minilm'"):
         build([str(docs)], out, progress=False, model=str(tmp_path))
 
 

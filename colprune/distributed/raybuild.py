@@ -97,7 +97,7 @@ def _open_target(output: str, n_shards: int | None, settings: dict[str, Any], ov
         sh = ShardedIndex.open(output, mode="a")
         try:
             check_settings(sh, dtype=settings["codec"], encoder=settings.get("encoder") or None, dim=settings["dim"],
-                           pruner=None if settings.get("pruner") is None else make_pruner(settings["pruner"]))
+                           pruner=None if settings.get("pruner") is None else make_pruner(settings["pruner"]), shown=output)
             if n_shards is not None and n_shards != sh.n_shards:
                 raise InvalidInputError(f"{output} already holds a sharded collection with {sh.n_shards} shards (this build "
                                         f"asks for {n_shards}; the count is fixed at creation). Add to it with its own "

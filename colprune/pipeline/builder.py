@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..errors import InvalidInputError, SettingsMismatchError
+from ..errors import InvalidInputError, SettingsMismatchError, UsageError
 from .pages import PageJob, list_pages, prefetch, read_pages
 from .report import BuildReport, storage_report
 from .settings import DEFAULT_IMPORTANCE, check_settings, check_signal, model_dim
@@ -118,7 +118,7 @@ def build(
         if todo or not target.appending:
             encoder = encoder or _load(target, emit, device=device, quantize=quantize)
             if target.appending:  # the model's own dim, on the index already open
-                check_settings(target.index, dim=encoder.dim)
+                check_settings(target.index, dim=encoder.dim, shown=target.output)
             if retry_skipped and target.recorded_skips:
                 target.index.clear_skipped([j.id for j in todo if j.id in target.recorded_skips])
             _encode_pages(target, todo, changed, encoder, report, emit, strict=strict, retry_skipped=retry_skipped,
@@ -146,6 +146,9 @@ def _open_target(output: str, *, overwrite: bool, model: str | None, encoder: An
     if not target.appending:
         target.model = encoder.name if encoder is not None else (model or "minilm")
         target.dtype = dtype or "float16"
+        if not rerank and target.dtype != "binary":
+            raise UsageError(f"--no-rerank (rerank=False) applies to binary indexes; a new {output} would hold "
+                             f"{target.dtype} vectors (add --dtype binary)")
         target.pruner = pr or make_pruner(None)
         target.importance = importance if encoder is not None or importance is not None else DEFAULT_IMPORTANCE
         return target
@@ -153,7 +156,8 @@ def _open_target(output: str, *, overwrite: bool, model: str | None, encoder: An
     try:
         name = encoder.name if encoder is not None else model
         dim = encoder.dim if encoder is not None else (model_dim(model) if model else None)
-        held = check_settings(ix, dtype=dtype, pruner=pr, encoder=name, dim=dim, rerank=None if rerank else False)
+        held = check_settings(ix, dtype=dtype, pruner=pr, encoder=name, dim=dim, rerank=None if rerank else False,
+                              shown=output)
         if held["encoder"] is None:
             raise SettingsMismatchError(f"{output} records no encoder (built from embedding files): "
                                         "add pages to it as embedding files, or build a new index from pages")

@@ -47,7 +47,9 @@ def _open(output: Any, *, dim: int, encoder: str | None, dtype: str | None, prun
         return Index.create(output, dim, dtype or "float16", encoder=encoder, overwrite=overwrite, merged=pr.merges,
                             rerank=rerank), pr, True
     try:
-        held = check_settings(index, dtype=dtype, pruner=pr, encoder=encoder, dim=dim, rerank=None if rerank else False)
+        shown = os.fspath(output) if isinstance(output, (str, os.PathLike)) else None
+        held = check_settings(index, dtype=dtype, pruner=pr, encoder=encoder, dim=dim, rerank=None if rerank else False,
+                              shown=shown)
     except BaseException:
         if own:
             index.close()

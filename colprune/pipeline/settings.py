@@ -33,11 +33,11 @@ def _problems(output: str, held: dict[str, Any], *, dtype: str | None, pruner: A
     problems, fixes = [], []
     codec = held["codec"]
     if dtype is not None and dtype != codec:
-        problems.append(f"codec {codec} (you asked for --dtype {dtype})")
+        problems.append(f"{codec} vectors (you asked for --dtype {dtype})")
         fixes.append(f"leave out --dtype (or give --dtype {codec}) to append {codec} vectors, or convert a copy later "
                      f"with `colprune prune {output} NEW.h5 --pruner none --dtype {dtype}`")
     if encoder is not None and held["encoder"] and encoder != held["encoder"]:
-        problems.append(f"encoder {held['encoder']!r} (you asked for {encoder!r})")
+        problems.append(f"pages encoded with {held['encoder']!r} (you asked for {encoder!r})")
         fixes.append(f"leave out --model (or --encoder) to use the index's ({held['encoder']})")
     if dim is not None and dim != held["dim"]:
         problems.append(f"dim {held['dim']} (your vectors have dim {dim})")
@@ -45,7 +45,7 @@ def _problems(output: str, held: dict[str, Any], *, dtype: str | None, pruner: A
     if pruner is not None and stored is not None:
         base = {k: stored[k] for k in ("name", "params") if k in stored}
         if base != pruner.config():
-            problems.append(f"pruner {json.dumps(base)} (you asked for {json.dumps(pruner.config())})")
+            problems.append(f"pages pruned with {json.dumps(base)} (you asked for {json.dumps(pruner.config())})")
             fixes.append(f"leave out the pruning options to use the index's pruner (--pruner {base.get('name')} "
                          f"with {json.dumps(base.get('params', {}))})")
     if pruner is not None and pruner.merges and not held["merged"]:
@@ -57,7 +57,7 @@ def _problems(output: str, held: dict[str, Any], *, dtype: str | None, pruner: A
 
 
 def check_settings(index_or_path: Any, *, dtype: str | None = None, pruner: Any = None, encoder: str | None = None,
-                   dim: int | None = None, rerank: bool | None = None) -> dict[str, Any]:
+                   dim: int | None = None, rerank: bool | None = None, shown: str | None = None) -> dict[str, Any]:
     """THE settings check: what an existing index holds, or why the build's settings do not fit it.
 
     Parameters
@@ -68,6 +68,7 @@ def check_settings(index_or_path: Any, *, dtype: str | None = None, pruner: Any 
     encoder : the model name the build encodes with (None: any)
     dim : the dimension of the build's vectors (None: unknown)
     rerank : False when the build asks for no float16 rerank copy (binary only); None: any
+    shown : the index's path as the user gave it, for the messages (default: the index's own path)
 
     Returns
     -------
@@ -87,13 +88,13 @@ def check_settings(index_or_path: Any, *, dtype: str | None = None, pruner: Any 
         with Index.open(output) as ix:
             held = held_settings(ix)
     else:
-        output, held = str(index_or_path.path), held_settings(index_or_path)
+        output, held = shown or str(index_or_path.path), held_settings(index_or_path)
     if rerank is False and held["codec"] != "binary":
         raise UsageError(f"--no-rerank applies to binary indexes; {output} holds {held['codec']} vectors")
     problems, fixes = _problems(output, held, dtype=dtype, pruner=pruner, encoder=encoder, dim=dim, rerank=rerank)
     if problems:
         fixes.append(f"or write a new index (another -o, or --overwrite to replace {output})")
-        raise SettingsMismatchError(f"{output} holds an index with " + "; ".join(problems) + ". To add to it: "
+        raise SettingsMismatchError(f"{output} holds " + "; ".join(problems) + ". To add to it: "
                                     + "; ".join(fixes))
     return held
 
