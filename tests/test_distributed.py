@@ -373,3 +373,11 @@ def test_a_new_collection_records_the_signal_its_pages_are_pruned_by(tmp_path):
     assert _settings(DIM, "float16", "minilm", "adaptive", (), None)["pruner"] == {"name": "adaptive", "params": {"k": -0.25}}
     with ShardedIndex.create(tmp_path / "s", n_shards=2, dim=DIM, pruner=st["pruner"]) as s:
         assert s.pruner_config["signal"] == "indegree"
+
+
+def test_summarize_of_a_sharded_collection_is_a_usage_error(tmp_path, corpus, capsys):
+    from colprune.cli import main
+
+    _make(tmp_path, corpus, n_shards=2).close()
+    assert main(["summarize", str(tmp_path / "s")]) == 2
+    assert "sharded collection" in capsys.readouterr().err

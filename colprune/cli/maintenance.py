@@ -178,6 +178,9 @@ VERIFY = Command(
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     with open_index(args.index, mode="a") as index:
+        if isinstance(index, ShardedIndex):
+            raise UsageError(f"summarize rewrites one index's summaries; {args.index} is a sharded collection "
+                             f"(summarize each shard: colprune summarize {args.index}/shard-NNNNN)")
         index.summarize(args.centroids)
     print(f"{args.index}: first-stage summaries of {args.centroids} centroids per page")
     return 0

@@ -93,9 +93,9 @@ def check_settings(index_or_path: Any, *, dtype: str | None = None, pruner: Any 
         raise UsageError(f"--no-rerank applies to binary indexes; {output} holds {held['codec']} vectors")
     problems, fixes = _problems(output, held, dtype=dtype, pruner=pruner, encoder=encoder, dim=dim, rerank=rerank)
     if problems:
-        fixes.append(f"or write a new index (another -o, or --overwrite to replace {output})")
-        raise SettingsMismatchError(f"{output} holds " + "; ".join(problems) + ". To add to it: "
-                                    + "; ".join(fixes))
+        new = f"write a new index (another -o, or --overwrite to replace {output})"
+        advice = ("To add to it: " + "; ".join(fixes) + f"; or {new}") if fixes else new[0].upper() + new[1:]
+        raise SettingsMismatchError(f"{output} holds " + "; ".join(problems) + ". " + advice)
     return held
 
 
