@@ -93,6 +93,45 @@ def test_build_prune_search_info(tmp_path, pt_file, capsys):
     assert main(["info", str(full), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["keep_ratio"] == 1.0 and info["file_bytes_per_page"] > 0 and "vectors" in info["holds"]
+    assert info["full"] is True
+
+
+def test_pruning_a_pruned_index_says_it_compounds(tmp_path, pt_file, capsys):
+    path = pt_file[0]
+    full, pruned, again, binary = (str(tmp_path / n) for n in ("full.h5", "pruned.h5", "again.h5", "binary.h5"))
+    assert main(["build", str(path), "-o", full, "--pruner", "none", "-q"]) == 0
+    assert main(["prune", full, pruned, "--pruner", "adaptive", "--k", "0", "-q"]) == 0
+    assert "already pruned" not in capsys.readouterr().err  # a full source: nothing to say
+    assert main(["info", full]) == 0
+    assert "        full  yes\n" in capsys.readouterr().out
+    assert main(["info", pruned, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["full"] is False and info["keep_ratio"] < 1
+    ratio = f"{info['keep_ratio']:.1%}"
+    assert main(["info", pruned]) == 0
+    assert f"        full  no: pruned by adaptive, {ratio} of the original vectors kept\n" in capsys.readouterr().out
+    assert main(["prune", pruned, again, "--pruner", "adaptive", "--k", "0", "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"colprune prune: {pruned} is already pruned (adaptive, keeps {ratio} of its original vectors); "
+                   f"pruning again compounds: {again} keeps a share of what is left. Build a full index with "
+                   "--pruner none to prune from all vectors."]
+    # re-encoded with --pruner none, the pages are still the pruned ones
+    assert main(["prune", pruned, binary, "--pruner", "none", "--dtype", "int8", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["info", binary, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["full"] is False
+
+
+def test_delete_of_an_unknown_id_names_the_cli_option(built, tmp_path, capsys):
+    import shutil
+
+    index = tmp_path / "d.h5"
+    shutil.copytree(built["full"], index) if built["full"].is_dir() else shutil.copy(built["full"], index)
+    assert main(["delete", str(index), "doc-1", "no-such-id"]) == 4
+    err = capsys.readouterr().err
+    assert "--missing-ok skips them" in err and "missing=" not in err and len(err.strip().splitlines()) == 1
+    assert main(["delete", str(index), "doc-1", "no-such-id", "--missing-ok"]) == 0
+    assert "deleted 1 pages" in capsys.readouterr().out
 
 
 def test_build_is_resumable_and_reads_npz_and_npy(tmp_path, rng, capsys):
@@ -199,8 +238,13 @@ def test_every_error_is_one_line_and_its_own_status(built):
         assert "Traceback" not in res.stderr, (argv, res.stderr)
         last = res.stderr.strip().splitlines()[-1]
         assert text in last, (argv, res.stderr)
-        if status != 2:  # argparse prints its usage above its one line
-            assert len(res.stderr.strip().splitlines()) == 1, (argv, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, (argv, res.stderr)  # argparse's mistakes too
+        assert "usage:" not in res.stderr, (argv, res.stderr)
+    hints = {tuple(map(str, a)): r.stderr.strip() for (a, _, _), r in zip(cases, results)}
+    assert hints[("frobnicate",)].startswith("colprune: error: argument COMMAND: invalid choice")
+    assert hints[("frobnicate",)].endswith("(colprune --help)")
+    k0 = ("search", str(built["full"]), str(built["queries"]), "-k", "0")
+    assert hints[k0].startswith("colprune: error: argument -k") and hints[k0].endswith("(colprune search --help)")
 
 
 def test_model_that_cannot_load_is_exit_8_before_encoding(tmp_path):

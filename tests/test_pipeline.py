@@ -219,3 +219,34 @@ def test_a_callers_own_encoder_needs_only_pages_and_batch_size(tmp_path, minilm)
     (tmp_path / "d" / "a.txt").write_text("a note about glaciers and ice ages")
     report = build([str(tmp_path / "d")], str(tmp_path / "p.h5"), encoder=Plain(), progress=False)
     assert report.indexed == 1
+
+
+def test_pages_per_second_leaves_out_the_model_load(tmp_path, minilm, monkeypatch):
+    import time
+
+    import colprune.encoders
+
+    def slow_load(model, **kwargs):
+        time.sleep(0.3)
+        return minilm
+
+    monkeypatch.setattr(colprune.encoders, "load_encoder", slow_load)
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        (tmp_path / "d" / f"{i}.txt").write_text(f"note {i} about glaciers and ice ages")
+    events = []
+    report = build([str(tmp_path / "d")], str(tmp_path / "p.h5"), model="minilm", progress=False,
+                   on_event=lambda kind, info: events.append(kind))
+    assert report.indexed == 3 and 0.3 <= report.load_seconds < report.seconds and "loading" in events
+    assert report.pages_per_second == pytest.approx(3 / (report.seconds - report.load_seconds))
+    assert f"(model load {report.load_seconds:.1f} s; " in report.summary()
+    assert report.to_dict()["load_seconds"] == report.load_seconds
+    # a caller's own encoder: nothing loaded, the plain rate
+    again = build([str(tmp_path / "d")], str(tmp_path / "q.h5"), encoder=minilm, progress=False)
+    assert again.load_seconds == 0 and "model load" not in again.summary()
+
+
+def test_summary_names_the_load_and_the_encoding_rate():
+    report = BuildReport(output="pages.h5", indexed=9, seconds=61.9, load_seconds=50.1)
+    assert report.summary() == "pages.h5: indexed 9 pages in 61.9 s (model load 50.1 s; 0.76 pages/s encoding)"
+    assert BuildReport(output="x.h5", indexed=4, seconds=2.0).summary() == "x.h5: indexed 4 pages in 2.0 s (2.00 pages/s)"

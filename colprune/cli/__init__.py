@@ -40,11 +40,19 @@ def _status_epilog() -> str:
     return "exit statuses:\n" + "\n".join(f"  {code:>3}  {text.replace('`', '')}" for code, text in EXIT_STATUSES)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line mistakes: ``colprune: error: MESSAGE (colprune CMD --help)``, exit status 2,
+    instead of the usage block (subcommands' parsers are of this class too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"colprune: error: {' '.join(message.split())} ({self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="on an error, print the Python traceback too")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="colprune", formatter_class=_FMT,
         description="Multi-vector index with adaptive patch pruning for visual document retrieval.",
         epilog="first steps:\n  colprune demo --docs pdfs\n  colprune build pdfs -o pages.h5\n"

@@ -18,7 +18,8 @@ from ..index.storage import storage_report
 from . import sharded
 
 __all__ = ["Command", "COMMANDS", "register", "fmt_bytes", "HOLD_NAMES", "holds_text",
-           "summary_line", "print_summary", "open_index", "interrupt_hint", "interrupt_detail", "count_committed",
+           "summary_line", "print_summary", "pruned_by", "full_text",
+           "open_index", "interrupt_hint", "interrupt_detail", "count_committed",
            "EMBEDDING_EXTS", "is_embedding_file", "check_inputs"]
 
 
@@ -93,6 +94,26 @@ def summary_line(index: Index | dict[str, Any], shown: str | None = None) -> str
         if held:
             line += f", also holding {held}"
     return line
+
+
+def pruned_by(info: dict[str, Any]) -> str | None:
+    """The pruner that already pruned an index's pages (from its info's pruner record, following
+    ``derived_from`` through re-encodings with ``none``), or None for a full index."""
+    record = info.get("pruner")
+    while record:
+        if record.get("name") not in (None, "none"):
+            return str(record["name"])
+        record = record.get("derived_from")
+    return None
+
+
+def full_text(info: dict[str, Any]) -> str:
+    """``yes`` for a full index, else ``no: pruned by adaptive, 49.5% of the original vectors kept``."""
+    name = pruned_by(info)
+    if name is None:
+        return "yes"
+    ratio = info.get("keep_ratio")
+    return f"no: pruned by {name}" + ("" if ratio is None else f", {ratio:.1%} of the original vectors kept")
 
 
 def print_summary(index: Index | dict[str, Any], shown: str | None = None) -> None:

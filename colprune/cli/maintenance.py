@@ -7,10 +7,10 @@ import json
 import os
 
 from ..distributed import ShardedIndex
-from ..errors import NotFoundError, UsageError
+from ..errors import NotFoundError, UnknownIdError, UsageError
 from ..index import Index, parse_where, repack
 from ..index.storage import path_bytes, storage_report
-from .common import Command, fmt_bytes, holds_text, interrupt_hint, open_index, print_summary
+from .common import Command, fmt_bytes, full_text, holds_text, interrupt_hint, open_index, print_summary, pruned_by
 from .errors import EXIT_FORMAT
 from .options import is_quiet, positive_int
 
@@ -23,6 +23,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         skipped = index.skipped
     if skipped:
         info["skipped_pages"] = dict(skipped)
+    info["full"] = pruned_by(info) is None
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -41,6 +42,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                          f"{fmt_bytes(info['unpruned_vector_bytes_per_page'])})"),
         ("file", f"{fmt_bytes(info['file_bytes'])}, {fmt_bytes(info['file_bytes_per_page'])}/page"),
         ("also holds", (held or "-") + (" (estimated)" if info.get("holds_estimated") else "")),
+        ("full", full_text(info)),
         ("pruner", json.dumps(info["pruner"]) if info["pruner"] else "-"),
         ("encoder", info["encoder"] or "-"),
     ]
@@ -116,7 +118,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
             unknown = sorted(set(where) - index.filter_fields())
             if unknown:
                 raise UsageError(f"--where: unknown metadata field {unknown[0]!r}; filterable: {sorted(index.filter_fields())}")
-        n = index.delete(ids or None, where=where, missing="ignore" if args.missing_ok else "error")
+        try:
+            n = index.delete(ids or None, where=where, missing="ignore" if args.missing_ok else "error")
+        except UnknownIdError as e:  # in the CLI's words
+            raise UnknownIdError(str(e).replace("missing='ignore'", "--missing-ok")) from e
         print(f"{args.index}: deleted {n} pages, {len(index)} left (colprune compact {args.index} gives their bytes back)")
     return 0
 

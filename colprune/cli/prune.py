@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from ..distributed import ShardedIndex
 from ..errors import UsageError
 from ..index.layout import CODECS
-from .common import Command, count_committed, interrupt_hint, open_index, print_summary
+from .common import Command, count_committed, interrupt_hint, open_index, print_summary, pruned_by
 from .options import add_pruner_args, is_quiet, pruner_from_args
 
 __all__ = ["PRUNE"]
@@ -31,6 +32,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if args.signal and args.signal not in src.signal_names:
             raise UsageError(f"{args.source} stores no signal {args.signal!r}; it has {src.signal_names} "
                              "(build with --signals to store them)")
+        _say_if_pruned(src.info(), args.source, args.output)
         total = len(src)
         interrupt_hint(args, lambda: f"{args.output} is incomplete ({count_committed(args.output) or 0} of {total} pages); "
                                       f"run the same command with --overwrite to redo it")
@@ -42,6 +44,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
     with dst:
         print_summary(dst, args.output)
     return 0
+
+
+def _say_if_pruned(info: dict[str, Any], source: str, output: str) -> None:
+    """One line on stderr when SOURCE's pages were already pruned: pruning again compounds."""
+    name = pruned_by(info)
+    if name is None:
+        return
+    ratio = info.get("keep_ratio")
+    kept = "" if ratio is None else f", keeps {ratio:.1%} of its original vectors"
+    print(f"colprune prune: {source} is already pruned ({name}{kept}); pruning again compounds: {output} keeps a "
+          "share of what is left. Build a full index with --pruner none to prune from all vectors.",
+          file=sys.stderr, flush=True)
 
 
 def _prune_arguments(p: argparse.ArgumentParser) -> None:

@@ -116,7 +116,7 @@ def build(
         emit("pages", {"total": len(jobs), "todo": len(todo), "held": len(target.index) if target.appending else 0,
                        "model": encoder.name if encoder is not None else target.model})
         if todo or not target.appending:
-            encoder = encoder or _load(target, emit, device=device, quantize=quantize)
+            encoder = encoder or _load(target, emit, report, device=device, quantize=quantize)
             if target.appending:  # the model's own dim, on the index already open
                 check_settings(target.index, dim=encoder.dim, shown=target.output)
             if retry_skipped and target.recorded_skips:
@@ -207,14 +207,19 @@ def _plan(target: _Target, jobs: list[PageJob], report: BuildReport, *, upsert: 
     return todo, (changed if upsert else set())
 
 
-def _load(target: _Target, emit: Callable[[str, dict], None], *, device: str | None, quantize: str | None):
-    """The encoder of ``target.model``; the ``"loading"`` event comes first (the CLI checks the model there)."""
+def _load(target: _Target, emit: Callable[[str, dict], None], report: BuildReport, *, device: str | None,
+          quantize: str | None):
+    """The encoder of ``target.model``; the ``"loading"`` event comes first (the CLI checks the model there).
+    The load's seconds go to ``report.load_seconds`` (its pages/s counts the encoding only)."""
     from ..encoders import load_encoder
 
     emit("loading", {"model": target.model})
     kwargs = {k: v for k, v in (("importance", target.importance), ("device", device), ("quantize", quantize))
               if v is not None}
-    return load_encoder(target.model, **kwargs)
+    t = time.perf_counter()
+    encoder = load_encoder(target.model, **kwargs)
+    report.load_seconds = time.perf_counter() - t
+    return encoder
 
 
 # long: the read-encode-commit loop with its progress bar, skips and Ctrl-C handling in one place

@@ -18,6 +18,8 @@ class BuildReport:
     ``upsert`` was off. ``info`` is the index's storage report when the build ended
     (:func:`colprune.index.storage.storage_report`: what ``colprune info`` shows), read from
     the build's own open index; None when no index was written or the build failed.
+    ``seconds`` is the whole build; ``load_seconds`` the part of it spent loading the model (0
+    when the caller passed an encoder or none was needed), which ``pages_per_second`` leaves out.
     """
 
     output: str = ""
@@ -27,13 +29,16 @@ class BuildReport:
     replaced: int = 0
     changed_not_replaced: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    load_seconds: float = 0.0
     interrupted: bool = False
     pages_total: int = 0
     info: dict[str, Any] | None = None
 
     @property
     def pages_per_second(self) -> float:
-        return (self.indexed + self.replaced) / self.seconds if self.seconds > 0 else 0.0
+        """Pages indexed or replaced per second of the build, the model's load left out."""
+        seconds = self.seconds - self.load_seconds
+        return (self.indexed + self.replaced) / seconds if seconds > 0 else 0.0
 
     def warning_line(self) -> str | None:
         """One line counting the skipped pages by reason, or None when nothing was skipped."""
@@ -48,7 +53,9 @@ class BuildReport:
 
     def summary(self) -> str:
         """The closing line: what was indexed, skipped, already there, replaced."""
-        bits = [f"indexed {self.indexed} pages in {self.seconds:.1f} s ({self.pages_per_second:.2f} pages/s)"]
+        rate = (f"model load {self.load_seconds:.1f} s; {self.pages_per_second:.2f} pages/s encoding"
+                if self.load_seconds > 0 else f"{self.pages_per_second:.2f} pages/s")
+        bits = [f"indexed {self.indexed} pages in {self.seconds:.1f} s ({rate})"]
         if self.skipped:
             bits.append(f"skipped {len(self.skipped)}")
         if self.already_present:
