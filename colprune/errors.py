@@ -5,8 +5,11 @@ Every error a user can cause with bad input is a :class:`ValueError` subclass, s
 The command line maps each class to its own exit status (``colprune.cli.EXIT_STATUSES``).
 """
 
+from __future__ import annotations
+
 __all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError",
-           "UsageError", "NotFoundError", "SettingsMismatchError", "ModelLoadError", "UnknownIdError"]
+           "UsageError", "NotFoundError", "SettingsMismatchError", "ModelLoadError", "UnknownIdError",
+           "ClosedError"]
 
 
 class ColpruneError(Exception):
@@ -58,3 +61,15 @@ class UnknownIdError(InvalidInputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ClosedError(UsageError):
+    """A call on an index (or sharded collection) after its ``close()``: every call but ``close()`` and ``repr()``.
+
+    A :class:`UsageError`, so a :class:`ColpruneError` and a :class:`ValueError` (exit status 2 on the command line).
+    """
+
+    @classmethod
+    def of(cls, path: str, opener: str = "colprune.Index.open") -> ClosedError:
+        """The error for the closed index at ``path``, saying how to open it again."""
+        return cls(f"{path} is closed; open it again with {opener}(...)")

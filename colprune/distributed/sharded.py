@@ -28,10 +28,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from ..errors import DuplicateIdError, InvalidInputError
+from ..errors import ClosedError, DuplicateIdError, InvalidInputError
 from ..index import Hit, Index
 from ..index.filters import check_where
-from ..index.records import check_count, check_delete, check_queries, check_search, unknown_ids
+from ..index.records import check_count, check_delete, check_entries, check_ids, check_queries, check_search, unknown_ids
 from . import manifest as SM
 from . import writes as W
 from .backends import open_backend
@@ -148,6 +148,7 @@ class ShardedIndex:
 
     def refresh(self) -> None:
         """Re-read the manifest and every shard's newest commit."""
+        self._check_open()
         self._load()
 
     def close(self) -> None:
@@ -172,6 +173,8 @@ class ShardedIndex:
         self.close()
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"ShardedIndex({self.path!r}, mode={self.mode!r}, closed)"
         return (f"ShardedIndex({self.path!r}, mode={self.mode!r}, shards={len(self._buckets)}/{self.n_shards}, "
                 f"dim={self.dim}, codec={self.codec})")
 
@@ -221,12 +224,14 @@ class ShardedIndex:
 
     def shard(self, bucket: int) -> Index:
         """Bucket ``bucket``'s shard, open read-only (a new :class:`Index` the caller closes)."""
+        self._check_open()
         return Index.open(os.path.join(self.path, SM.shard_name(bucket)))
 
     # -- reading -----------------------------------------------------------------------
 
     def _each(self, fn):
         """``fn(index)`` of every shard, in shard order: on the backend's open shards, else on shards opened here."""
+        self._check_open()
         held = self._backend.local_indexes()
         shards = held if held is not None else [Index.open(p) for p in self.shard_paths]
         try:
@@ -247,6 +252,7 @@ class ShardedIndex:
         return [i for part in self._each(lambda ix: ix.ids) for i in part]
 
     def __contains__(self, page_id: object) -> bool:
+        self._check_open()
         if not isinstance(page_id, str) or (b := SM.shard_of(page_id, self.n_shards)) not in self._buckets:
             return False
         with self.shard(b) as ix:
@@ -254,6 +260,7 @@ class ShardedIndex:
 
     def get(self, page_id: str):
         """The stored :class:`~colprune.index.Page` with id ``page_id`` (KeyError if absent)."""
+        self._check_open()
         if (b := SM.shard_of(page_id, self.n_shards)) not in self._buckets:
             raise KeyError(f"no document {page_id!r} in {self.path}")
         with self.shard(b) as ix:
@@ -269,6 +276,7 @@ class ShardedIndex:
 
     def filter_fields(self) -> set[str]:
         """The metadata fields some shard can filter on."""
+        self._check_open()
         return set().union(*self._backend.call("fields"))
 
     def info(self) -> dict[str, Any]:
@@ -295,10 +303,12 @@ class ShardedIndex:
 
     def warm(self) -> None:
         """Hold each shard's vectors (within its budget) and first-stage summaries in memory."""
+        self._check_open()
         self._backend.call("warm")
 
     def ping(self) -> int:
         """One empty round trip to the shard workers (each Ray actor; nothing for threads). Returns the workers reached."""
+        self._check_open()
         return self._backend.ping()
 
     # -- search ------------------------------------------------------------------------
@@ -346,7 +356,7 @@ class ShardedIndex:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise InvalidInputError(f"{self.path} is closed")
+            raise ClosedError.of(self.path, "colprune.distributed.ShardedIndex.open")
 
     def _check_writable(self) -> None:
         self._check_open()
@@ -381,7 +391,8 @@ class ShardedIndex:
 
     def _write(self, method: str, ids, embeddings, importance, kwargs: dict[str, Any]) -> list:
         self._check_writable()
-        ids = list(ids)
+        ids = check_ids(ids)
+        check_entries(len(ids), embeddings=embeddings, importance=importance, **{k: kwargs.get(k) for k in W.PER_PAGE})
         W.check_lengths(ids, embeddings, importance, kwargs)
         groups = W.route(ids, self.n_shards)
         if method == "add":  # refuse ids already present before any shard is written

@@ -30,7 +30,7 @@ from . import layout as L
 from . import manifest as M
 from . import write as W
 from .prepare import Prepared, check_packed, packed_blocks, prepare_pages, resolve_pruner
-from .records import MAX_ID_BYTES, Hit, Page, check_count, check_delete, codec_bytes, unknown_ids
+from .records import MAX_ID_BYTES, Hit, Page, check_count, check_delete, check_ids, codec_bytes, unknown_ids
 from .segment import Block
 from .snapshot import DEFAULT_MEMORY_BUDGET
 from .view import IndexView
@@ -118,8 +118,7 @@ class Index(IndexView):
     # -- writing ---------------------------------------------------------------------------
 
     def _check_writable(self) -> None:
-        if self._closed:
-            raise InvalidInputError(f"{self.path} is closed")
+        self.check_open()
         if self.mode != "a":
             raise PermissionError(f"{self.path} is open read-only; use Index.open(path, mode='a') to write")
 
@@ -221,7 +220,7 @@ class Index(IndexView):
         signal : as in :meth:`add`
         """
         self._check_writable()
-        ids = list(ids)
+        ids = check_ids(ids)
         vectors, lengths, off, importance = check_packed(ids, vectors, lengths, importance, metadata, self.dim)
         resolved = resolve_pruner(self._snap, pruner, self.path)
         if resolved.name != NoPruning.name or self.signal_names or self.merged:
@@ -271,10 +270,10 @@ class Index(IndexView):
         rows_of = snap.id_rows()
         targets: set[tuple[int, int]] = set()
         if ids is not None:
-            unknown = [i for i in ids if not isinstance(i, str) or i not in rows_of]
+            unknown = [i for i in ids if i not in rows_of]
             if unknown and missing == "error":
                 raise unknown_ids(self.path, unknown)
-            targets |= {rows_of[i] for i in ids if isinstance(i, str) and i in rows_of}
+            targets |= {rows_of[i] for i in ids if i in rows_of}
         if where is not None:
             for si, m in enumerate(snap.masks(where)):
                 targets |= {(si, int(r)) for r in np.flatnonzero(m)}

@@ -138,6 +138,7 @@ def filter_mask(seg: Segment, where: dict[str, Any], known: set[str]) -> np.ndar
     compare exactly; numbers as float64; booleans as 0/1. A page without the field never
     matches (``ne`` included). ``known`` are the fields of the whole collection.
     """
+    check_where(where)  # shape, operators and operands, before any column is read
     cols = seg.filter_columns()
     n = seg.n_docs
     mask = np.ones(n, bool)

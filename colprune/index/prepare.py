@@ -19,7 +19,7 @@ from ..kernels.checks import first_nonfinite_row
 from ..pruning import NoPruning, PrunedPage, Pruner, check_page, make_pruner
 from ..pruning.base import as_float_array
 from .codecs import encode_block
-from .records import NO_GRID, check_count, check_floating, check_grid, check_id, kept_signals, meta_json
+from .records import NO_GRID, check_count, check_entries, check_floating, check_grid, check_id, check_ids, kept_signals, meta_json
 from .segment import Block
 from .snapshot import Snapshot
 
@@ -89,12 +89,9 @@ def prepare_pages(snap: Snapshot, path: str, ids, embeddings, importance, pruner
     pruner = resolve_pruner(snap, pruner, path)
     if pruner.merges and not snap.merged:
         raise InvalidInputError(f"pruner {pruner.name!r} merges vectors: create the index with merged=True")
-    ids = list(ids)
-    n = len(ids)
-    for name, seq in (("embeddings", embeddings), ("importance", importance), ("metadata", metadata),
-                      ("patch_mask", patch_mask), ("grids", grids), ("signals", signals)):
-        if seq is not None and len(seq) != n:
-            raise InvalidInputError(f"{name} has {len(seq)} entries for {n} ids")
+    ids = check_ids(ids)
+    check_entries(len(ids), embeddings=embeddings, importance=importance, metadata=metadata, patch_mask=patch_mask,
+                  grids=grids, signals=signals)
     check_new_ids(snap, ids, replacing=replacing, path=path)
     out = Prepared(ids, [], [], [], [], pruner.config())
     for i, doc_id in enumerate(ids):

@@ -18,7 +18,7 @@ from ..kernels import as_query_batch
 from ..pruning import PrunedPage
 
 __all__ = ["Hit", "Page", "codec_bytes", "check_id", "check_queries", "check_count", "check_search", "check_two_stage",
-           "check_delete", "default_rerank", "MAX_ID_BYTES", "MAX_QUERY_NORM"]
+           "check_delete", "check_ids", "check_entries", "default_rerank", "MAX_ID_BYTES", "MAX_QUERY_NORM"]
 
 #: the grid row stored for a page without a patch grid
 NO_GRID = (-1, -1)
@@ -140,6 +140,32 @@ def check_id(doc_id: object) -> str:
     return doc_id
 
 
+def check_ids(ids: object, name: str = "ids") -> list:
+    """A call's page ids as a list; a str (of ids?) or a non-sequence refused, naming the argument.
+
+    The ids themselves are checked by :func:`check_id`.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise InvalidInputError(f"{name} must be a sequence of str, not a {type(ids).__name__} "
+                                f"(one page: {name}=[{ids!r}])")
+    if isinstance(ids, dict) or not hasattr(ids, "__iter__"):
+        raise InvalidInputError(f"{name} must be a sequence of str, not {type(ids).__name__} {ids!r}")
+    return list(ids)
+
+
+def check_entries(n: int, **per_page: object) -> None:
+    """Per-page arguments (``embeddings=``, ``importance=``...) each a sequence of ``n`` entries (or None, but for embeddings)."""
+    for name, seq in per_page.items():
+        if seq is None and name == "embeddings":
+            raise InvalidInputError("embeddings must be a sequence of (n_i, dim) arrays, one per id, not None")
+        if seq is None:
+            continue
+        if isinstance(seq, (str, bytes, dict)) or not hasattr(seq, "__len__"):
+            raise InvalidInputError(f"{name} must be a sequence with one entry per id, not {type(seq).__name__}")
+        if len(seq) != n:
+            raise InvalidInputError(f"{name} has {len(seq)} entries for {n} ids")
+
+
 def check_queries(queries, dim: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Queries as CSR float32 (:func:`~colprune.kernels.as_query_batch`), refused with
     :class:`InvalidInputError` when malformed or so large that scores would overflow float32.
@@ -172,8 +198,11 @@ def check_floating(x, what: str) -> None:
     dt = getattr(x, "dtype", None)
     if dt is None:
         return
-    kind = np.dtype(str(dt).replace("torch.", "")).kind if not isinstance(dt, np.dtype) else dt.kind
-    if kind != "f":
+    if isinstance(dt, np.dtype):
+        floating = dt.kind == "f"
+    else:  # a torch dtype (bfloat16 has no NumPy twin)
+        floating = bool(getattr(dt, "is_floating_point", False))
+    if not floating:
         raise InvalidInputError(f"{what}: embeddings must be floating-point, got dtype {dt}")
 
 
@@ -221,9 +250,15 @@ def check_delete(ids: object, where: object, missing: object) -> list | None:
         raise InvalidInputError("delete needs ids, where=, or both")
     if missing not in ("error", "ignore"):
         raise InvalidInputError(f"missing must be 'error' or 'ignore', got {missing!r}")
-    if isinstance(ids, str):
-        return [ids]
-    return None if ids is None else list(ids)
+    if ids is None or isinstance(ids, str):
+        return None if ids is None else [ids]
+    if isinstance(ids, (bytes, dict)) or not hasattr(ids, "__iter__"):
+        raise InvalidInputError(f"ids must be a str or a sequence of str, not {type(ids).__name__} {ids!r}")
+    ids = list(ids)
+    bad = next((i for i in ids if not isinstance(i, str)), None)
+    if bad is not None:
+        raise InvalidInputError(f"ids must be a str or a sequence of str; got {type(bad).__name__} {bad!r} among them")
+    return ids
 
 
 def unknown_ids(path: str, unknown: list) -> UnknownIdError:

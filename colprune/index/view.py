@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, InvalidInputError
+from ..errors import ClosedError, FormatError, InvalidInputError
 from ..pruning import Pruner, make_pruner
 from . import layout as L
 from . import manifest as M
@@ -41,7 +41,7 @@ class IndexView:
         self._memory_budget = int(memory_budget)
         self._replace = _replace
         self._lock: M.WriterLock | None = None
-        self._snap: Snapshot | None = None
+        self._held: Snapshot | None = None  # read through ``_snap``, which refuses a closed index
         self._torch: tuple[Any, Any, np.ndarray] | None = None
         self._closed = False
         if os.path.isfile(path):
@@ -64,17 +64,28 @@ class IndexView:
     # -- opening ---------------------------------------------------------------------------
 
     def _load(self, version: int | None) -> None:
-        have = [] if self._snap is None else self._snap.segments
+        have = [] if self._held is None else self._held.segments
         self.format_version, manifest, segments, deleted = load_collection(self._root, version, have)
         self._show(manifest, segments, deleted)
 
     def _show(self, manifest: dict[str, Any], segments: list, deleted: list) -> None:
-        old = self._snap
+        old = self._held
         if old is not None:
             for seg in old.segments:
                 if seg not in segments:
                     seg.close()
-        self._snap = Snapshot(manifest, segments, deleted, previous=old, memory_budget=self._memory_budget)
+        self._held = Snapshot(manifest, segments, deleted, previous=old, memory_budget=self._memory_budget)
+
+    @property
+    def _snap(self) -> Snapshot:
+        """The snapshot every read and write goes through; :class:`ClosedError` once the index is closed."""
+        self.check_open()
+        return self._held
+
+    def check_open(self) -> None:
+        """Raise :class:`~colprune.errors.ClosedError` when this index has been closed."""
+        if self._closed:
+            raise ClosedError.of(self.path)
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str = "r", *, version: int | None = None,
@@ -96,6 +107,7 @@ class IndexView:
 
     def refresh(self) -> None:
         """Move a reader to the newest committed version."""
+        self.check_open()
         if self.format_version in L.FILE_VERSIONS:
             return
         self._load(None)
@@ -115,18 +127,18 @@ class IndexView:
     @memory_budget.setter
     def memory_budget(self, value: int) -> None:
         self._memory_budget = int(value)
-        if self._snap is not None:
-            self._snap.memory_budget = self._memory_budget
+        if self._held is not None:
+            self._held.memory_budget = self._memory_budget
 
     def close(self) -> None:
         """Close the index; a collection created with ``overwrite`` replaces the old one now."""
         if self._closed:
             return
         self._closed = True
-        for seg in self._snap.segments if self._snap is not None else ():
+        for seg in self._held.segments if self._held is not None else ():
             seg.close()
-        if self._snap is not None:
-            self._snap.segments = []
+        if self._held is not None:
+            self._held.segments = []
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -159,6 +171,8 @@ class IndexView:
             pass
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"Index({self.path!r}, mode={self.mode!r}, closed)"
         return (f"Index({self.path!r}, mode={self.mode!r}, docs={len(self)}, vectors={self.n_vectors}, "
                 f"dim={self.dim}, codec={self.codec}, pruner={self.pruner!r})")
 
@@ -209,6 +223,7 @@ class IndexView:
 
     @property
     def attrs(self) -> dict[str, Any]:
+        self.check_open()
         if self.format_version in L.FILE_VERSIONS:
             return dict(self._legacy_attrs)
         m = self._snap.manifest

@@ -401,8 +401,8 @@ def widen_float16(a: np.ndarray, *, portable: bool = False) -> np.ndarray:
 def as_array(x) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensor, without importing torch
         x = x.detach().cpu()
-        if x.dtype.is_floating_point and x.dtype.itemsize == 2 and str(x.dtype) != "torch.float16":
-            x = x.float()  # bfloat16 has no NumPy dtype
+        if x.dtype.is_floating_point and str(x.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+            x = x.float()  # bfloat16 (and other torch-only floats) have no NumPy dtype
         x = x.numpy()
     return np.asarray(x)
 
