@@ -40,6 +40,22 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def index_opens(monkeypatch) -> list[str]:
+    """Every ``Index.open`` made during the test, by mode."""
+    import colprune as cp
+
+    opened: list[str] = []
+    real = cp.Index.open.__func__
+
+    def counting(cls, path, mode="r", **kw):
+        opened.append(mode)
+        return real(cls, path, mode, **kw)
+
+    monkeypatch.setattr(cp.Index, "open", classmethod(counting))
+    return opened
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow (kill -9 rounds, fuzzing)")
 

@@ -498,20 +498,7 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _count_opens(monkeypatch) -> list[str]:
-    """Every ``Index.open`` from here on, by mode."""
-    opened: list[str] = []
-    real = cp.Index.open.__func__
-
-    def counting(cls, path, mode="r", **kw):
-        opened.append(mode)
-        return real(cls, path, mode, **kw)
-
-    monkeypatch.setattr(cp.Index, "open", classmethod(counting))
-    return opened
-
-
-def test_an_appending_build_opens_the_index_once(tmp_path, rng, monkeypatch, capsys):
+def test_an_appending_build_opens_the_index_once(tmp_path, rng, request, capsys):
     ids, embs, imps = pages(rng, 6, dim=8, lo=2)
     out = tmp_path / "i.h5"
     for n, name in ((3, "a.npz"), (6, "b.npz")):
@@ -519,7 +506,7 @@ def test_an_appending_build_opens_the_index_once(tmp_path, rng, monkeypatch, cap
         np.savez(tmp_path / name, vectors=np.concatenate(embs[:n]), offsets=offsets,
                  importance=np.concatenate(imps[:n]), ids=np.array(ids[:n]))
     assert main(["build", str(tmp_path / "a.npz"), "-o", str(out), "--pruner", "ratio", "--ratio", "0.5", "-q"]) == 0
-    opened = _count_opens(monkeypatch)
+    opened = request.getfixturevalue("index_opens")  # counted from the second build on
     assert main(["build", str(tmp_path / "b.npz"), "-o", str(out), "-q"]) == 0
     assert opened == ["a"]  # settings checked, pages appended and the summary read through one open
     assert "3 pages already in" in capsys.readouterr().out

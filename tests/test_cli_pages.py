@@ -139,7 +139,7 @@ def test_unreadable_files_are_skipped_and_reported_or_stop_with_strict(tmp_path,
     assert "broken.pdf" in capsys.readouterr().err
 
 
-def test_a_page_build_that_appends_opens_the_index_once(corpus, loads, tmp_path, monkeypatch, capsys):
+def test_a_page_build_that_appends_opens_the_index_once(corpus, loads, tmp_path, index_opens, capsys):
     import shutil
 
     docs = tmp_path / "docs"
@@ -148,17 +148,9 @@ def test_a_page_build_that_appends_opens_the_index_once(corpus, loads, tmp_path,
     shutil.copytree(corpus["index"], index)
     first = sorted(docs.glob("*.pdf"))[0]
     shutil.copy(first, docs / ("copy-" + first.name))  # new pages: the build encodes and appends them
-    opened: list[str] = []
-    real = cp.Index.open.__func__
-
-    def counting(cls, path, mode="r", **kw):
-        opened.append(mode)
-        return real(cls, path, mode, **kw)
-
-    monkeypatch.setattr(cp.Index, "open", classmethod(counting))
     assert main(["build", str(docs), "-o", str(index), "-q", "--id-root", str(docs)]) == 0
-    assert opened == ["a"]
-    with real(cp.Index, str(index)) as ix:
+    assert index_opens == ["a"]
+    with cp.Index.open(str(index)) as ix:
         assert any(i.startswith("copy-") for i in ix.ids)
 
 
