@@ -8,7 +8,7 @@ The command line maps each class to its own exit status (``colprune.cli.EXIT_STA
 from __future__ import annotations
 
 __all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError",
-           "UsageError", "NotFoundError", "SettingsMismatchError", "ModelLoadError", "UnknownIdError",
+           "UsageError", "NotFoundError", "WriteError", "SettingsMismatchError", "ModelLoadError", "UnknownIdError",
            "ClosedError"]
 
 
@@ -38,6 +38,22 @@ class CorruptionError(FormatError):
 
 class LockedError(ColpruneError, OSError):
     """Another process holds the collection's writer lock (one writer at a time)."""
+
+
+class WriteError(ColpruneError, OSError):
+    """A write to the collection failed (disk full, quota, I/O error): nothing it started was committed.
+
+    The collection is as it was before the call and the process can go on (a new writer may retry).
+    ``needed`` is the number of bytes the write wanted, when known; ``path`` is where it wrote.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, needed: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.needed = needed
+
+    def __str__(self) -> str:  # OSError's own __str__ would show only errno-style args
+        return str(self.args[0]) if self.args else ""
 
 
 class UsageError(ColpruneError, ValueError):

@@ -7,7 +7,7 @@ cause end as one line on stderr and an exit status from :data:`EXIT_STATUSES`, n
 (the mapping is :mod:`colprune.cli.errors`).
 
 Modules: :mod:`~colprune.cli.build` (build), :mod:`~colprune.cli.prune` (prune),
-:mod:`~colprune.cli.search` (search, serve), :mod:`~colprune.cli.maintenance` (info, repack, delete,
+:mod:`~colprune.cli.search` (search), :mod:`~colprune.cli.serve` (serve), :mod:`~colprune.cli.maintenance` (info, repack, delete,
 compact, verify, summarize, upgrade, show), :mod:`~colprune.cli.study`, :mod:`~colprune.cli.distill`
 (distill-queries), :mod:`~colprune.cli.demo`, :mod:`~colprune.cli.sharded` (Ray and sharded
 collections); shared pieces in :mod:`~colprune.cli.common` and :mod:`~colprune.cli.options`.
@@ -21,7 +21,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import build, demo, distill, maintenance, prune, search, study
+from . import build, demo, distill, maintenance, prune, search, serve, study
 from .common import COMMANDS, Command, interrupt_detail, register
 from .errors import EXIT_PIPE, EXIT_STATUSES, exit_status, quiet_stdout, report_error
 
@@ -32,7 +32,7 @@ _FMT = argparse.RawDescriptionHelpFormatter
 # the order ``colprune --help`` lists them
 for _command in (build.BUILD, prune.PRUNE, search.SEARCH, maintenance.INFO, maintenance.REPACK, maintenance.DELETE,
                  maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW,
-                 search.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
+                 serve.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
     register(_command)
 
 
