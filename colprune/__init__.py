@@ -4,14 +4,25 @@
 >>> pruner = cp.pruning.AdaptiveThreshold(k=-0.25)               # doctest: +SKIP
 >>> with cp.Index.create("pages.h5", dim=128) as index:          # doctest: +SKIP
 ...     index.add(ids, embeddings, importance=importance, pruner=pruner)
->>> cp.Index.open("pages.h5").search(query, k=10)               # doctest: +SKIP
+>>> hits = cp.Index.open("pages.h5").search(query, k=10)        # doctest: +SKIP
+>>> hits[0].text(), hits[0].image()                              # doctest: +SKIP
+
+``import colprune`` loads only the version, the exceptions and the page reader's registration;
+the store, the kernels (Numba) and the pruners load on first use of a name that needs them
+(``cp.Index``, ``from colprune import Index``), so ``colprune --version`` and scripts that only
+name the exceptions start fast.
 """
 
-from . import kernels, pruning
+from typing import TYPE_CHECKING, Any
+
+from . import content  # noqa: F401 - registers Hit.text()/Hit.image()'s page reader; loads no PDF or image library
 from ._version import __version__
 from .errors import ColpruneError, DuplicateIdError, FormatError, InvalidInputError
-from .index import Hit, Index, Page
-from .pruning import PRUNERS, AdaptiveThreshold, NoPruning, PrunedPage, Pruner, Random, TopRatio
+
+if TYPE_CHECKING:
+    from . import kernels, pruning
+    from .index import Hit, Index, Page
+    from .pruning import PRUNERS, AdaptiveThreshold, NoPruning, PrunedPage, Pruner, Random, TopRatio
 
 __all__ = [
     "__version__",
@@ -32,3 +43,27 @@ __all__ = [
     "DuplicateIdError",
     "FormatError",
 ]
+
+_FROM_INDEX = {"Index", "Page", "Hit"}
+_FROM_PRUNING = {"PRUNERS", "Pruner", "PrunedPage", "AdaptiveThreshold", "TopRatio", "Random", "NoPruning"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :data:`__all__` that need the store, the kernels or the pruners, imported on first use."""
+    if name in _FROM_INDEX:
+        from . import index
+
+        return getattr(index, name)
+    if name in _FROM_PRUNING or name == "pruning":
+        from . import pruning
+
+        return pruning if name == "pruning" else getattr(pruning, name)
+    if name == "kernels":
+        from . import kernels
+
+        return kernels
+    raise AttributeError(f"module 'colprune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

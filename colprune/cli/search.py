@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from ..errors import NotFoundError, UsageError
-from ..index import parse_where
+from ..index import Hit, parse_where
 from ..pipeline import check_model
 from ..serve import Searcher, quiet_libraries
 from . import sharded
@@ -85,6 +85,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             check_model(searcher.model_name())
         results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
                                   rerank=args.rerank)
+    if args.with_text or args.save_images:
+        _add_pages(results, args)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -98,7 +100,44 @@ def cmd_search(args: argparse.Namespace) -> int:
             if "source" in meta:
                 where_text = f"  {meta['source']}" + (f" p.{meta['page']}" if "page" in meta else "")
             print(f"  {h['rank']:>3}. {h['score']:9.4f}  {h['id']}{where_text}")
+            if "text" in h:
+                print(f"       {_short(h['text'])}")
+            if h.get("image"):
+                print(f"       image: {h['image']}")
     return 0
+
+
+def _short(text: str, width: int = 200) -> str:
+    """A page's text on one line: whitespace collapsed, cut at ``width`` characters."""
+    one = " ".join(text.split())
+    if not one:
+        return "(no text on this page)"
+    return one if len(one) <= width else one[: width - 1].rstrip() + "…"
+
+
+def _add_pages(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Each hit's page text (``--with-text``: ``"text"``) and page image written to ``--save-images``
+    (``"image"``: its path; None for a text file), read before anything prints."""
+    from ..content import MissingSourceError, image_name, page_file
+
+    if args.save_images:
+        os.makedirs(args.save_images, exist_ok=True)
+    for qi, r in enumerate(results, 1):
+        for h in r["hits"]:
+            hit = Hit(h["id"], h["score"], h["metadata"])
+            try:
+                if args.with_text:
+                    h["text"] = hit.text(root=args.root)
+                if args.save_images:
+                    h["image"] = None
+                    if page_file(hit, args.root).kind != "text":
+                        h["image"] = os.path.join(args.save_images, f"q{qi}-{h['rank']}-{image_name(h['id'])}")
+                        hit.image(root=args.root).save(h["image"])
+            except MissingSourceError as e:
+                raise NotFoundError(f"{e.tried[0] if e.tried else e.page_id}: the file of page {e.page_id!r} is not "
+                                    + ("under --root" if args.root else f"where {args.index} says")
+                                    + " (moved or deleted?); pass --root DIR, the folder the page ids are "
+                                    "relative to, as it is now") from None
 
 
 def _load_student(path: str, index, quiet: bool):
@@ -144,7 +183,18 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-encoder", default=None, metavar="PATH",
                    help="encode the queries with a student distilled from the index's encoder "
                         "(`colprune distill-queries`); a student of another teacher is refused")
-    p.add_argument("--json", action="store_true", help="print JSON: [{query, hits: [{rank, id, score, metadata}]}]")
+    g = p.add_argument_group("page content (for RAG)")
+    g.add_argument("--with-text", action="store_true",
+                   help="each hit's page text, shortened in the table, whole under \"text\" in --json: stored at build "
+                        "(--store-text), else read from the PDF's text layer or the text file")
+    g.add_argument("--save-images", default=None, metavar="DIR",
+                   help="write each hit's page image to DIR/qQUERY-RANK-ID.png (PDF pages rendered at 144 dpi); "
+                        "--json gives its path under \"image\"")
+    g.add_argument("--root", default=None, metavar="DIR",
+                   help="the folder the page ids are relative to, when the files moved since the build "
+                        "(default: where the index recorded them)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: [{query, hits: [{rank, id, score, metadata[, text][, image]}]}]")
     p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
     sharded.add_arguments(p, "search")
 
@@ -161,9 +211,13 @@ SEARCH = Command(
         "colprune search big.h5 \"delta\" --candidates 2000        # two-stage search",
         "colprune search pages.h5 queries.pt                      # precomputed query embeddings",
         "colprune search pages.h5 \"delta\" --query-encoder student/  # a distilled student encodes the query",
+        "colprune search pages.h5 \"delta\" -k 3 --with-text --json    # each hit's page text, for a generator",
+        "colprune search pages.h5 \"delta\" -k 3 --save-images hits/   # each hit's page as a PNG",
     ],
     _search_arguments, cmd_search,
     description="Exact MaxSim search. Queries are text, encoded once with the model the index was built with\n"
     "(arguments, --queries-file, or stdin one per line), or embeddings files in any layout `build` reads.\n"
-    "Each hit prints its page id, score and where the page comes from (source file and page number).",
+    "Each hit prints its page id, score and where the page comes from (source file and page number);\n"
+    "--with-text adds the page's text and --save-images its image, read from the source file\n"
+    "(or the text stored with build --store-text); --root says where the files are if they moved.",
 )

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import InvalidInputError, UnknownIdError
+from ..hooks import page_reader
 from ..kernels import as_query_batch
 from ..pruning import PrunedPage
 
@@ -34,9 +35,10 @@ class _HitBase(NamedTuple):
 
 
 class Hit(_HitBase):
-    """One search result: ``(id, score)``, and the page's ``metadata`` dict.
+    """One search result: ``(id, score)``, the page's ``metadata`` dict, and its content on demand.
 
-    Compares equal to the plain tuple ``(id, score)``.
+    Compares equal to the plain tuple ``(id, score)``. :meth:`text` and :meth:`image` give the
+    page itself, for a generator to read or a person to see (:mod:`colprune.content`).
     """
 
     metadata: dict[str, Any]
@@ -45,6 +47,21 @@ class Hit(_HitBase):
         self = super().__new__(cls, id, score)
         self.metadata = {} if metadata is None else metadata
         return self
+
+    def text(self, root: str | None = None) -> str:
+        """The page's text: stored at build (``colprune build --store-text``), else read from the
+        PDF's text layer or the text file; ``""`` for image pages.
+
+        ``root``: the folder the page ids are relative to, as it is now, when the files moved
+        since the build. Raises :class:`~colprune.errors.NotFoundError` naming the file when
+        it is not there (see :func:`colprune.content.page_text`).
+        """
+        return page_reader().text(self, root)
+
+    def image(self, scale: float = 2.0, root: str | None = None):
+        """The page as an RGB PIL image: the PDF page rendered at ``scale`` (1.0 = 72 dpi; 2.0 is
+        144 dpi), or the image file. ``root`` and errors: :meth:`text`'s."""
+        return page_reader().image(self, root, scale)
 
 
 @dataclass(frozen=True)
