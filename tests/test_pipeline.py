@@ -49,7 +49,7 @@ def test_build_finishes_skipping_what_it_cannot_embed(docs, tmp_path, minilm):
     assert isinstance(report, BuildReport)
     assert report.indexed == 16 + 2 + 1 and not report.interrupted
     assert report.skipped["gaps.pdf#2"] == NO_TEXT
-    assert "not a readable PDF" in report.skipped["broken.pdf"]
+    assert report.skipped["broken.pdf"] == "damaged PDF (truncated at byte 26: no %%EOF end marker)"
     assert report.warning_line().startswith("warning: skipped 2 pages or files")
     assert "indexed 19 pages" in report.summary() and "skipped 2" in report.summary()
     assert [k for k, _ in events if k == "skipped"] == ["skipped"] * 2 and events[-1][0] == "done"
@@ -75,7 +75,7 @@ def test_page_ids_do_not_depend_on_how_the_folder_is_named(docs, tmp_path, monke
 
 
 def test_strict_stops_at_the_first_bad_file(docs, tmp_path, minilm):
-    with pytest.raises(PageError, match="broken.pdf.*not a readable PDF"):
+    with pytest.raises(PageError, match="broken.pdf: damaged PDF .truncated"):
         build([str(docs)], str(tmp_path / "s.h5"), encoder=minilm, progress=False, strict=True)
     (docs / "broken.pdf").unlink()
     with pytest.raises(PageError, match="gaps.pdf#2"):

@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import InvalidInputError
 
 __all__ = ["PageSource", "PageError", "collect_pages", "list_files", "page_id", "file_kind", "page_count", "open_image",
-           "open_pdf", "too_large", "render", "pdf_text", "read_text", "PDF_EXTS", "IMAGE_EXTS", "TEXT_EXTS", "PAGE_EXTS",
-           "MAX_PIXELS"]
+           "open_pdf", "pdf_damage", "too_large", "render", "pdf_text", "read_text", "PDF_EXTS", "IMAGE_EXTS",
+           "TEXT_EXTS", "PAGE_EXTS", "MAX_PIXELS"]
 
 PDF_EXTS = {".pdf"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
@@ -101,8 +101,27 @@ def open_image(path: str, max_pixels: int = MAX_PIXELS):
     return img
 
 
+def pdf_damage(path: str, detail: str = "") -> str:
+    """Why the PDF at ``path`` does not open, from its bytes: not a PDF at all, truncated (no
+    ``%%EOF`` marker near its end), or damaged inside (``detail``: what pdfium said)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(1024)
+            f.seek(max(0, size - 2048))
+            tail = f.read()
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
+    if b"%PDF-" not in head:
+        return "not a PDF (no %PDF- header)"
+    if b"%%EOF" not in tail:
+        return f"damaged PDF (truncated at byte {size:,}: no %%EOF end marker)"
+    return "damaged PDF" + (f" ({detail})" if detail else "")
+
+
 def open_pdf(path: str):
-    """The PDF at ``path`` (a pypdfium2 document; close it); :class:`PageError` when it will not open."""
+    """The PDF at ``path`` (a pypdfium2 document; close it); :class:`PageError` when it will not open,
+    naming the cause: encrypted, not a PDF, truncated or damaged."""
     import pypdfium2 as pdfium
 
     try:
@@ -110,8 +129,9 @@ def open_pdf(path: str):
     except Exception as e:  # pdfium's own error types; an encrypted file says "Incorrect password"
         text = str(e)
         if "password" in text.lower():
-            raise PageError(f"{path}: encrypted PDF (needs a password): {text}") from None
-        raise PageError(f"{path}: not a readable PDF ({text})") from None
+            raise PageError(f"{path}: encrypted PDF (needs a password)") from None
+        detail = text.replace("Failed to load document ", "").strip(" ().")
+        raise PageError(f"{path}: {pdf_damage(path, detail)}") from None
 
 
 def page_count(path: str, kind: str, max_pixels: int = MAX_PIXELS) -> int:
@@ -127,7 +147,7 @@ def page_count(path: str, kind: str, max_pixels: int = MAX_PIXELS) -> int:
         finally:
             doc.close()
         if n == 0:
-            raise PageError(f"{path}: not a readable PDF (it has no pages)")
+            raise PageError(f"{path}: damaged PDF (it has no pages)")
         return n
     if kind == "image":
         open_image(path, max_pixels).close()

@@ -272,6 +272,14 @@ class TextTokenEncoder(Encoder):
                 where.append((p, s, len(chunk)))
         return ids, where
 
+    def page_tokens(self, text: str) -> int:
+        """The tokens one page takes in the forward pass: its windows, [CLS] and [SEP] included.
+
+        The build groups pages into micro-batches of about :attr:`max_batch_tokens` tokens with it.
+        """
+        n = len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        return sum(min(self.width, n - s) + self.n_special for s in window_starts(n, self.width, self.overlap))
+
     def batches(self, ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
         """Window indices grouped into forward batches: sorted by length, at most ``batch_size``
         windows and ``max_batch_tokens`` padded tokens per batch."""

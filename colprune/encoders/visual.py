@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .base import EncodedPage, Encoder, pick_device, wanted_signals
 
-__all__ = ["VisualEncoder", "VISUAL_MODEL_TYPES", "attention_signals"]
+__all__ = ["VisualEncoder", "VISUAL_MODEL_TYPES", "SIGNALS", "attention_signals", "model_type_of"]
 
 VISUAL_MODEL_TYPES = ("colqwen2", "colpali")
 SIGNALS = ("eos", "indegree", "indegree_mid", "norm", "global_sim")

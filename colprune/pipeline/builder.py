@@ -1,23 +1,39 @@
 """``build``: files and folders → pages → encode → prune → commit, through one open of the index.
 
-The steps, each a function below: list the pages (:func:`~colprune.pipeline.list_pages`);
-open an existing index once and check the build's settings on it (:func:`_open_target`);
-sort what is already there from what is to do (:func:`_plan`); load the encoder and check
-its dimension on the same open index; read ahead of the encoder and commit through one
-:class:`~colprune.pipeline.PageWriter` (:func:`_encode_pages`).
+The steps, each a function below: take the writer lock on ``output`` (:func:`_open_target`:
+open an existing index once and check the build's settings on it, or create the new index
+when its settings are known from the model's config) before any page is read or model
+loads; list the pages (:func:`~colprune.pipeline.list_pages`); sort what is already there
+from what is to do (:func:`_plan`); drop, still before the model loads, the pages no encoder
+of its kind can read (:func:`~colprune.pipeline.pages.readable_pages`), and stop when none
+is left; load the encoder and check its dimension on the same open index; read ahead of the
+encoder, encode in micro-batches (:mod:`~colprune.pipeline.batching`) and commit through one
+:class:`~colprune.pipeline.PageWriter` (:func:`_encode_pages`). A new index into which no
+page was committed is removed again: nothing is left behind.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..errors import InvalidInputError, SettingsMismatchError, UsageError
-from .pages import PageJob, list_pages, prefetch, read_pages
-from .report import BuildReport, storage_report
-from .settings import DEFAULT_IMPORTANCE, check_settings, check_signal, model_dim
+from ..errors import InvalidInputError, LockedError, SettingsMismatchError, UsageError
+from .batching import MicroBatches
+from .pages import PageJob, list_pages, page_metadata, prefetch, read_pages, readable_pages
+from .report import BuildReport, storage_report, why_nothing
+from .settings import (
+    DEFAULT_IMPORTANCE,
+    check_settings,
+    check_signal,
+    kind_signals,
+    model_dim,
+    model_kind,
+    same_signal,
+)
 from .writer import PageWriter
 
 __all__ = ["build"]
@@ -25,7 +41,8 @@ __all__ = ["build"]
 
 @dataclass
 class _Target:
-    """The index a build writes: open once when it exists (None until the first commit when it does not)."""
+    """The index a build writes: open (and locked) from the start, or None until the first commit
+    when a new index's settings are known only from the loaded model."""
 
     output: str
     appending: bool
@@ -34,6 +51,12 @@ class _Target:
     dtype: str = "float16"
     pruner: Any = None
     importance: str | None = None
+    kind: str | None = None  # what the encoder reads: "text", "image" or None (unknown before it loads)
+    signal: str | None = None  # the signal a new index records with its pruner
+    created: bool = False  # this build created the index (removed again when nothing was committed)
+    overwrite: bool = False  # the build replaces output (when it exists)
+    replaces: bool = False  # created with overwrite beside an existing index
+    committed: int = 0
     done: set[str] = field(default_factory=set)
     recorded_skips: dict[str, str] = field(default_factory=dict)
 
@@ -63,6 +86,7 @@ def build(
     device: str | None = None,
     quantize: str | None = None,
     rerank: bool = True,
+    store_text: bool = False,
 ) -> BuildReport:
     """Build (or extend) the index ``output`` from PDFs, images, text files and folders.
 
@@ -81,9 +105,11 @@ def build(
     strict : stop at the first unreadable file or page instead of skipping it
     retry_skipped : encode again pages the index recorded as skipped
     commit_pages, commit_seconds : commit after this many pages or seconds, whichever first
+        (checked after every encoder call)
     dpi : PDF rendering resolution for visual encoders
-    batch_size : pages per encoder call (default ``commit_pages``)
-    progress : show a progress bar (stderr), one step per page
+    batch_size : at most this many pages per encoder call (default: a text encoder's token budget,
+        up to 64 pages; 4 images; see :mod:`~colprune.pipeline.batching`)
+    progress : show a progress bar (stderr), moved after every encoder call by its pages
     overwrite : replace ``output`` instead of extending it
     on_event : ``callback(kind, info)``; see the module docstring
     signals : also store every importance signal the encoder computes (a full index for studies)
@@ -95,75 +121,152 @@ def build(
         about 1.5x faster builds, see the README for its retrieval change)
     rerank : for a new ``"binary"`` index: also keep the float16 rerank copy; ``False`` with an
         existing index refuses one that holds the copy
+    store_text : also store each page's text in its metadata (``text``, at most
+        :data:`~colprune.pipeline.TEXT_LIMIT` characters): what a text encoder read, a PDF
+        page's text layer for an image encoder
 
     Returns
     -------
     BuildReport
+
+    Raises
+    ------
+    LockedError
+        ``output`` is being written by another process (checked first, before any page is read).
+    InvalidInputError
+        No page of the inputs can be indexed (raised before the model loads, with each file's reason).
     """
     t0 = time.perf_counter()
     report = BuildReport(output=os.fspath(output))
     emit = on_event or (lambda kind, info: None)
     if commit_pages < 1:
         raise InvalidInputError(f"commit_pages must be at least 1, got {commit_pages}")
-    jobs = list_pages(inputs, id_root=id_root, strict=strict, skipped=report.skipped)
-    report.pages_total = len(jobs)
-    for path, reason in report.skipped.items():
-        emit("skipped", {"id": path, "reason": reason})
     target = _open_target(report.output, overwrite=overwrite, model=model, encoder=encoder, pruner=pruner, dtype=dtype,
-                          importance=importance, rerank=rerank)
+                          importance=importance, rerank=rerank, signals=signals)
     try:
+        jobs = list_pages(inputs, id_root=id_root, strict=strict, skipped=report.skipped)
+        report.pages_total = len(jobs)
         todo, changed = _plan(target, jobs, report, upsert=upsert, retry_skipped=retry_skipped)
+        todo = readable_pages(todo, encoder.input_kind if encoder is not None else target.kind, strict=strict,
+                              skipped=report.skipped)
+        for page_id, reason in report.skipped.items():
+            if page_id not in target.recorded_skips:
+                emit("skipped", {"id": page_id, "reason": reason})
+        if not todo and not report.already_present:
+            raise InvalidInputError(why_nothing(report.skipped))
         emit("pages", {"total": len(jobs), "todo": len(todo), "held": len(target.index) if target.appending else 0,
                        "model": encoder.name if encoder is not None else target.model})
-        if todo or not target.appending:
+        if todo:
             encoder = encoder or _load(target, emit, report, device=device, quantize=quantize)
-            if target.appending:  # the model's own dim, on the index already open
-                check_settings(target.index, dim=encoder.dim, shown=target.output)
+            _check_loaded(target, encoder)
             if retry_skipped and target.recorded_skips:
                 target.index.clear_skipped([j.id for j in todo if j.id in target.recorded_skips])
             _encode_pages(target, todo, changed, encoder, report, emit, strict=strict, retry_skipped=retry_skipped,
                           commit_pages=commit_pages, commit_seconds=commit_seconds, dpi=dpi, batch_size=batch_size,
-                          progress=progress, overwrite=overwrite, signals=signals, rerank=rerank, t0=t0)
-        if target.index is not None:
+                          progress=progress, signals=signals, rerank=rerank, store_text=store_text, t0=t0)
+        if target.index is not None and not (target.created and not target.committed):
             report.info = storage_report(target.index)
     finally:
-        if target.index is not None:
-            target.index.close()
+        _close(target)
     report.seconds = time.perf_counter() - t0
     emit("done", report.to_dict())
     return report
 
 
+def _locked(output: str, e: LockedError) -> LockedError:
+    """The store's LockedError in the build's words, naming the other writer's pid when the lock records it."""
+    pid = re.search(r"pid (\d+)", str(e))
+    who = f" (pid {pid.group(1)})" if pid else ""
+    return LockedError(f"{output} is being written by another process{who}: one writer at a time; wait for it to "
+                       "finish (or stop it), or build into another -o")
+
+
 def _open_target(output: str, *, overwrite: bool, model: str | None, encoder: Any, pruner: Any, dtype: str | None,
-                 importance: str | None, rerank: bool) -> _Target:
-    """Open an existing ``output`` once and check the build's settings on it, before any model loads."""
-    from ..index import Index
+                 importance: str | None, rerank: bool, signals: bool) -> _Target:
+    """Take the writer lock on ``output`` before any page is read or model loads: open an existing
+    index (checking the build's settings on it), or create the new one when its settings are known."""
     from ..pruning import make_pruner
 
     pr = None if pruner is None else make_pruner(pruner)
-    target = _Target(output, appending=os.path.exists(output) and not overwrite)
-    chosen = importance if encoder is None else getattr(encoder, "importance", None)
-    if not target.appending:
-        target.model = encoder.name if encoder is not None else (model or "minilm")
-        target.dtype = dtype or "float16"
-        if not rerank and target.dtype != "binary":
-            raise UsageError(f"--no-rerank (rerank=False) applies to binary indexes; a new {output} would hold "
-                             f"{target.dtype} vectors (add --dtype binary)")
-        target.pruner = pr or make_pruner(None)
-        target.importance = importance if encoder is not None or importance is not None else DEFAULT_IMPORTANCE
+    target = _Target(output, appending=os.path.exists(output) and not overwrite, overwrite=overwrite)
+    if target.appending:
+        _open_existing(target, model=model, encoder=encoder, pruner=pr, dtype=dtype, importance=importance,
+                       rerank=rerank)
         return target
-    target.index = ix = Index.open(output, mode="a")
+    target.model = encoder.name if encoder is not None else (model or "minilm")
+    target.dtype = dtype or "float16"
+    if not rerank and target.dtype != "binary":
+        raise UsageError(f"--no-rerank (rerank=False) applies to binary indexes; a new {output} would hold "
+                         f"{target.dtype} vectors (add --dtype binary)")
+    target.pruner = pr or make_pruner(None)
+    target.importance = importance if encoder is not None or importance is not None else DEFAULT_IMPORTANCE
+    target.kind = encoder.input_kind if encoder is not None else model_kind(target.model)
+    if encoder is not None:
+        target.signal = getattr(encoder, "importance", None)
+    elif target.importance is not None:  # load_encoder names the global-token signal "eos" for image encoders
+        target.signal = same_signal(target.importance) if target.kind == "image" else target.importance
+    dim = encoder.dim if encoder is not None else model_dim(target.model)
+    names = _signal_names(encoder, target.kind) if signals else ()
+    if dim and names is not None:
+        _create(target, int(dim), names, rerank=rerank)
+    return target
+
+
+def _signal_names(encoder: Any, kind: str | None) -> tuple[str, ...] | None:
+    """The signals a ``signals=True`` index stores: every one the encoder gives; None if unknown before it runs."""
+    from ..encoders import TextTokenEncoder, VisualEncoder
+
+    if encoder is None:
+        return kind_signals(kind)
+    if isinstance(encoder, (TextTokenEncoder, VisualEncoder)):
+        return kind_signals(encoder.input_kind)
+    return None
+
+
+def _create(target: _Target, dim: int, names: Sequence[str], *, rerank: bool) -> Any:
+    """Create the new index (taking its writer lock); ``target.index`` from now on."""
+    from ..index import Index
+
+    overwrite = target.overwrite
+    target.replaces = overwrite and os.path.lexists(target.output)
+    try:
+        target.index = Index.create(target.output, dim, target.dtype, encoder=target.model, overwrite=overwrite,
+                                    signals=sorted(names), merged=target.pruner.merges, rerank=rerank,
+                                    pruner=target.pruner, signal=target.signal)
+    except LockedError as e:
+        raise _locked(target.output, e) from None
+    except FileExistsError:
+        if not overwrite and os.path.exists(target.output):  # another build created it a moment ago
+            Index.open(target.output, mode="a").close()  # its lock: LockedError while it writes
+        raise
+    target.created = True
+    return target.index
+
+
+def _open_existing(target: _Target, *, model: str | None, encoder: Any, pruner: Any, dtype: str | None,
+                   importance: str | None, rerank: bool) -> None:
+    """Open an existing ``output`` once, for writing, and check the build's settings on it."""
+    from ..index import Index
+    from ..pruning import make_pruner
+
+    output = target.output
+    try:
+        target.index = ix = Index.open(output, mode="a")
+    except LockedError as e:
+        raise _locked(output, e) from None
+    chosen = importance if encoder is None else getattr(encoder, "importance", None)
     try:
         name = encoder.name if encoder is not None else model
         dim = encoder.dim if encoder is not None else (model_dim(model) if model else None)
-        held = check_settings(ix, dtype=dtype, pruner=pr, encoder=name, dim=dim, rerank=None if rerank else False,
+        held = check_settings(ix, dtype=dtype, pruner=pruner, encoder=name, dim=dim, rerank=None if rerank else False,
                               shown=output)
         if held["encoder"] is None:
             raise SettingsMismatchError(f"{output} records no encoder (built from embedding files): "
                                         "add pages to it as embedding files, or build a new index from pages")
         target.model, target.dtype = name or held["encoder"], held["codec"]
+        target.kind = encoder.input_kind if encoder is not None else model_kind(target.model)
         stored = held["pruner"]
-        target.pruner = pr or make_pruner({k: v for k, v in stored.items() if k in ("name", "params")} if stored else None)
+        target.pruner = pruner or make_pruner({k: v for k, v in stored.items() if k in ("name", "params")} if stored else None)
         # the signal the pages are pruned by: the index's when it records one (older files: the encoder's default)
         held_signal = (stored or {}).get("signal")
         check_signal(output, held_signal, chosen)
@@ -172,8 +275,39 @@ def _open_target(output: str, *, overwrite: bool, model: str | None, encoder: An
         target.recorded_skips = dict(ix.skipped)
     except BaseException:
         ix.close()
+        target.index = None
         raise
-    return target
+
+
+def _check_loaded(target: _Target, encoder: Any) -> None:
+    """The loaded model's own dim on the index already open; a new, still empty index whose dim or
+    signal (read from the model's config before it loaded) the model does not give is made again."""
+    ix = target.index
+    if ix is None:
+        return
+    signal = getattr(encoder, "importance", None)
+    if target.created and not target.committed:
+        if ix.dim != encoder.dim or same_signal(signal or "") != same_signal(target.signal or ""):
+            names, rerank = ix.signal_names, ix.has_rerank or ix.codec != "binary"
+            _close(target)
+            target.created, target.signal = False, signal
+            _create(target, int(encoder.dim), names, rerank=rerank)
+        return
+    check_settings(ix, dim=encoder.dim, shown=target.output)
+
+
+def _close(target: _Target) -> None:
+    """Close the index; one this build created and committed nothing to is removed (an overwritten one stays)."""
+    ix, target.index = target.index, None
+    if ix is None:
+        return
+    if not (target.created and not target.committed):
+        ix.close()
+    elif target.replaces:
+        ix.abandon()  # the partial copy goes; the index it was to replace stays as it was
+    else:
+        shutil.rmtree(ix.path, ignore_errors=True)  # still holding its lock: no other writer has seen it
+        ix.close()
 
 
 def _plan(target: _Target, jobs: list[PageJob], report: BuildReport, *, upsert: bool,
@@ -222,34 +356,46 @@ def _load(target: _Target, emit: Callable[[str, dict], None], report: BuildRepor
     return encoder
 
 
-# long: the read-encode-commit loop with its progress bar, skips and Ctrl-C handling in one place
-def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encoder: Any, report: BuildReport,
-                  emit: Callable[[str, dict], None], *, strict: bool, retry_skipped: bool, commit_pages: int,
-                  commit_seconds: float, dpi: int, batch_size: int | None, progress: bool, overwrite: bool,
-                  signals: bool, rerank: bool, t0: float) -> None:
-    """Read ``todo`` ahead of the encoder, encode it in batches and commit through one :class:`PageWriter`."""
-    from tqdm.auto import tqdm
-
-    from ..encoders import Encoder, PageError
-    from ..index import Index
-
+def _writer(target: _Target, encoder: Any, emit: Callable[[str, dict], None], *, commit_pages: int,
+            commit_seconds: float, signals: bool, rerank: bool) -> PageWriter:
+    """The build's one :class:`PageWriter`: on the index open from the start, or creating it at the first
+    commit when its settings (a caller's encoder's signals) are known only from the first page."""
     signal = getattr(encoder, "importance", None)
 
     def create(first_signals: dict | None):
-        names = sorted(first_signals or {}) if signals else ()
-        return Index.create(target.output, encoder.dim, target.dtype, encoder=target.model, overwrite=overwrite,
-                            signals=names, merged=target.pruner.merges, rerank=rerank, pruner=target.pruner,
-                            signal=signal)
+        target.signal = signal
+        return _create(target, encoder.dim, sorted(first_signals or {}) if signals else (), rerank=rerank)
 
-    writer = PageWriter(target.index, target.pruner, signal=signal, create=None if target.appending else create,
-                        commit_pages=commit_pages, commit_seconds=commit_seconds,
-                        on_commit=lambda pages, total: emit("committed", {"pages": pages, "indexed": total}))
+    return PageWriter(target.index, target.pruner, signal=signal, create=None if target.index is not None else create,
+                      commit_pages=commit_pages, commit_seconds=commit_seconds,
+                      on_commit=lambda pages, total: emit("committed", {"pages": pages, "indexed": total}))
+
+
+# long: the read-encode-commit loop with its progress bar, skips and Ctrl-C handling in one place
+def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encoder: Any, report: BuildReport,
+                  emit: Callable[[str, dict], None], *, strict: bool, retry_skipped: bool, commit_pages: int,
+                  commit_seconds: float, dpi: int, batch_size: int | None, progress: bool, signals: bool,
+                  rerank: bool, store_text: bool, t0: float) -> None:
+    """Read ``todo`` ahead of the encoder, encode it in micro-batches and commit through one :class:`PageWriter`.
+
+    After every encoder call the bar moves by its pages and the writer commits when ``commit_pages``
+    pages or ``commit_seconds`` seconds are due; a Ctrl-C commits what was encoded, then re-raises.
+    """
+    from tqdm.auto import tqdm
+
+    from ..encoders import Encoder, PageError
+
+    writer = _writer(target, encoder, emit, commit_pages=commit_pages, commit_seconds=commit_seconds, signals=signals,
+                     rerank=rerank)
     total = report.pages_total
     bar = tqdm(total=total, initial=total - len(todo), desc="build", unit="page", disable=not progress)
-    batch = max(1, batch_size or commit_pages)
+    batches = MicroBatches(encoder, batch_size)
+    signal = getattr(encoder, "importance", None)
     # compute only the attention the stored signals need (all of them for a study's full index);
     # a caller's own encoder object need only take (pages, batch_size=)
     kw = {"signals": None if signals or signal is None else [signal]} if isinstance(encoder, Encoder) else {}
+    texts: dict[str, str] | None = {} if store_text else None
+    writer.skip({k: v for k, v in report.skipped.items() if k not in target.recorded_skips or retry_skipped})
 
     def skip(job: PageJob, reason: str) -> None:
         if strict:
@@ -258,44 +404,50 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
         writer.skip({job.id: reason})
         emit("skipped", {"id": job.id, "reason": reason})
 
-    def encode(chunk: list[tuple[PageJob, Any]]) -> None:
-        encoded = encoder.encode_pages([c for _, c in chunk], batch_size=min(len(chunk), 64), **kw)
+    def metadata(job: PageJob) -> dict:
+        if texts is None:
+            return job.metadata
+        return page_metadata(job.id, job.path, job.page, job.kind, job.sha256, text=texts.pop(job.id, ""))
+
+    def encode(call: list[tuple[PageJob, Any]]) -> None:
+        encoded = encoder.encode_pages([c for _, c in call], batch_size=batches.forward_batch, **kw)
         ok = []
-        for (job, _), enc in zip(chunk, encoded):
+        for (job, _), enc in zip(call, encoded):
             if enc.vectors.shape[0] == 0:
                 skip(job, "the encoder produced no vectors")
             else:
                 ok.append((job, enc))
-        bar.update(len(chunk))
         for replace in (False, True):
             part = [(j, e) for j, e in ok if (j.id in changed) is replace]
             if part:
                 writer.add([j.id for j, _ in part], [e.vectors for _, e in part], [e.importance for _, e in part],
-                           metadata=[j.metadata for j, _ in part], patch_mask=[e.patch_mask for _, e in part],
+                           metadata=[metadata(j) for j, _ in part], patch_mask=[e.patch_mask for _, e in part],
                            grids=[e.grid for _, e in part], signals=[e.signals for _, e in part], replace=replace)
+        bar.update(len(call))
+        emit("encoded", {"pages": len(call)})
 
     def counts() -> None:
         report.indexed, report.replaced = writer.indexed, writer.replaced
+        target.committed = writer.committed
         target.index = writer.index
 
     try:
-        chunk: list[tuple[PageJob, Any]] = []
-        for job, content, reason in prefetch(read_pages(todo, encoder.input_kind, dpi), depth=2 * batch):
+        for job, content, reason in prefetch(read_pages(todo, encoder.input_kind, dpi, texts),
+                                             depth=2 * batches.max_pages):
             if reason is not None:
                 skip(job, reason)
                 bar.update(1)
                 bar.set_postfix(skipped=len(report.skipped), refresh=False)
+                writer.commit_if_due()
                 continue
-            chunk.append((job, content))
-            if len(chunk) >= batch or writer.overdue:
-                encode(chunk)
-                chunk = []
-        if chunk:
-            encode(chunk)
-        writer.skip({k: v for k, v in report.skipped.items() if k not in target.recorded_skips or retry_skipped})
+            for call in batches.add(job, content):
+                encode(call)
+        call = batches.take()
+        if call:
+            encode(call)
         writer.flush()
     except KeyboardInterrupt:
-        writer.record_skips()
+        writer.keep()  # what was encoded and not yet committed: only the call in flight is lost
         counts()
         report.interrupted = True
         report.seconds = time.perf_counter() - t0

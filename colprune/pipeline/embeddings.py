@@ -76,6 +76,7 @@ def _write_set(s: Any, writer: PageWriter, done: set[str], bar: Any) -> int:
     return present
 
 
+# long: one parameter per option of the documented API, and its docstring
 def build_embeddings(
     files: Sequence[str],
     output: Any,
@@ -144,6 +145,7 @@ def build_embeddings(
         writer.flush()
         report.info = storage_report(index)
     except KeyboardInterrupt:
+        writer.keep()  # the pages taken and not yet committed
         report.indexed, report.interrupted = writer.indexed, True
         report.seconds = time.perf_counter() - t0
         emit("interrupted", report.to_dict())

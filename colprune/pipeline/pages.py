@@ -7,6 +7,7 @@ uses too: one walk over the inputs, one check per file, one id scheme (:func:`pa
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -28,11 +29,32 @@ from ..encoders.sources import (
 )
 from ..errors import InvalidInputError
 
-__all__ = ["PageJob", "list_files", "list_pages", "read_pages", "prefetch", "page_id", "file_sha256", "skip_reason",
-           "NO_TEXT"]
+__all__ = ["PageJob", "list_files", "list_pages", "read_pages", "readable_pages", "prefetch", "page_id", "page_metadata",
+           "file_sha256", "skip_reason", "NO_TEXT", "NOT_TEXT", "NOT_IMAGE", "TEXT_LIMIT"]
 
 #: Reason recorded for a PDF page without a text layer when the encoder reads text.
 NO_TEXT = "no text layer (a blank, scanned or image-only page); the text encoder reads text only"
+#: Reason recorded for an image file when the encoder reads text.
+NOT_TEXT = "an image has no text; the text encoder reads text only"
+#: Reason recorded for a text file when the encoder reads images.
+NOT_IMAGE = "a text file has no image; the visual encoder reads images"
+
+
+#: At most this many characters of a page's text are stored with ``store_text`` (metadata ``text``).
+TEXT_LIMIT = 20_000
+
+
+def page_metadata(page_id: str, path: str, page: int, kind: str, sha256: str, text: str | None = None) -> dict:
+    """A page's stored metadata: ``source`` (the file relative to the id root, as the page id names
+    it), ``path`` (the file's absolute path), ``page`` (1-based), ``kind``, ``sha256``; with ``text``
+    also ``text`` (at most :data:`TEXT_LIMIT` characters; ``text_truncated: true`` when cut)."""
+    source = page_id.rsplit("#", 1)[0] if kind == "pdf" and "#" in page_id else page_id
+    meta = {"source": source, "path": os.path.abspath(path), "page": int(page), "kind": kind, "sha256": sha256}
+    if text is not None:
+        meta["text"] = text[:TEXT_LIMIT]
+        if len(text) > TEXT_LIMIT:
+            meta["text_truncated"] = True
+    return meta
 
 
 @dataclass(frozen=True)
@@ -47,7 +69,13 @@ class PageJob:
 
     @property
     def metadata(self) -> dict:
-        return {"source": self.path, "page": self.page, "kind": self.kind, "sha256": self.sha256}
+        """The page's metadata (:func:`page_metadata`, without ``text``)."""
+        return page_metadata(self.id, self.path, self.page, self.kind, self.sha256)
+
+    @property
+    def file_id(self) -> str:
+        """The id of the page's file: the page id without ``#N`` (the metadata's ``source``)."""
+        return self.metadata["source"]
 
 
 def file_sha256(path: str) -> str:
@@ -115,14 +143,18 @@ def list_pages(
 Read = tuple[PageJob, Any, "str | None"]
 
 
-def _pdf_page(doc: Any, job: PageJob, kind: str, dpi: int) -> tuple[Any, str | None]:
-    """One PDF page's text or image, or ``(None, reason)``."""
+def _pdf_page(doc: Any, job: PageJob, kind: str, dpi: int, texts: dict | None) -> tuple[Any, str | None]:
+    """One PDF page's text or image, or ``(None, reason)``; its text layer into ``texts`` when given."""
     try:
         page = doc[job.page - 1]
         try:
             if kind == "text":
                 content = pdf_text(page)
+                if texts is not None:
+                    texts[job.id] = content
                 return content, (None if content.strip() else NO_TEXT)
+            if texts is not None:
+                texts[job.id] = pdf_text(page)
             reason = too_large(page, dpi, MAX_PIXELS)
             if reason is not None:
                 return None, reason
@@ -134,7 +166,7 @@ def _pdf_page(doc: Any, job: PageJob, kind: str, dpi: int) -> tuple[Any, str | N
         return None, f"cannot read the page ({type(e).__name__}: {e})"
 
 
-def _read_pdf(group: Sequence[PageJob], kind: str, dpi: int) -> Iterator[Read]:
+def _read_pdf(group: Sequence[PageJob], kind: str, dpi: int, texts: dict | None) -> Iterator[Read]:
     try:
         doc = open_pdf(group[0].path)
     except PageError as e:
@@ -143,36 +175,43 @@ def _read_pdf(group: Sequence[PageJob], kind: str, dpi: int) -> Iterator[Read]:
         return
     try:
         for job in group:
-            content, reason = _pdf_page(doc, job, kind, dpi)
+            content, reason = _pdf_page(doc, job, kind, dpi, texts)
             yield job, (content if reason is None else None), reason
     finally:
         doc.close()
 
 
-def _read_file(job: PageJob, kind: str) -> Read:
+def _read_file(job: PageJob, kind: str, texts: dict | None) -> Read:
     """An image or text file's one page."""
     if job.kind == "image":
         if kind == "text":
-            return job, None, "an image has no text; the text encoder reads text only"
+            return job, None, NOT_TEXT
+        if texts is not None:
+            texts[job.id] = ""
         try:
             img = open_image(job.path, MAX_PIXELS).convert("RGB")
             return job, img, (None if min(img.size) > 0 else "empty image")
         except PageError as e:
             return job, None, skip_reason(e, job.path)
     if kind != "text":
-        return job, None, "a text file has no image; the visual encoder reads images"
+        return job, None, NOT_IMAGE
     try:
         content = read_text(job.path)
+        if texts is not None:
+            texts[job.id] = content
         return job, content, (None if content.strip() else "empty text file")
     except OSError as e:
         return job, None, f"cannot read ({e})"
 
 
-def read_pages(jobs: Sequence[PageJob], kind: str, dpi: int) -> Iterator[Read]:
+def read_pages(jobs: Sequence[PageJob], kind: str, dpi: int, texts: dict[str, str] | None = None) -> Iterator[Read]:
     """``(job, content, None)`` or ``(job, None, reason)`` per page, opening each file once.
 
     ``kind`` is what the encoder reads: ``"text"`` (a PDF's text layer, a text file) or
     ``"image"`` (PDF pages rendered at ``dpi``, image files), as ``Encoder.input_kind`` says.
+    ``texts``: when given, each page's text (the text a text encoder reads; a PDF page's text
+    layer for an image encoder, "" for an image file) is put in it under the page id before the
+    page is yielded.
     """
     i = 0
     while i < len(jobs):
@@ -181,9 +220,77 @@ def read_pages(jobs: Sequence[PageJob], kind: str, dpi: int) -> Iterator[Read]:
             j += 1
         group, i = jobs[i:j], j
         if group[0].kind == "pdf":
-            yield from _read_pdf(group, kind, dpi)
+            yield from _read_pdf(group, kind, dpi, texts)
         else:
-            yield _read_file(group[0], kind)
+            yield _read_file(group[0], kind, texts)
+
+
+# -- the check before the model loads ----------------------------------------------------------
+
+def _file_reason(group: Sequence[PageJob], kind: str) -> str | None:
+    """Why no page of one file can be read for an encoder reading ``kind``: cheap checks, no rendering.
+
+    A PDF (for a text encoder) is read until its first page with a text layer; text files are read.
+    """
+    first = group[0]
+    if first.kind == "image":
+        return NOT_TEXT if kind == "text" else None
+    if first.kind == "text":
+        if kind != "text":
+            return NOT_IMAGE
+        try:
+            return None if read_text(first.path).strip() else "empty text file"
+        except OSError as e:
+            return f"cannot read ({e.strerror or e})"
+    if kind != "text":
+        return None
+    try:
+        doc = open_pdf(first.path)
+    except PageError as e:
+        return skip_reason(e, first.path)
+    try:
+        for job in group:
+            page = doc[job.page - 1]
+            try:
+                if pdf_text(page).strip():
+                    return None
+            except Exception:  # noqa: BLE001 - a damaged page: the reader skips it with its reason
+                return None
+            finally:
+                page.close()
+    finally:
+        doc.close()
+    return NO_TEXT
+
+
+def readable_pages(jobs: Sequence[PageJob], kind: str | None, *, strict: bool = False,
+                   skipped: dict[str, str] | None = None) -> list[PageJob]:
+    """The pages of ``jobs`` an encoder reading ``kind`` (``"text"``/``"image"``; None: unknown, all
+    kept) may embed; the others go to ``skipped`` (page id → reason) or, with ``strict``, raise
+    :class:`~colprune.encoders.PageError`.
+
+    Run before the model loads: a file none of whose pages can be read (an image for a text
+    encoder, a PDF without any text layer, an empty text file) is found here, page by page,
+    at the cost of opening it (a PDF with text costs one page's text layer).
+    """
+    skipped = {} if skipped is None else skipped
+    if kind is None:
+        return list(jobs)
+    out: list[PageJob] = []
+    i = 0
+    while i < len(jobs):
+        j = i
+        while j < len(jobs) and jobs[j].path == jobs[i].path:
+            j += 1
+        group, i = jobs[i:j], j
+        reason = _file_reason(group, kind)
+        if reason is None:
+            out.extend(group)
+            continue
+        if strict:
+            raise PageError(f"{group[0].id}: {reason}")
+        skipped.update((job.id, reason) for job in group)
+    return out
 
 
 _END = object()

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BuildReport"]
+from .pages import NO_TEXT, NOT_TEXT
+
+__all__ = ["BuildReport", "why_nothing", "SCAN_HINT"]
+
+#: Said after the reasons when pages had no text for a text encoder (scans, images).
+SCAN_HINT = "scans and images need an image encoder: --model vidore/colqwen2-v1.0-hf"
+_MAX_FILES = 8
 
 
 @dataclass
@@ -79,3 +85,38 @@ def storage_report(index: Any) -> dict[str, Any]:
 
     return report(index)
 
+
+
+def _file_of(page_id: str) -> str:
+    head, sep, tail = page_id.rpartition("#")
+    return head if sep and tail.isdigit() else page_id
+
+
+def why_nothing(skipped: dict[str, str]) -> str:
+    """``no page could be indexed: a.pdf: encrypted PDF (needs a password); c.pdf: 12 pages without a
+    text layer (...)``: the reasons of ``skipped`` (page or file id → reason), once per file.
+
+    The line ends with :data:`SCAN_HINT` when, and only when, pages had no text for a text encoder.
+    """
+    if not skipped:
+        return "no page could be indexed: the inputs hold no PDF, image or .txt/.md file"
+    by_file: dict[str, dict[str, int]] = {}
+    for page_id, reason in skipped.items():
+        counts = by_file.setdefault(_file_of(page_id), {})
+        counts[reason] = counts.get(reason, 0) + 1
+    parts = []
+    for name, counts in by_file.items():
+        said = []
+        for reason, n in counts.items():
+            if reason == NO_TEXT:
+                said.append(f"{n} page{'s' if n > 1 else ''} without a text layer")
+            elif reason == NOT_TEXT:
+                said.append("an image, no text layer")
+            else:
+                said.append(reason if n == 1 else f"{n} pages: {reason}")
+        parts.append(f"{name}: " + ", ".join(said))
+    shown = "; ".join(parts[:_MAX_FILES])
+    if len(parts) > _MAX_FILES:
+        shown += f"; and {len(parts) - _MAX_FILES} more files"
+    hint = any(r in (NO_TEXT, NOT_TEXT) for r in skipped.values())
+    return f"no page could be indexed: {shown}" + (f" ({SCAN_HINT})" if hint else "")

@@ -6,6 +6,7 @@ refuses mismatched pages with one wording wherever they come from.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from ..errors import InvalidInputError, ModelLoadError, SettingsMismatchError, UsageError
 
 __all__ = ["DEFAULT_IMPORTANCE", "check_settings", "held_settings", "check_signal", "same_signal", "check_model",
-           "model_dim"]
+           "model_dim", "model_kind", "kind_signals"]
 
 #: The importance signal a new index is pruned by unless told otherwise: the attention each
 #: patch/token *receives* in the last layer (mean over heads and over the other tokens). With
@@ -135,8 +136,14 @@ def check_model(name: str) -> None:
                              f"{', '.join(VISUAL_MODEL_TYPES)} or BERT-style text models ({', '.join(TEXT_MODEL_TYPES)})")
 
 
-def model_dim(name: str) -> int | None:
-    """The vectors' dim a model gives, from its config (no weights loaded); None if unknown."""
+def _model_config(name: str) -> dict[str, Any] | None:
+    """A model's config (``config.json`` of a folder, else the hub's), no weights loaded; None if unknown."""
+    cfg = _read_config(name)
+    return None if cfg is None else dict(cfg)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_config(name: str) -> dict[str, Any] | None:
     try:
         if name == "minilm":
             from ..encoders import minilm_path
@@ -145,12 +152,44 @@ def model_dim(name: str) -> int | None:
         cfg_path = os.path.join(name, "config.json")
         if os.path.exists(cfg_path):
             with open(cfg_path) as f:
-                cfg = json.load(f)
-        else:
-            from transformers import AutoConfig
+                return json.load(f)
+        from transformers import AutoConfig
 
-            cfg = AutoConfig.from_pretrained(name).to_dict()
-        dim = cfg.get("embedding_dim") or cfg.get("hidden_size")
-        return int(dim) if dim else None
+        return AutoConfig.from_pretrained(name).to_dict()
     except Exception:  # noqa: BLE001 - only a pre-check: the loaded model is checked again
         return None
+
+
+def model_dim(name: str) -> int | None:
+    """The vectors' dim a model gives, from its config (no weights loaded); None if unknown."""
+    cfg = _model_config(name) or {}
+    dim = cfg.get("embedding_dim") or cfg.get("hidden_size")
+    return int(dim) if dim else None
+
+
+def model_kind(name: str) -> str | None:
+    """What the model's pages are, from its config (no weights loaded): ``"text"`` or ``"image"``
+    (:attr:`Encoder.input_kind <colprune.encoders.Encoder.input_kind>`); None if unknown."""
+    from ..encoders.text import TEXT_MODEL_TYPES
+    from ..encoders.visual import VISUAL_MODEL_TYPES
+
+    if name == "minilm":
+        return "text"
+    model_type = (_model_config(name) or {}).get("model_type")
+    if model_type in VISUAL_MODEL_TYPES:
+        return "image"
+    return "text" if model_type in TEXT_MODEL_TYPES else None
+
+
+def kind_signals(kind: str | None) -> tuple[str, ...] | None:
+    """Every importance signal the built-in encoders of ``kind`` give (the names a ``signals=True``
+    index stores); None for an unknown kind."""
+    if kind == "text":
+        from ..encoders.text import SIGNALS
+
+        return tuple(SIGNALS)
+    if kind == "image":
+        from ..encoders.visual import SIGNALS as VISUAL_SIGNALS
+
+        return tuple(VISUAL_SIGNALS)
+    return None

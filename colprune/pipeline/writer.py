@@ -4,22 +4,27 @@ Every build writes through it: pages from files (:func:`colprune.pipeline.build`
 files (:func:`colprune.pipeline.build_embeddings`), the study's full index and the Ray build's
 shard writers. A commit happens every ``commit_pages`` pages or ``commit_seconds`` seconds,
 whichever comes first; each commit is atomic, so an interrupted build keeps every page
-committed before it. Pages that could not be embedded are recorded (``Index.record_skipped``)
-with the next commit.
+committed before it. A Ctrl-C that arrives during a commit takes effect once the commit is
+done (in the main thread), so it never costs the pages being committed. Pages that could not
+be embedded are recorded (``Index.record_skipped``) with the next commit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal as _signal
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from .memory import release_freed_memory
 
-__all__ = ["PageWriter"]
+__all__ = ["PageWriter", "deferred_interrupt"]
 
 
 @dataclass
@@ -36,6 +41,32 @@ class _Page:
 
 def _item(seq: Sequence | None, i: int) -> Any:
     return None if seq is None else seq[i]
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block until the block is done, then deliver it.
+
+    Only the main thread receives signals; elsewhere (a Ray shard writer's thread) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    try:
+        previous = _signal.signal(_signal.SIGINT, lambda signum, frame: got.append(signum))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        _signal.signal(_signal.SIGINT, previous)
+        if got:
+            if callable(previous):
+                previous(_signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+            elif previous == _signal.SIG_DFL:
+                os.kill(os.getpid(), _signal.SIGINT)
 
 
 class PageWriter:
@@ -103,6 +134,11 @@ class PageWriter:
         """Whether ``commit_seconds`` have passed since the last commit."""
         return time.monotonic() - self._last >= self.commit_seconds
 
+    @property
+    def committed(self) -> int:
+        """Pages committed (added or replaced) by this writer so far."""
+        return self.indexed + self.replaced
+
     def holds(self, page_id: str) -> bool:
         """Whether ``page_id`` is buffered (taken but not yet committed)."""
         return page_id in self._ids
@@ -152,17 +188,34 @@ class PageWriter:
             self.index.record_skipped(self._skips)
             self._skips = {}
 
+    def keep(self) -> int:
+        """After a Ctrl-C: commit what is buffered (the pages encoded and not yet committed) and the
+        skip records; a second Ctrl-C meanwhile stops it. Returns the pages committed."""
+        try:
+            return self.flush()
+        except KeyboardInterrupt:
+            return 0
+
+    def commit_if_due(self) -> int:
+        """Commit what is buffered when ``commit_seconds`` have passed since the last commit; returns the
+        pages committed (for a caller that waits on something else between :meth:`add` calls)."""
+        return self.flush() if self._pages and self.overdue else 0
+
     def flush(self) -> int:
-        """Commit every buffered page (and skip record) now; returns the pages committed."""
-        pages, self._pages, self._ids = self._pages, [], set()
-        if pages:
-            ix = self._open(pages[0].signals)
-            for replace in (False, True):
-                group = [p for p in pages if p.replace is replace]
-                if group:
-                    self._commit(ix, group, replace)
-        self.record_skips()
-        self._last = time.monotonic()
+        """Commit every buffered page (and skip record) now; returns the pages committed.
+
+        A Ctrl-C during the commit is delivered when it is done (:func:`deferred_interrupt`).
+        """
+        with deferred_interrupt():
+            pages, self._pages, self._ids = self._pages, [], set()
+            if pages:
+                ix = self._open(pages[0].signals)
+                for replace in (False, True):
+                    group = [p for p in pages if p.replace is replace]
+                    if group:
+                        self._commit(ix, group, replace)
+            self.record_skips()
+            self._last = time.monotonic()
         if pages:
             if self._on_commit is not None:
                 self._on_commit(len(pages), self.indexed + self.replaced)
