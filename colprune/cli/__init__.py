@@ -21,7 +21,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import build, demo, distill, maintenance, prune, search, serve, study
+from . import build, demo, distill, gc, maintenance, prune, search, serve, study
 from .common import COMMANDS, Command, interrupt_detail, register
 from .errors import EXIT_PIPE, EXIT_STATUSES, exit_status, quiet_stdout, report_error
 
@@ -31,7 +31,7 @@ _FMT = argparse.RawDescriptionHelpFormatter
 
 # the order ``colprune --help`` lists them
 for _command in (build.BUILD, prune.PRUNE, search.SEARCH, maintenance.INFO, maintenance.REPACK, maintenance.DELETE,
-                 maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW,
+                 maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW, gc.GC,
                  serve.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
     register(_command)
 

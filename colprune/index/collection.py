@@ -17,25 +17,32 @@ read-only through the same API. See ``docs/format.md``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, WriteError
 from ..pruning import NoPruning, PrunedPage, Pruner, make_pruner
 from . import compact as C
 from . import derive as D
 from . import layout as L
 from . import manifest as M
 from . import write as W
+from .leftovers import warn_leftovers
 from .prepare import Prepared, check_packed, packed_blocks, prepare_pages, resolve_pruner
 from .records import MAX_ID_BYTES, Hit, Page, check_count, check_delete, check_ids, codec_bytes, unknown_ids
 from .segment import Block
 from .snapshot import DEFAULT_MEMORY_BUDGET
 from .view import IndexView
 
-__all__ = ["Hit", "Index", "Page", "codec_bytes", "MAX_ID_BYTES", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["Hit", "Index", "Page", "codec_bytes", "MAX_ID_BYTES", "DEFAULT_MEMORY_BUDGET", "MergeSkippedWarning"]
+
+
+class MergeSkippedWarning(UserWarning):
+    """The merge of small segments after a commit could not be written (disk full...): the commit stands,
+    the next commit (or ``compact``) merges them."""
 
 
 class Index(IndexView):
@@ -47,12 +54,29 @@ class Index(IndexView):
     the previous state. Readers see one committed snapshot and are never blocked by a writer;
     one writer at a time (a second one gets :class:`~colprune.errors.LockedError`).
 
+    A write that fails (disk full, quota, I/O error) raises :class:`~colprune.errors.WriteError`
+    and leaves the collection at its last commit; the index stays usable.
+
     Examples
     --------
     >>> with Index.create("pages.cpx", dim=128) as index:           # doctest: +SKIP
     ...     index.add(ids, embeddings, importance=imp, pruner=AdaptiveThreshold(-0.25))
     >>> Index.open("pages.cpx").search(query, k=10)                 # doctest: +SKIP
     """
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> Index:
+        """Open a collection (or a version 1/2 file, read-only).
+
+        ``mode="r"`` reads the newest committed version (or ``version=``), a snapshot that
+        later commits do not change (:meth:`refresh` moves to the newest); ``"a"`` also
+        writes, holding the writer lock. Folders left beside it by killed overwrites are
+        reported once per process (a :class:`~colprune.index.leftovers.LeftoverWarning`;
+        ``colprune gc`` removes them).
+        """
+        index = super().open(path, mode, **kwargs)
+        warn_leftovers(index.path)
+        return index
 
     @classmethod
     def create(
@@ -239,20 +263,30 @@ class Index(IndexView):
     def _commit_blocks(self, blocks: Iterable[Block], config: dict[str, Any], *, replace: bool, signal: str | None) -> None:
         """Write and commit each block as a new segment (replacing live pages of the same ids when ``replace``), then merge."""
         for block in blocks:
-            entry = W.write_segment(self._root, self._snap.manifest, [block], block.n_vectors)
-            body = W.next_body(self._snap.manifest)
-            W.record_pruner(body, config, signal, empty=not len(self))
-            if replace:
-                rows = self._snap.id_rows()
-                W.delete_rows(self._root, self._snap, body, [rows[i] for i in block.ids if i in rows])
-            body["segments"].append(entry)
-            self._commit(body)
-        while (run := C.merge_run(self._snap)) is not None:
-            self._commit(C.rewrite(self._root, self._snap, [run], self.memory_budget, W.next_body(self._snap.manifest)))
+            with W.undo_on_error(self._root):
+                entry = W.write_segment(self._root, self._snap.manifest, [block], block.n_vectors)
+                body = W.next_body(self._snap.manifest)
+                W.record_pruner(body, config, signal, empty=not len(self))
+                if replace:
+                    rows = self._snap.id_rows()
+                    W.delete_rows(self._root, self._snap, body, [rows[i] for i in block.ids if i in rows])
+                body["segments"].append(entry)
+                self._commit(body)
+        self._merge_small()
+
+    def _merge_small(self) -> None:
+        """The tiered merge after a commit; a merge that cannot be written is left for later (the commit stands)."""
+        try:
+            while (run := C.merge_run(self._snap)) is not None:
+                with W.undo_on_error(self._root):
+                    self._commit(C.rewrite(self._root, self._snap, [run], self.memory_budget, W.next_body(self._snap.manifest)))
+        except WriteError as e:
+            warnings.warn(MergeSkippedWarning(f"{self.path}: the pages are committed, but merging small segments "
+                                              f"was not: {e}"), stacklevel=5)
 
     def _commit(self, body: dict[str, Any]) -> None:
         """Write the manifest (the commit), then move this index to the new state."""
-        M.write_manifest(self._root, body)
+        W.commit_manifest(self._root, body)
         self._load(None)
         M.collect_garbage(self._root, body["version"])
 
@@ -280,8 +314,9 @@ class Index(IndexView):
         if not targets:
             return 0
         body = W.next_body(snap.manifest)
-        W.delete_rows(self._root, snap, body, sorted(targets))
-        self._commit(body)
+        with W.undo_on_error(self._root):
+            W.delete_rows(self._root, snap, body, sorted(targets))
+            self._commit(body)
         return len(targets)
 
     def record_skipped(self, reasons: dict[str, str]) -> None:
@@ -317,7 +352,8 @@ class Index(IndexView):
         plan = C.compaction_plan(self._snap)
         if plan:
             body = W.next_body(self._snap.manifest)
-            self._commit(C.rewrite(self._root, self._snap, plan, memory_budget or self.memory_budget, body))
+            with W.undo_on_error(self._root):
+                self._commit(C.rewrite(self._root, self._snap, plan, memory_budget or self.memory_budget, body))
         after = self.info()["file_bytes"]
         return {"bytes_before": before, "bytes_after": after, "segments_before": n_before,
                 "segments_after": len(self._snap.segments)}
@@ -332,7 +368,8 @@ class Index(IndexView):
         body["summary_centroids"] = n_centroids
         todo = [[si] for si, s in enumerate(self._snap.segments) if s.summary_centroids != n_centroids]
         if todo:
-            self._commit(C.rewrite(self._root, self._snap, todo, self.memory_budget, body))
+            with W.undo_on_error(self._root):
+                self._commit(C.rewrite(self._root, self._snap, todo, self.memory_budget, body))
         elif self._snap.manifest.get("summary_centroids") != n_centroids:
             self._commit(body)
 
@@ -403,3 +440,4 @@ class Index(IndexView):
         with cls.open(source) as src:
             src.copy_to(path, overwrite=overwrite, progress=progress, summary_centroids=4, skipped=False, desc="upgrade")
         return cls.open(path)
+

@@ -4,6 +4,12 @@ A segment is written once by :class:`SegmentWriter` (into the collection's ``tmp
 renamed into ``segments/``) and never modified. The writer records, beside the data, the
 checksums the validating reader (:mod:`~colprune.index.segment_reader`) verifies: per document
 for vectors, metadata and per-vector data; per dataset for the rest.
+
+Every byte HDF5 writes goes through :class:`SegmentFile` (h5py's ``fileobj`` driver), the one
+place a write can fail: an I/O error (disk full, quota, ``EIO``, ``EFBIG``) never reaches HDF5,
+whose state a failed flush corrupts (a later file in the same process can segfault). The writer
+stops at the first error and raises it as the ``OSError`` it was; the caller turns it into a
+:class:`~colprune.errors.WriteError`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import xxhash
 from . import layout as L
 from .segment_checks import hash_bytes, whole_hashed
 
-__all__ = ["Block", "SegmentWriter", "metadata_columns"]
+__all__ = ["Block", "SegmentWriter", "SegmentFile", "metadata_columns"]
 
 
 @dataclass
@@ -68,6 +74,100 @@ def _utf8_csr(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(encoded), np.uint8), _csr(np.array([len(e) for e in encoded], np.int64))
 
 
+class SegmentFile:
+    """The file a segment is written to, as h5py's ``fileobj`` driver sees it (seek, tell, read, write,
+    truncate, flush): ``pwrite``/``pread`` on a descriptor of a new file (never a symlink).
+
+    The first ``OSError`` of a write, read or truncate is kept in :attr:`error` and never raised to
+    HDF5. From then on nothing more goes to disk: what HDF5 writes is held in memory instead (only
+    what it writes between the error and the writer's next check, plus its final flush), so it reads
+    back what it wrote and closes the file normally.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        self.fd: int | None = os.open(path, flags, 0o644)
+        self.pos = self.size = 0
+        self.written = 0  # bytes on disk
+        self.error: OSError | None = None
+        self._held: list[tuple[int, bytes]] = []
+
+    def _fail(self, e: OSError) -> None:
+        if self.error is None:
+            self.error = e
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = int(pos) if whence == 0 else self.pos + int(pos) if whence == 1 else self.size + int(pos)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        done = 0
+        if self.error is None:
+            try:
+                while done < n:
+                    done += os.pwrite(self.fd, view[done:], self.pos + done)
+                self.written = max(self.written, self.pos + n)
+            except OSError as e:
+                self._fail(e)
+        if self.error is not None:
+            self._held.append((self.pos, bytes(view)))
+        self.pos += n
+        self.size = max(self.size, self.pos)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        size = max(0, self.size - self.pos) if size is None or size < 0 else int(size)
+        out = bytearray(size)
+        try:
+            got = os.pread(self.fd, size, self.pos) if size else b""
+            out[: len(got)] = got
+        except OSError as e:
+            self._fail(e)
+        for at, held in self._held:  # in write order: a later write wins
+            lo, hi = max(at, self.pos), min(at + len(held), self.pos + size)
+            if lo < hi:
+                out[lo - self.pos : hi - self.pos] = held[lo - at : hi - at]
+        self.pos += size
+        return bytes(out)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.pos if size is None else int(size)
+        if self.error is None:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError as e:
+                self._fail(e)
+        self.size = size
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def sync(self) -> None:
+        """``fsync`` the file; an error (some file systems report a full disk only here) is kept in :attr:`error`."""
+        if self.error is None:
+            try:
+                os.fsync(self.fd)
+            except OSError as e:
+                self._fail(e)
+
+    def close(self) -> None:
+        """Close the descriptor (an error closing it is kept in :attr:`error`)."""
+        fd, self.fd = self.fd, None
+        self._held = []
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError as e:
+                self._fail(e)
+
+
 class SegmentWriter:
     """Write one segment file sequentially, block by block.
 
@@ -75,7 +175,8 @@ class SegmentWriter:
     ``pread`` any document without HDF5 chunk lookups) and allocated at their final size.
     :meth:`close` adds the metadata columns, the whole-dataset checksums and the attributes,
     flushes and ``fsync``s; it returns the checksum of the segment's checksum record, which
-    the manifest stores.
+    the manifest stores. An I/O error raises its ``OSError`` (see :class:`SegmentFile`); the
+    caller then calls :meth:`abort` and removes the file.
     """
 
     def __init__(self, path: str, *, dim: int, codec: str, rerank: bool, signal_names: Sequence[str],
@@ -84,7 +185,12 @@ class SegmentWriter:
         self.merged, self.signal_names = merged, list(signal_names)
         self.summary_centroids = int(summary_centroids)
         self.n_vectors_total = int(n_vectors)
-        self.f = h5py.File(path, "w", libver="latest", locking=False)
+        self.sink = SegmentFile(path)
+        try:
+            self.f = h5py.File(self.sink, "w", libver="latest", locking=False)
+        except BaseException:
+            self.sink.close()
+            raise
         f = self.f
         n = max(int(n_vectors), 0)
         f.create_dataset(L.VECTORS, (n, L.vector_width(dim, codec)), L.CODECS[codec])
@@ -122,6 +228,7 @@ class SegmentWriter:
             raise ValueError(f"segment writer: {v0 + nv} vectors exceed the {self.n_vectors_total} announced")
         for name in self._contiguous:
             f[name][v0 : v0 + nv] = b.vec[name]
+            self._check()
         for name in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK, *(f"{L.SIGNALS}/{k}" for k in self.signal_names)):
             self._extend(name, b.vec[name])
         self._extend(L.DOC_N_ORIGINAL, np.asarray(b.n_original, np.int64))
@@ -166,27 +273,37 @@ class SegmentWriter:
             hashes["meta"][d] = hash_bytes(meta_bytes[meta_off[d] : meta_off[d + 1]])
         return hashes
 
+    def _check(self) -> None:
+        """Raise the first I/O error of the file, if any (HDF5 never saw it)."""
+        if self.sink.error is not None:
+            raise self.sink.error
+
     def close(self) -> str:
-        """Finish the file; returns the hex checksum of its checksum record."""
+        """Finish the file; returns the hex checksum of its checksum record.
+
+        Raises the ``OSError`` of a failed write; the file is then closed (call :meth:`abort` anyway).
+        """
         f = self.f
-        try:
-            if self.n_vectors != self.n_vectors_total:
-                raise ValueError(f"segment writer: {self.n_vectors} vectors written, {self.n_vectors_total} announced")
-            self._write_gathered()
-            _write_filters(f, self._meta)
-            if L.SIGNALS not in f:
-                f.create_group(L.SIGNALS)
-            checks = {name: f"{hash_bytes(f[name][()]):016x}" for name in whole_hashed(f)}
-            for key, value in L.segment_attrs(self.dim, self.codec, self.n_docs, self.n_vectors, self.summary_centroids).items():
-                f.attrs[key] = value
-            record = json.dumps(checks, sort_keys=True)
-            f.attrs[L.A_CHECKS] = record
-            L.set_segment_encoding(f)
-            f.flush()
-            fd = f.id.get_vfd_handle()
-            os.fsync(fd)
-        finally:
-            f.close()
+        if self.n_vectors != self.n_vectors_total:
+            raise ValueError(f"segment writer: {self.n_vectors} vectors written, {self.n_vectors_total} announced")
+        self._check()
+        self._write_gathered()
+        self._check()
+        _write_filters(f, self._meta)
+        if L.SIGNALS not in f:
+            f.create_group(L.SIGNALS)
+        self._check()
+        checks = {name: f"{hash_bytes(f[name][()]):016x}" for name in whole_hashed(f)}
+        self._check()
+        for key, value in L.segment_attrs(self.dim, self.codec, self.n_docs, self.n_vectors, self.summary_centroids).items():
+            f.attrs[key] = value
+        record = json.dumps(checks, sort_keys=True)
+        f.attrs[L.A_CHECKS] = record
+        L.set_segment_encoding(f)
+        f.close()
+        self.sink.sync()
+        self.sink.close()
+        self._check()
         return f"{xxhash.xxh3_64_intdigest(record.encode()):016x}"
 
     def _write_gathered(self) -> None:
@@ -216,9 +333,16 @@ class SegmentWriter:
             f.create_dataset(f"{L.CHECKS}/{g}", data=np.concatenate(parts) if parts else np.zeros(0, np.uint64))
 
     def abort(self) -> None:
-        """Close the file unfinished (the caller removes it)."""
-        if self.f.id.valid:
-            self.f.close()
+        """Close the file unfinished (the caller removes it); never raises.
+
+        HDF5 saw no I/O error (see :class:`SegmentFile`), so closing it is safe.
+        """
+        try:
+            if self.f.id.valid:
+                self.f.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away; its error is the caller's
+            pass
+        self.sink.close()
 
 
 def _group_hash(vec: dict[str, np.ndarray], names: Sequence[str], s: int, e: int) -> int:
