@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_adaptive_methods_solve_the_budget_and_pdf_folders_run(tmp_path):
                    codecs=["float16"], progress=False, log=lambda m: None, references=False, quantize="int8")
     assert os.path.exists(tmp_path / "out" / "full-int8.h5") and os.path.isdir(tmp_path / "out" / "variants-int8")
     assert os.path.exists(tmp_path / "out" / "results-int8.csv") and os.path.exists(tmp_path / "out" / "results.csv")
-    assert [r["method"] for r in q8] == ["none", "docpruner+summary"] and q8[0]["hit@10"] == 1.0
+    assert [r["method"] for r in q8] == ["none", "docpruner+summary", "default"] and q8[0]["hit@10"] == 1.0
 
 
 def test_pareto_frontier():
@@ -133,7 +134,7 @@ def write_beir(folder, docs, queries, qrels):
             f.write(f"{q}\t{d}\t{g}\n")
 
 
-def test_study_end_to_end_with_cache(tmp_path):
+def test_study_end_to_end_with_cache(tmp_path, capsys, monkeypatch):
     from colprune.demo_docs import DOCUMENTS, QUERIES
 
     docs = {f"{name}#{i + 1}": text for name, pages in DOCUMENTS.items() for i, text in enumerate(pages)}
@@ -157,8 +158,47 @@ def test_study_end_to_end_with_cache(tmp_path):
         assert abs(float(r["keep_ratio"]) - b) < 0.15 and float(r["ndcg@10_lo"]) <= float(r["ndcg@10"]) <= float(r["ndcg@10_hi"])
     assert (out / "results.md").read_text().count("\n|") >= len(rows) and (out / "pareto.png").stat().st_size > 10_000
     stamp = {p: os.path.getmtime(p) for p in [out / "full.h5", *sorted((out / "variants").iterdir())]}
+    capsys.readouterr()
     assert main(args) == 0  # cached: nothing re-encoded or re-derived
     assert {p: os.path.getmtime(p) for p in stamp} == stamp
+    _check_settings(rows, out, capsys.readouterr().out, tmp_path, monkeypatch)
+
+
+def _check_settings(rows, out, printed, tmp_path, monkeypatch):
+    """The study hands back settings: the solved k / ratio per budget, printed and in results.md,
+    and a `colprune prune` line per budget that the CLI parses into the same pruner and that
+    derives the variant the study measured."""
+    import shlex
+
+    from colprune.cli import build_parser
+    from colprune.cli.options import pruner_from_args
+    from colprune.index import Index
+
+    default = [r for r in rows if r["method"] == "default"]
+    assert default and all(r["solved"].startswith("k=") for r in default)
+    assert all(r["solved"].startswith("ratio=") for r in rows if r["method"] == "random")
+    md = (out / "results.md").read_text()
+    assert "| solved |" in md and "## Settings" in md
+    lines = [re.match(r"\s*budget (\S+) \((k=\S+)\): (colprune prune .*)$", line) for line in printed.splitlines()]
+    lines = [m.groups() for m in lines if m]
+    assert len(lines) == 2 and all(command in md for _, _, command in lines)  # each budget of the default, in results.md too
+    commands = []
+    for budget, solved, command in lines:
+        assert any(r["params"].endswith(f"budget={budget}") and r["solved"] == solved for r in default)
+        args = build_parser().parse_args(shlex.split(command)[1:])  # the CLI's own parser takes it as printed
+        pruner = pruner_from_args(args, args.pruner)
+        assert pruner.config()["name"] == "adaptive" and pruner.params()["k"] == float(solved[2:])
+        assert args.signal == "indegree" and args.source == str(out / "full.h5")
+        commands.append(command)
+    # the first line run as printed (from a scratch folder) gives the variant the study measured at that budget
+    monkeypatch.chdir(tmp_path)
+    assert main(shlex.split(commands[0])[1:] + ["-q"]) == 0
+    budget = commands[0].split("default-")[1].split(".h5")[0]
+    study_variant = next(p for p in (out / "variants").iterdir() if f"budget{budget}_float16" in p.name
+                         and "sig-indegree" in p.name and p.name.startswith("adaptive"))
+    with Index.open(str(tmp_path / f"default-{budget}.h5")) as mine, Index.open(str(study_variant)) as theirs:
+        assert mine.pruner_config["params"] == theirs.pruner_config["params"]
+        assert [p.n_kept for p in mine.iter_pages()] == [p.n_kept for p in theirs.iter_pages()]
 
 
 def test_study_rejects_bad_datasets(tmp_path):
@@ -190,7 +230,8 @@ def test_loads_vidore_arrow_and_runs_an_image_study(tmp_path):
     model = save_tiny_colqwen2(str(tmp_path / "colqwen2"))
     rows = run_study(str(folder), model, str(tmp_path / "out"), methods=["docpruner", "random"], budgets=[0.5],
                      codecs=["float16"], progress=False, log=lambda m: None)
-    assert [r["method"] for r in rows] == ["none", "meanpool", "docpruner", "random"]  # images: no text for BM25
+    # images: no text for BM25; the default always runs
+    assert [r["method"] for r in rows] == ["none", "meanpool", "docpruner", "random", "default"]
     assert all(abs(r["keep_ratio"] - 0.5) < 0.05 for r in rows[2:])
 
 

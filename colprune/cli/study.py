@@ -54,7 +54,9 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _study_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="BEIR or ViDoRe dataset folder")
+    p.add_argument("--dataset", required=True, metavar="FOLDER",
+                   help="a BEIR folder (corpus.jsonl, text or page images), a folder of PDFs or page images with "
+                        "queries.jsonl and qrels/test.tsv, or a ViDoRe folder (Arrow or parquet): see below")
     p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
     p.add_argument("--query-encoder", default=None, metavar="PATH",
                    help="encode the queries with a student distilled from --encoder (pages stay --encoder's)")
@@ -63,7 +65,8 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
                         "(its own cache and results-int8.* under --out, beside a run without it)")
     p.add_argument("--grid", default=None, help="JSON grid of methods (default: the built-in grid)")
     p.add_argument("--budgets", default=None, help="comma-separated shares of vectors kept (default 0.5,0.25,0.1)")
-    p.add_argument("--methods", default=None, help="comma-separated method names from the grid ('default' = recommended)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names from the grid (the recommended 'default' always runs)")
     p.add_argument("--codecs", default=None, help="comma-separated codecs to evaluate (default float16,int8)")
     p.add_argument("--paired-to", default=None, metavar="METHOD",
                    help="also give each method's paired per-query difference to METHOD at the same budget (e.g. ward)")
@@ -76,15 +79,26 @@ def _study_description() -> str:
             "pruned variant from it (cached: re-running with one more method re-uses the rest), search, and report\n"
             "keep ratio, bytes per page per codec, nDCG@5/10, recall@10/100 and retention with 95% bootstrap\n"
             "intervals over queries. Writes OUT/results.csv, OUT/results.md and OUT/pareto.png.\n\n"
-            "Dataset: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; corpus records with an 'image'\n"
-            "path are page images), or a ViDoRe set saved with save_to_disk or as parquet (corpus/, queries/,\n"
-            "relevant_docs/ or qrels/; needs pyarrow).\n\n" + GRID_HELP)
+            "What it hands back: the default method always runs (rows named 'default'); each budget's solved\n"
+            "parameter (k for DocPruner, ratio for the share-based methods) is in the 'solved' column, and the\n"
+            "study prints, and results.md lists, the `colprune prune FULL OUT --pruner ... --k ...` line that\n"
+            "derives each variant from a full index.\n\n"
+            "--dataset takes a folder in one of three forms:\n"
+            "  BEIR          corpus.jsonl (_id, title, text; or an 'image' path: page images), queries.jsonl,\n"
+            "                qrels/test.tsv (query-id, corpus-id, score)\n"
+            "  PDF folder    queries.jsonl and qrels/test.tsv beside the PDFs or page images (in pdfs/, pages/,\n"
+            "                images/ or corpus/, else the folder itself); corpus ids are page ids FILE.pdf#N\n"
+            "                (N from 1, paths relative to that folder), built as `colprune build` does\n"
+            "                (e.g. ../shared/data/financebench-dev)\n"
+            "  ViDoRe        a Hugging Face set saved with save_to_disk or as parquet: corpus/, queries/,\n"
+            "                relevant_docs/ or qrels/ (needs pyarrow: pip install colprune[study])\n\n" + GRID_HELP)
 
 
 STUDY = Command(
     "study", "storage versus quality: sweep pruning methods on a dataset",
     [
         "colprune study --dataset ../shared/data/msmarco-5k --encoder minilm --out study/",
+        "colprune study --dataset ../shared/data/financebench-dev --methods default --budgets 0.25 --out fb/  # PDFs",
         "colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/",
         "colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
         "colprune study --dataset ds/ --encoder minilm --query-encoder student/ --methods default --out s-student/",

@@ -13,6 +13,7 @@ from .grid import DEFAULT_GRID, DEFAULT_METHOD, GRID_HELP, Variant, expand_grid
 from .metrics import bm25_rank, bootstrap_ci, hit_at, ndcg_at, recall_at
 from .report import COLUMNS, paired_to, pareto_frontier
 from .runner import run_study
+from .settings import Setting, prune_command
 
 __all__ = [
     "Dataset",
@@ -35,4 +36,6 @@ __all__ = [
     "DEFAULT_METHOD",
     "COLUMNS",
     "GRID_HELP",
+    "Setting",
+    "prune_command",
 ]

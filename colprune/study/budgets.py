@@ -18,7 +18,7 @@ from ..index import Index
 from ..pruning import PRUNERS, make_pruner
 from .grid import Variant
 
-__all__ = ["Collection", "budget_ratio", "budget_count", "derive"]
+__all__ = ["Collection", "budget_ratio", "budget_count", "solved_name", "solve", "derive"]
 
 
 def _bisect(kept, budget: float, lo: float, hi: float, falling: bool) -> float:
@@ -80,23 +80,41 @@ def budget_count(col: Collection, v: Variant, budget: float) -> float:
     return round(_bisect(kept, budget, -10.0, 10.0, falling=True), 4)
 
 
-def derive(full: Index, col: Collection, v: Variant, folder: str, codec: str) -> Index:
+def solved_name(v: Variant) -> str | None:
+    """The parameter solving ``v.budget`` sets: the attention pruners' ``budget_param`` (``k``,
+    ``scale``), ``ratio`` for the share-based ones; None for a variant without a budget."""
+    if v.budget is None:
+        return None
+    if hasattr(PRUNERS[v.pruner], "budget_param"):  # the page's attention sets its count
+        return PRUNERS[v.pruner].budget_param
+    if "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
+        return "ratio"
+    raise InvalidInputError(f"budget mode does not apply to pruner {v.pruner!r}")
+
+
+def solve(col: Collection, v: Variant) -> dict:
+    """The pruner parameters of ``v``: its own, with the budget's parameter solved
+    (:func:`solved_name`) so that the collection ``col`` keeps ``v.budget`` of its vectors."""
+    params = dict(v.params)
+    name = solved_name(v)
+    if name == "ratio":
+        params["ratio"] = budget_ratio(col, v.budget)
+    elif name is not None:
+        params[name] = budget_count(col, v, v.budget)
+    return params
+
+
+def derive(full: Index, col: Collection, v: Variant, folder: str, codec: str, params: dict | None = None) -> Index:
     """The variant ``v`` of ``full`` stored with ``codec``, open: from ``folder`` when cached, else
     derived (pruned once as float16, then only re-encoded for another codec). ``col`` is
-    :class:`Collection` of ``full``, for solving ``v.budget``."""
-    params = dict(v.params)
-    if v.budget is not None:
-        if hasattr(PRUNERS[v.pruner], "budget_param"):  # the page's attention sets its count
-            params[PRUNERS[v.pruner].budget_param] = budget_count(col, v, v.budget)
-        elif "ratio" in make_pruner(v.pruner).params():  # share-based: ratio, random and the mergers
-            params["ratio"] = budget_ratio(col, v.budget)
-        else:
-            raise InvalidInputError(f"budget mode does not apply to pruner {v.pruner!r}")
+    :class:`Collection` of ``full``, for solving ``v.budget``; ``params``: :func:`solve`'s answer
+    when the caller has it already."""
+    params = solve(col, v) if params is None else params
     pruner = make_pruner(v.pruner, **params)
     path = os.path.join(folder, f"{v.slug}_{codec}.h5")
     want = pruner.config() | ({"signal": v.signal} if v.signal else {})
     if codec != "float16":  # prune once (float16), then only re-encode
-        with derive(full, col, v, folder, "float16") as base:
+        with derive(full, col, v, folder, "float16", params) as base:
             return _cached(path, want, len(full), codec) or _reencode(base, path, codec)
     return _cached(path, want, len(full), codec) or full.derive(
         path, pruner, dtype=codec, overwrite=True, signal=v.signal, rerank=False)

@@ -67,13 +67,6 @@ DEFAULT_GRID: dict[str, Any] = {
     ],
 }
 
-COLUMNS = ["method", "params", "keep_ratio", "codec", "bytes_per_page", "hit@1", "hit@5", "hit@10", "ndcg@5",
-           "ndcg@10", "recall@10", "recall@100", "retention", "ndcg@10_lo", "ndcg@10_hi", "delta_ndcg@10", "delta_lo",
-           "delta_hi", "queries"]
-#: Reference rows (not pruned variants of the index): kept out of the Pareto frontier and plot.
-REFERENCES = ("meanpool", "bm25")
-
-
 @dataclass(frozen=True)
 class Variant:
     """One pruned index to derive: a registry pruner, its parameters, the signal it ranks by."""

@@ -12,20 +12,21 @@ import numpy as np
 from ..errors import InvalidInputError
 from .metrics import bootstrap_ci
 
-__all__ = ["COLUMNS", "REFERENCES", "row", "write_results", "write_per_query", "write_paired", "paired_to",
+__all__ = ["COLUMNS", "REFERENCES", "row", "summary_lines", "write_results", "write_per_query", "write_paired", "paired_to",
            "pareto_frontier", "pareto_plot"]
 
 COLUMNS = ["method", "params", "keep_ratio", "codec", "bytes_per_page", "hit@1", "hit@5", "hit@10", "ndcg@5",
            "ndcg@10", "recall@10", "recall@100", "retention", "ndcg@10_lo", "ndcg@10_hi", "delta_ndcg@10", "delta_lo",
-           "delta_hi", "queries"]
+           "delta_hi", "queries", "solved"]
 #: Reference rows (not pruned variants of the index): kept out of the Pareto frontier and plot.
 REFERENCES = ("meanpool", "bm25")
 
 
-def row(method: str, params: str, ev: dict, codec: str, base_per: list[float]) -> dict[str, Any]:
+def row(method: str, params: str, ev: dict, codec: str, base_per: list[float], solved: str = "") -> dict[str, Any]:
     """One row of :data:`COLUMNS` from an evaluation ``ev`` (:func:`colprune.study.evaluate.evaluate`):
     means over queries, the bootstrap interval of nDCG@10, and the paired difference to the unpruned
-    index's per-query nDCG@10 ``base_per``; ``"_per_query"`` keeps the per-query nDCG@10."""
+    index's per-query nDCG@10 ``base_per``; ``solved``: the parameter a budget set (``"k=-0.12"``);
+    ``"_per_query"`` keeps the per-query nDCG@10."""
     per = ev["per_query"]
     lo, hi = bootstrap_ci(per["ndcg@10"])
     n10 = float(np.mean(per["ndcg@10"]))
@@ -42,7 +43,7 @@ def row(method: str, params: str, ev: dict, codec: str, base_per: list[float]) -
         "retention": round(n10 / base_ndcg, 4) if base_ndcg else float("nan"),
         "ndcg@10_lo": round(lo, 4), "ndcg@10_hi": round(hi, 4),
         "delta_ndcg@10": round(float(diff.mean()), 4), "delta_lo": round(dlo, 4), "delta_hi": round(dhi, 4),
-        "queries": len(per["ndcg@10"]),
+        "queries": len(per["ndcg@10"]), "solved": solved,
         "_per_query": per["ndcg@10"],
     }
 
@@ -59,19 +60,35 @@ def write_results(rows: list[dict[str, Any]], out: str, dataset: str, encoder: s
         f.write("nDCG@10 interval: 95% bootstrap over queries. Δ: the paired difference of nDCG@10 to the unpruned "
                 "index, per query, mean and 95% bootstrap interval. Retention: nDCG@10 / unpruned. "
                 "Bytes: stored vector bytes per page. * = on the Pareto frontier (no row is both smaller and better). "
-                "meanpool: one vector per page; bm25: over the page text (no vectors).\n\n")
-        f.write("| method | params | codec | keep | bytes/page | hit@1 | hit@5 | hit@10 | nDCG@10 [95% CI] "
+                "meanpool: one vector per page; bm25: over the page text (no vectors). Solved: the parameter "
+                "each budget set (the `colprune prune` lines are below the table).\n\n")
+        f.write("| method | params | solved | codec | keep | bytes/page | hit@1 | hit@5 | hit@10 | nDCG@10 [95% CI] "
                 "| Δ nDCG@10 [95% CI] | retention |\n")
-        f.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+        f.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for i, r in enumerate(rows):
             star = " *" if i in frontier else ""
             keep = "-" if r["keep_ratio"] != r["keep_ratio"] else f"{r['keep_ratio']:.1%}"
             size = "-" if r["bytes_per_page"] != r["bytes_per_page"] else f"{r['bytes_per_page']:,.0f}"
-            f.write(f"| {r['method']}{star} | {r['params']} | {r['codec']} | {keep} | {size} | "
+            f.write(f"| {r['method']}{star} | {r['params']} | {r.get('solved', '')} | {r['codec']} | {keep} | {size} | "
                     f"{r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['hit@10']:.3f} | "
                     f"{r['ndcg@10']:.3f} [{r['ndcg@10_lo']:.3f}, {r['ndcg@10_hi']:.3f}] | "
                     f"{r['delta_ndcg@10']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}] | {r['retention']:.1%} |\n")
     pareto_plot(rows, os.path.join(out, f"pareto{tag}.png"), f"{dataset} ({encoder}, {n_queries} queries)")
+
+
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as the study prints them: method, budget, the solved parameter (or the parameters
+    given), codec, share of vectors kept, bytes per page, nDCG@10 and its paired Δ to the unpruned."""
+    head = f"{'method':<20} {'budget':>6} {'setting':<24} {'codec':<8} {'keep':>6} {'bytes/page':>10} {'nDCG@10':>7} {'Δ':>7}"
+    out = [head]
+    for r in rows:
+        budget = _budget_of(r["params"]) or "-"
+        keep = "-" if r["keep_ratio"] != r["keep_ratio"] else f"{r['keep_ratio']:.1%}"
+        size = "-" if r["bytes_per_page"] != r["bytes_per_page"] else f"{r['bytes_per_page']:,.0f}"
+        setting = (r.get("solved") or r["params"])[:24]  # what a budget solved, or the parameters given
+        out.append(f"{r['method'][:20]:<20} {budget:>6} {setting:<24} {r['codec']:<8} {keep:>6} {size:>10} "
+                   f"{r['ndcg@10']:>7.3f} {r['delta_ndcg@10']:>+7.3f}")
+    return out
 
 
 def write_per_query(rows: list[dict[str, Any]], qids: Sequence[str], path: str) -> None:
