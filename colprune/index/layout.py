@@ -96,6 +96,11 @@ STRINGS = {
 # (2,) int64 [n_docs, n_vectors]: written last; the only source of truth for what is committed
 COMMIT = "commit"
 
+#: the largest document or vector count, embedding dimension and centroid count a reader accepts
+#: (a file's own size bounds its counts far lower; these keep arithmetic on them exact)
+MAX_COUNT = 1 << 48
+MAX_DIM = 1 << 20
+
 STORED_DTYPES = {"float16": np.float16, "float32": np.float32}
 # codec -> dtype of the `vectors` dataset (v2); v1 files are float16/float32 only
 CODECS = {"float16": np.float16, "float32": np.float32, "int8": np.int8, "binary": np.uint8}
@@ -137,13 +142,16 @@ def _text(value: Any) -> str:
 def check_file(f: h5py.File, path: str) -> int:
     """Check that ``f`` is a colprune index this version can read; return its format version."""
     fmt = f.attrs.get(A_FORMAT)
-    if fmt is None or _text(fmt) != FORMAT_NAME:
+    if not isinstance(fmt, (str, bytes)) or _text(fmt) != FORMAT_NAME:
         raise FormatError(
             f"{path} is an HDF5 file but not a colprune index (its root attribute {A_FORMAT!r} is "
-            f"{None if fmt is None else _text(fmt)!r}, expected {FORMAT_NAME!r}); build one with "
+            f"{None if fmt is None else _text(fmt)[:80]!r}, expected {FORMAT_NAME!r}); build one with "
             "colprune.Index.create or `colprune build`"
         )
-    version = int(f.attrs.get(A_FORMAT_VERSION, -1))
+    version = f.attrs.get(A_FORMAT_VERSION, -1)
+    if not isinstance(version, (int, np.integer)):
+        raise FormatError(f"{path} is damaged: its {A_FORMAT_VERSION!r} attribute is not an integer")
+    version = int(version)
     if version not in READABLE_VERSIONS:
         if version > FORMAT_VERSION:
             raise FormatError(

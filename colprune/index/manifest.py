@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ import xxhash
 
 from .._version import __version__
 from ..errors import CorruptionError, FormatError, LockedError
+from . import files as F
 from . import layout as L
 
 __all__ = ["exchange", "remove_stale_siblings", "is_collection", "read_marker", "latest_version", "read_manifest",
@@ -29,10 +31,17 @@ __all__ = ["exchange", "remove_stale_siblings", "is_collection", "read_marker", 
            "collect_garbage", "clear_tmp", "unique_name"]
 
 _MANIFEST_RE = re.compile(r"^(\d{20})\.json$")
-# the names a manifest may give its files: one path component, no separators
+# the names a manifest may give its files: one path component, no separators, not "." or ".."
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_.-]+\.h5")
 _DELETES_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 KEEP_MANIFESTS = 8
+#: what a reader accepts before parsing: manifest bytes, JSON nesting, file-name length
+MAX_MANIFEST_BYTES = 256 << 20
+MAX_MARKER_BYTES = 64 << 10
+MAX_JSON_DEPTH = 100
+MAX_NAME_BYTES = 255
+MAX_COUNT, MAX_DIM = L.MAX_COUNT, L.MAX_DIM
 
 
 def unique_name(prefix: str, suffix: str = "") -> str:
@@ -70,14 +79,17 @@ def is_collection(path: str) -> bool:
 
 def read_marker(path: str) -> int:
     marker = os.path.join(path, L.MARKER)
+    raw = F.read_regular(marker, MAX_MARKER_BYTES, what="marker")
     try:
-        with open(marker, "rb") as fh:
-            raw = fh.read(4096)
+        if not F.json_depth(raw, MAX_JSON_DEPTH):
+            raise ValueError
         info = json.loads(raw)
         if info.get("format") != L.COLLECTION_FORMAT:
             raise ValueError
-        version = int(info["format_version"])
-    except (OSError, ValueError, KeyError, TypeError):
+        version = info["format_version"]
+        if type(version) is not int:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise FormatError(f"{path} is not a colprune collection (its {L.MARKER} file is unreadable)") from None
     if version not in L.READABLE_VERSIONS:
         if version > L.FORMAT_VERSION:
@@ -88,8 +100,11 @@ def read_marker(path: str) -> int:
 
 
 def latest_version(root: str) -> int:
+    mdir = os.path.join(root, L.MANIFESTS)
     try:
-        names = os.listdir(os.path.join(root, L.MANIFESTS))
+        if not F.check_folder(mdir):
+            raise FileNotFoundError(mdir)
+        names = os.listdir(mdir)
     except OSError:
         raise FormatError(f"{root} is damaged: no {L.MANIFESTS}/ folder") from None
     versions = [int(m.group(1)) for m in map(_MANIFEST_RE.match, names) if m]
@@ -103,21 +118,30 @@ def _body_hash(body: dict[str, Any]) -> str:
 
 
 def read_manifest(root: str, version: int | None = None) -> dict[str, Any]:
-    """The manifest of ``version`` (default: the newest), its checksum verified."""
+    """The manifest of ``version`` (default: the newest), its checksum and the format's rules verified.
+
+    The file is read only when it is a regular file of at most ``MAX_MANIFEST_BYTES``, and
+    parsed only when its JSON nests at most ``MAX_JSON_DEPTH`` deep.
+    """
     if version is None:
         version = latest_version(root)
     path = os.path.join(root, L.MANIFESTS, L.manifest_name(version))
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(256 << 20)
+        raw = F.read_regular(path, MAX_MANIFEST_BYTES, what="manifest")
     except FileNotFoundError:
         raise FormatError(f"{root} has no manifest version {version}") from None
+    damaged = f"{path}: the manifest is not valid JSON (damaged); run `colprune verify {root}`"
+    if not F.json_depth(raw, MAX_JSON_DEPTH):
+        raise CorruptionError(f"{path}: the manifest nests deeper than {MAX_JSON_DEPTH} levels (damaged or hostile); refused")
     try:
         doc = json.loads(raw)
-        body, checksum = doc["body"], doc["checksum"]
-    except (ValueError, KeyError, TypeError):
-        raise CorruptionError(f"{path}: the manifest is not valid JSON (damaged); run `colprune verify {root}`") from None
-    if _body_hash(body) != checksum:
+    except (ValueError, RecursionError):
+        raise CorruptionError(damaged) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("body"), dict) or not isinstance(doc.get("checksum"), str):
+        raise CorruptionError(f"{path}: the manifest is not a {{\"body\": {{...}}, \"checksum\": \"...\"}} object "
+                              "(damaged or foreign)")
+    body = doc["body"]
+    if _body_hash(body) != doc["checksum"]:
         raise CorruptionError(f"{path}: the manifest does not match its checksum (damaged); older versions may be "
                               f"intact: Index.open({root!r}, version=N)")
     _check_manifest(body, path, version)
@@ -135,32 +159,90 @@ def _check_manifest(m: dict[str, Any], path: str, version: int) -> None:
         raise CorruptionError(f"{path}: the manifest breaks the format's rules (damaged or foreign): {problem}")
 
 
+def _count(value: Any, lo: int, hi: int) -> bool:
+    """An int (not a bool, not a float) in ``lo..hi``."""
+    return type(value) is int and lo <= value <= hi
+
+
+def _file_name(name: Any, pattern: re.Pattern) -> bool:
+    """One plain file name inside the collection: no separators, not ``.`` or ``..``, not too long."""
+    return (isinstance(name, str) and pattern.fullmatch(name) is not None and name not in (".", "..")
+            and len(name.encode()) <= MAX_NAME_BYTES)
+
+
+def _settings_problem(m: dict[str, Any], version: int) -> str | None:
+    """What in the manifest's settings (everything but its segments) breaks the format's rules, or None."""
+    if m["format"] != L.COLLECTION_FORMAT or m["format_version"] != L.FORMAT_VERSION or type(m["format_version"]) is not int:
+        return f"format {m['format']!r} version {m['format_version']!r}"
+    if type(m["version"]) is not int or m["version"] != version:
+        return f"it says version {m['version']!r}, its file name {version}"
+    if not _count(m["dim"], 1, MAX_DIM) or not isinstance(m["codec"], str) or m["codec"] not in L.CODECS:
+        return f"dim {m['dim']!r}, codec {m['codec']!r}"
+    for key in ("rerank", "merged"):
+        if type(m[key]) is not bool:
+            return f"{key!r} is {m[key]!r}, not true or false"
+    signals = m["signals"]
+    if (not isinstance(signals, list) or len(set(map(str, signals))) != len(signals)
+            or not all(isinstance(k, str) and k and "/" not in k and k not in (".", "..") for k in signals)):
+        return f"signals {signals!r} (a list of distinct names without '/')"
+    if not _count(m.get("summary_centroids", 0), 0, MAX_DIM):
+        return f"summary_centroids {m.get('summary_centroids')!r}"
+    pruner = m.get("pruner")
+    if pruner is not None and (not isinstance(pruner, dict) or not isinstance(pruner.get("name"), str)
+                               or not isinstance(pruner.get("params", {}), dict)):
+        return f"pruner record {pruner!r} (null, or an object with a name and params)"
+    for key in ("encoder", "created", "library_version"):
+        if not isinstance(m.get(key, ""), str):
+            return f"{key!r} is {m[key]!r}, not a string"
+    skipped = m.get("skipped", {})
+    if not isinstance(skipped, dict) or not all(isinstance(v, str) for v in skipped.values()):
+        return "'skipped' is not an object of source -> reason"
+    if not isinstance(m["segments"], list):
+        return "'segments' is not a list"
+    return None
+
+
+def _segment_problem(i: int, s: Any) -> str | None:
+    """What in entry ``i`` of a manifest's segments breaks the format's rules, or None."""
+    if not isinstance(s, dict):
+        return f"segment entry {i} is {type(s).__name__}, not an object"
+    name = s["name"]
+    if not _file_name(name, _SEGMENT_NAME):
+        return f"segment name {name!r}"
+    if not _count(s["n_docs"], 0, MAX_COUNT) or not _count(s["n_vectors"], 0, MAX_COUNT):
+        return f"segment {name}: counts {s['n_docs']!r} docs, {s['n_vectors']!r} vectors (negative, or not integers)"
+    if s["n_vectors"] < s["n_docs"]:
+        return f"segment {name}: {s['n_docs']} docs but {s['n_vectors']} vectors (every page holds at least one)"
+    if not isinstance(s["checksum"], str) or not _HEX16.fullmatch(s["checksum"]):
+        return f"segment {name}: checksum {s['checksum']!r} (16 hex digits)"
+    d = s.get("deletes")
+    if d is not None:
+        if not isinstance(d, dict):
+            return f"segment {name}: deletes is {type(d).__name__}, not an object or null"
+        if not _file_name(d["name"], _DELETES_NAME):
+            return f"deletion file name {d['name']!r}"
+        if not _count(d["count"], 0, s["n_docs"]):
+            return f"segment {name}: {d['count']!r} of {s['n_docs']!r} rows deleted"
+        if not isinstance(d["checksum"], str) or not _HEX16.fullmatch(d["checksum"]):
+            return f"deletion file {d['name']}: checksum {d['checksum']!r} (16 hex digits)"
+    return None
+
+
 def _manifest_problem(m: dict[str, Any], version: int) -> str | None:
     """What in manifest body ``m`` (read as ``version``) breaks the format's rules, or None."""
-    if m["format"] != L.COLLECTION_FORMAT or int(m["format_version"]) != L.FORMAT_VERSION:
-        return f"format {m['format']!r} version {m['format_version']!r}"
-    if int(m["version"]) != version:
-        return f"it says version {m['version']!r}, its file name {version}"
-    if int(m["dim"]) < 1 or m["codec"] not in L.CODECS:
-        return f"dim {m['dim']!r}, codec {m['codec']!r}"
-    names = []
-    for s in m["segments"]:
-        name = s["name"]
-        if not isinstance(name, str) or not _SEGMENT_NAME.fullmatch(name):
-            return f"segment name {name!r}"
-        if int(s["n_docs"]) < 0 or int(s["n_vectors"]) < 0:
-            return f"segment {name}: negative counts"
-        d = s.get("deletes")
-        if d is not None:
-            if not isinstance(d["name"], str) or not _DELETES_NAME.fullmatch(d["name"]):
-                return f"deletion file name {d['name']!r}"
-            if not 0 <= int(d["count"]) <= int(s["n_docs"]):
-                return f"segment {name}: {d['count']!r} of {s['n_docs']!r} rows deleted"
-        names.append(name)
+    problem = _settings_problem(m, version)
+    if problem is not None:
+        return problem
+    for i, s in enumerate(m["segments"]):
+        problem = _segment_problem(i, s)
+        if problem is not None:
+            return problem
+    names = [s["name"] for s in m["segments"]]
     if len(set(names)) != len(names):
         return "a segment is named twice"
-    if not isinstance(m.get("skipped", {}), dict):
-        return "'skipped' is not an object"
+    deletes = [s["deletes"]["name"] for s in m["segments"] if s.get("deletes") is not None]
+    if len(set(deletes)) != len(deletes):
+        return "a deletion file is named twice"
     return None
 
 
@@ -201,13 +283,14 @@ def write_deletes(root: str, segment: str, version: int, deleted: np.ndarray) ->
 
 
 def read_deletes(root: str, entry: dict[str, Any], n_docs: int) -> np.ndarray:
+    """A segment's deletion bitmap (``(n_docs,)`` bool, True = deleted), its size, checksum and count verified."""
     path = os.path.join(root, L.DELETES, entry["name"])
+    want = (n_docs + 7) // 8
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read((n_docs + 7) // 8 + 1)
+        raw = F.read_regular(path, want, what=f"deletion bitmap of {n_docs} rows")
     except FileNotFoundError:
         raise CorruptionError(f"{path}: deletion file named by the manifest is missing") from None
-    if f"{xxhash.xxh3_64_intdigest(raw):016x}" != entry["checksum"] or len(raw) != (n_docs + 7) // 8:
+    if f"{xxhash.xxh3_64_intdigest(raw):016x}" != entry["checksum"] or len(raw) != want:
         raise CorruptionError(f"{path}: deletion bitmap does not match its checksum (damaged)")
     bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[:n_docs].astype(bool)
     if int(bits.sum()) != int(entry["count"]):
@@ -220,7 +303,18 @@ class WriterLock:
 
     def __init__(self, root: str) -> None:
         self.path = os.path.join(root, L.LOCK)
-        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # never through a link: O_CREAT would follow it and create a file outside the collection
+        flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd: int | None = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise CorruptionError(f"{self.path} is a symbolic link; colprune follows no links inside a collection") from None
+            raise
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            self.fd = None
+            raise CorruptionError(f"{self.path} is not a regular file; colprune takes its writer lock on a regular file")
         try:
             import fcntl
 

@@ -1,9 +1,13 @@
 """Reading a segment: the validating reader of the immutable HDF5 files of a format-3 collection.
 
-:class:`Segment` opens one segment for reading: it checks the file's structure (every dataset's
-shape and dtype, the CSR offsets) before any array reaches a kernel, refuses links and storage
-that leave the file, and verifies every byte it returns against the checksums recorded at write
-time (per document for vectors, metadata and per-vector data; per dataset for the rest).
+:class:`Segment` opens one segment for reading, as a regular file (no link, FIFO or device,
+:mod:`~colprune.index.files`). Before any array is read it checks the file's structure: every
+attribute typed and in range, no links or storage that leave the file and no link cycles, every
+dataset's exact shape and dtype against the segment's counts, and every dataset's declared
+bytes backed by unfiltered storage inside the file (so a small file cannot make it allocate
+gigabytes). It then checks the CSR offsets before any array reaches a kernel, and verifies every
+byte it returns against the checksums recorded at write time (per document for vectors,
+metadata and per-vector data; per dataset for the rest).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import xxhash
 from ..errors import CorruptionError, FormatError
 from ..kernels.checks import first_nonfinite_row
 from . import layout as L
-from .segment_checks import check_no_outside_reads, check_offsets, guarded, hash_bytes, open_h5_safely, whole_hashed
+from . import segment_checks as SC
+from .files import open_h5
+from .records import MAX_ID_BYTES
+from .segment_checks import check_offsets, guarded, hash_bytes, whole_hashed
+from .segment_writer import metadata_columns
 
 __all__ = ["Segment"]
-
 
 
 
@@ -40,8 +47,8 @@ class Segment:
 
     def __init__(self, path: str, checksum: str | None, dim: int, codec: str) -> None:
         self.path = path
-        self.f = open_h5_safely(path)
         self._reset()
+        self.f, self._fd, self.file_size = open_h5(path)
         try:
             self._open(checksum, dim, codec)
         except BaseException:
@@ -56,6 +63,7 @@ class Segment:
         self._verified: dict[str, np.ndarray] = {}
         self._ids: list[str] | None = None
         self._filters: dict[str, tuple] | None = None
+        self._filter_groups: dict[str, str] = {}
         self._summary: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.checks: dict[str, str] = {}
         self.checks_record_hash: str | None = None
@@ -64,62 +72,89 @@ class Segment:
 
     @guarded
     def _open(self, checksum: str | None, dim: int, codec: str) -> None:
-        """Validate the file in order: header and checksum record, dataset shapes, the offsets, the raw ranges."""
-        self._check_header(checksum, dim, codec)
-        self._check_datasets(dim, codec)
-        self._read_offsets()
+        """Validate the file in order: header and checksum record, dataset shapes, storage, the offsets."""
+        datasets = self._check_header(checksum, dim, codec)
+        self._check_datasets(datasets, dim, codec)
         self._map_contiguous()
-        self._fd = os.open(self.path, os.O_RDONLY)
+        SC.check_storage(datasets, self.path, self.file_size)
+        self._read_offsets()
 
-    def _check_header(self, checksum: str | None, dim: int, codec: str) -> None:
-        """Format attribute, checksum record (against the manifest's), no links out, the collection's dim and codec."""
+    def _check_header(self, checksum: str | None, dim: int, codec: str) -> dict[str, h5py.Dataset]:
+        """Format attribute, no links out or cycles, checksum record (against the manifest's), typed counts."""
         f, path = self.f, self.path
-        if L.text_attr(f, L.A_FORMAT) != L.SEGMENT_FORMAT:
-            raise FormatError(f"{path} is not a colprune segment (format attribute {L.text_attr(f, L.A_FORMAT)!r})")
-        record = L.text_attr(f, L.A_CHECKS)
+        fmt = SC.str_attr(f, L.A_FORMAT, path, 256)
+        if fmt != L.SEGMENT_FORMAT:
+            raise FormatError(f"{path} is not a colprune segment (format attribute {fmt!r})")
+        datasets = SC.check_no_outside_reads(f, path)
+        record = SC.str_attr(f, L.A_CHECKS, path, 4096 + 256 * len(datasets))
         self.checks_record_hash = f"{xxhash.xxh3_64_intdigest(record.encode()):016x}"
         if checksum is not None and self.checks_record_hash != checksum:
             raise CorruptionError(f"{path}: its checksum record does not match the manifest's ({checksum})")
         try:
             self.checks = json.loads(record)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise CorruptionError(f"{path}: unreadable checksum record") from None
-        check_no_outside_reads(f, path)
-        self.dim, self.codec = int(f.attrs[L.A_DIM]), L.text_attr(f, L.A_CODEC)
+        if not isinstance(self.checks, dict) or not all(isinstance(v, str) for v in self.checks.values()):
+            raise CorruptionError(f"{path}: the checksum record is not an object of dataset -> hash")
+        self.dim, self.codec = SC.int_attr(f, L.A_DIM, 1, L.MAX_DIM, path), SC.str_attr(f, L.A_CODEC, path, 64)
         if (self.dim, self.codec) != (dim, codec):
             raise CorruptionError(f"{path}: holds dim {self.dim} {self.codec}, the collection {dim} {codec}")
-        self.n_docs, self.n_vectors = int(f.attrs[L.A_N_DOCS]), int(f.attrs[L.A_N_VECTORS])
-        self.summary_centroids = int(f.attrs.get(L.A_SUMMARY_CENTROIDS, 0))
-        self.signal_names = sorted(f[L.SIGNALS]) if L.SIGNALS in f else []
-        self.has_rerank = L.RERANK in f
-        self.merged = L.COVERS_OFFSETS in f
+        self.n_docs = SC.int_attr(f, L.A_N_DOCS, 0, L.MAX_COUNT, path)
+        self.n_vectors = SC.int_attr(f, L.A_N_VECTORS, self.n_docs, L.MAX_COUNT, path)
+        self.summary_centroids = SC.int_attr(f, L.A_SUMMARY_CENTROIDS, 0, L.MAX_DIM, path, default=0)
+        self.signal_names = sorted({name.split("/")[1] for name in datasets if name.startswith(L.SIGNALS + "/")})
+        self.has_rerank = L.RERANK in datasets
+        self.merged = L.COVERS_OFFSETS in datasets
+        return datasets
 
-    def _check_datasets(self, dim: int, codec: str) -> None:
+    def _check_datasets(self, datasets: dict[str, h5py.Dataset], dim: int, codec: str) -> None:
         """Every dataset a read relies on is there with its exact shape and dtype; every whole dataset has a checksum."""
         f, path, n, v = self.f, self.path, self.n_docs, self.n_vectors
-        shapes = {L.VECTORS: (v, L.vector_width(dim, codec)), L.POSITIONS: (v,), L.IMPORTANCE: (v,),
-                  L.PATCH_MASK: (v,), L.DOC_N_ORIGINAL: (n,), L.DOC_GRID: (n, 2),
-                  L.OFFSETS: (n + 1,), L.DOC_ID_OFFSETS: (n + 1,), L.DOC_META_OFFSETS: (n + 1,)}
-        dtypes = {L.VECTORS: L.CODECS[codec], L.POSITIONS: np.int32, L.IMPORTANCE: np.float32, L.PATCH_MASK: np.uint8,
-                  L.DOC_N_ORIGINAL: np.int64, L.DOC_GRID: np.int32, L.OFFSETS: np.int64,
-                  L.DOC_ID_OFFSETS: np.int64, L.DOC_META_OFFSETS: np.int64}
-        if codec == "int8":
-            shapes[L.SCALES], dtypes[L.SCALES] = (v,), np.float32
-        if self.has_rerank:
-            shapes[L.RERANK], dtypes[L.RERANK] = (v, dim), np.float16
-        for k in self.signal_names:
-            shapes[f"{L.SIGNALS}/{k}"], dtypes[f"{L.SIGNALS}/{k}"] = (v,), np.float32
-        for g in ["vectors", "aux", "meta"] + (["rerank"] if self.has_rerank else []):
-            shapes[f"{L.CHECKS}/{g}"], dtypes[f"{L.CHECKS}/{g}"] = (n,), np.uint64
-        for name, shape in shapes.items():
-            if name not in f or not isinstance(f[name], h5py.Dataset):
+        if codec != "int8" and L.SCALES in datasets or codec != "binary" and self.has_rerank:
+            raise CorruptionError(f"{path}: holds {L.SCALES if L.SCALES in datasets else L.RERANK}, which codec {codec} has not")
+        self._filter_groups = self._read_filter_fields()
+        want = SC.expected_datasets(self.n_docs, self.n_vectors, dim, codec, rerank=self.has_rerank,
+                                 merged=self.merged or L.COVERS_ROWS in f, signals=self.signal_names,
+                                 summary=self.summary_centroids > 0, filters=list(self._filter_groups))
+        for name, (shape, dtype) in want.items():
+            ds = datasets.get(name)
+            if ds is None:
                 raise CorruptionError(f"{path}: missing dataset {name!r}")
-            ds = f[name]
-            if ds.shape != shape or ds.dtype != np.dtype(dtypes[name]):
-                raise CorruptionError(f"{path}: {name} is {ds.shape} {ds.dtype}, expected {shape} {np.dtype(dtypes[name])}")
+            if len(ds.shape) != len(shape) or any(a != b for a, b in zip(ds.shape, shape) if b != SC.ANY) \
+                    or ds.dtype != np.dtype(dtype):
+                raise CorruptionError(f"{path}: {name} is {ds.shape} {ds.dtype}, expected "
+                                      f"{tuple('any' if x == SC.ANY else x for x in shape)} {np.dtype(dtype)}")
+        bounds = {L.DOC_ID_BYTES: (n, n * MAX_ID_BYTES), L.DOC_META_BYTES: (2 * n, L.MAX_COUNT),
+                  L.COVERS_ROWS: (v, L.MAX_COUNT), L.SUMMARY_CODES: (min(n, 1) * (self.summary_centroids > 0), v)}
+        for base in self._filter_groups:
+            bounds[f"{base}/{L.FILTER_DICT_OFFSETS}"] = (1, n + 1)
+            bounds[f"{base}/{L.FILTER_DICT_BYTES}"] = (0, f[L.DOC_META_BYTES].shape[0])
+        for name, (lo, hi) in bounds.items():
+            if name in datasets and not lo <= datasets[name].shape[0] <= hi:
+                raise CorruptionError(f"{path}: {name} has {datasets[name].shape[0]:,} entries; {n} documents of "
+                                      f"{v} vectors allow {lo:,} to {hi:,}")
+        if self.summary_centroids and f[L.SUMMARY_SCALES].shape[0] != f[L.SUMMARY_CODES].shape[0]:
+            raise CorruptionError(f"{path}: summary/scales and summary/codes differ in length")
         for name in whole_hashed(f):
             if name not in self.checks:
                 raise CorruptionError(f"{path}: dataset {name!r} has no checksum")
+
+    def _read_filter_fields(self) -> dict[str, str]:
+        """``filters/<key>`` group -> the metadata field it indexes (attributes only); each field once."""
+        grp = self.f.get(L.FILTERS)
+        if grp is None:
+            return {}
+        if not isinstance(grp, h5py.Group):
+            raise CorruptionError(f"{self.path}: {L.FILTERS} is not a group")
+        out: dict[str, str] = {}
+        for key in grp.keys():
+            base = f"{L.FILTERS}/{key}"
+            if not isinstance(grp[key], h5py.Group) or L.A_FIELD not in grp[key].attrs:
+                raise CorruptionError(f"{self.path}: {base} is not a filter column (a group with a 'field' attribute)")
+            out[base] = SC.str_attr(grp[key], L.A_FIELD, self.path, 1 << 16)
+        if len(set(out.values())) != len(out):
+            raise CorruptionError(f"{self.path}: two filter columns index the same metadata field")
+        return out
 
     def _read_offsets(self) -> None:
         """The arrays every read relies on, verified and checked before anything else is read."""
@@ -127,6 +162,8 @@ class Segment:
         self.offsets = check_offsets(self._whole(L.OFFSETS), self.n_docs, self.n_vectors, f"{path}: offsets", strict=True)
         self._id_off = check_offsets(self._whole(L.DOC_ID_OFFSETS), self.n_docs, f[L.DOC_ID_BYTES].shape[0],
                                      f"{path}: docs/id_offsets", strict=True)
+        if int(np.diff(self._id_off).max(initial=0)) > MAX_ID_BYTES:
+            raise CorruptionError(f"{path}: an id is longer than {MAX_ID_BYTES} bytes (the writer's limit)")
         self._meta_off = check_offsets(self._whole(L.DOC_META_OFFSETS), self.n_docs, f[L.DOC_META_BYTES].shape[0],
                                        f"{path}: docs/metadata_offsets", strict=True)
         groups = [g for g in ("vectors", "aux", "meta", "rerank") if f"{L.CHECKS}/{g}" in f]
@@ -138,8 +175,7 @@ class Segment:
 
     def _map_contiguous(self) -> None:
         """Raw file ranges of the contiguous datasets (read with ``pread``), each inside the file."""
-        f, path = self.f, self.path
-        size = os.path.getsize(path)
+        f, path, size = self.f, self.path, self.file_size
         for name in (L.VECTORS, L.SCALES, L.RERANK):
             if name not in f:
                 continue
@@ -149,7 +185,7 @@ class Segment:
                 raise CorruptionError(f"{path}: {name} must be contiguous and unfiltered")
             start = ds.id.get_offset()
             nbytes = ds.id.get_storage_size()
-            want = int(np.prod(ds.shape)) * ds.dtype.itemsize
+            want = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
             if want and (start is None or nbytes != want or start < 0 or start + nbytes > size):
                 raise CorruptionError(f"{path}: {name} lies outside the file (truncated?)")
             self._raw[name] = (start or 0, ds.dtype, ds.shape[1:])
@@ -158,8 +194,9 @@ class Segment:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self.f.id.valid:
-            self.f.close()
+        f = getattr(self, "f", None)
+        if f is not None and f.id.valid:
+            f.close()
 
     @guarded
     def _whole(self, name: str) -> np.ndarray:
@@ -303,11 +340,14 @@ class Segment:
                     raise CorruptionError(f"{self.path}: document {d} ({group} rows {int(off[d])}..{int(off[d + 1])}) "
                                           "does not match its checksum (damaged)")
             done[docs] = True
-        for n in names:
-            v = data[n]
-            if v.dtype.kind == "f" and v.ndim == 2 and first_nonfinite_row(v) >= 0:
-                raise CorruptionError(f"{self.path}: non-finite stored vectors in documents {docs.tolist()[:5]}...")
+        self._check_finite(data, f"documents {docs.tolist()[:5]}...")
         return data, lengths
+
+    def _check_finite(self, data: dict[str, np.ndarray], which: str) -> None:
+        """Stored float vectors and int8 scales must be finite (NaN scores would rank arbitrarily)."""
+        for v in data.values():
+            if v.dtype.kind == "f" and (first_nonfinite_row(v) >= 0 if v.ndim == 2 else not np.isfinite(v).all()):
+                raise CorruptionError(f"{self.path}: non-finite stored vectors in {which}")
 
     @guarded
     def read_vectors(self, lo: int, hi: int, *, rerank: bool = False) -> dict[str, np.ndarray]:
@@ -318,11 +358,7 @@ class Segment:
             return {n: self.resident[n][a:b] for n in names}
         data = {n: self.rows(n, a, b) for n in names}
         self.verify_docs("rerank" if rerank else "vectors", lo, hi, data, a)
-        if not rerank:
-            for n in (L.VECTORS, L.RERANK):
-                v = data.get(n)
-                if v is not None and v.dtype.kind == "f" and first_nonfinite_row(v) >= 0:
-                    raise CorruptionError(f"{self.path}: non-finite stored vectors in documents {lo}..{hi}")
+        self._check_finite(data, f"documents {lo}..{hi}")
         return data
 
     # -- per-document data ----------------------------------------------------------------
@@ -331,45 +367,44 @@ class Segment:
     @guarded
     def ids(self) -> list[str]:
         if self._ids is None:
-            raw = self._whole(L.DOC_ID_BYTES).tobytes()
-            off = self._id_off
-            try:
-                ids = [raw[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
-            except UnicodeDecodeError:
-                raise CorruptionError(f"{self.path}: ids are not UTF-8") from None
-            if len(set(ids)) != len(ids):
-                raise CorruptionError(f"{self.path}: ids are not unique")
-            self._ids = ids
+            self._ids = SC.decode_ids(self._whole(L.DOC_ID_BYTES).tobytes(), self._id_off, self.path)
         return self._ids
+
+    def _meta_texts(self, lo: int, hi: int) -> tuple[bytes, int]:
+        """The verified metadata bytes of documents ``lo..hi`` and the offset they start at."""
+        self.verify_docs("meta", lo, hi)
+        off = self._meta_off
+        return self.f[L.DOC_META_BYTES][off[lo] : off[hi]].tobytes(), int(off[lo])
 
     @guarded
     def metadata(self, row: int) -> dict[str, Any]:
-        self.verify_docs("meta", row, row + 1)
-        raw = self.f[L.DOC_META_BYTES][self._meta_off[row] : self._meta_off[row + 1]].tobytes()
-        return json.loads(raw.decode("utf-8"))
+        return self.metadata_range(row, row + 1)[0]
 
     @guarded
     def metadata_range(self, lo: int, hi: int) -> list[dict[str, Any]]:
-        self.verify_docs("meta", lo, hi)
+        raw, base = self._meta_texts(lo, hi)
         off = self._meta_off
-        raw = self.f[L.DOC_META_BYTES][off[lo] : off[hi]].tobytes()
-        base = int(off[lo])
-        return [json.loads(raw[int(off[i]) - base : int(off[i + 1]) - base].decode("utf-8")) for i in range(lo, hi)]
+        return [SC.decode_metadata(raw[int(off[i]) - base : int(off[i + 1]) - base].decode("utf-8"), self.path, i)
+                for i in range(lo, hi)]
 
     @guarded
     def metadata_texts(self, lo: int, hi: int, rows: Sequence[int] | np.ndarray) -> list[str]:
-        """The stored metadata JSON of ``rows`` (all within ``lo..hi``), verified, not decoded: for copying."""
-        self.verify_docs("meta", lo, hi)
+        """The stored metadata JSON of ``rows`` (all within ``lo..hi``), verified and checked, as stored: for copying."""
+        raw, base = self._meta_texts(lo, hi)
         off = self._meta_off
-        raw = self.f[L.DOC_META_BYTES][off[lo] : off[hi]].tobytes()
-        base = int(off[lo])
-        return [raw[int(off[d]) - base : int(off[d + 1]) - base].decode("utf-8") for d in rows]
+        texts = [raw[int(off[d]) - base : int(off[d + 1]) - base].decode("utf-8") for d in rows]
+        for d, text in zip(rows, texts):
+            SC.decode_metadata(text, self.path, int(d))  # what is copied must be what a writer would store
+        return texts
 
     @guarded
     def doc_table(self, name: str) -> np.ndarray:
         key = f"_t_{name}"
         if key not in self.__dict__:
-            self.__dict__[key] = self._whole(name)
+            table = self._whole(name)
+            if name == L.DOC_N_ORIGINAL and (table < np.diff(self.offsets)).any():
+                raise CorruptionError(f"{self.path}: {name} is below a page's stored vector count")
+            self.__dict__[key] = table
         return self.__dict__[key]
 
     @guarded
@@ -379,6 +414,9 @@ class Segment:
         f = self.f
         a, b = int(self.offsets[lo]), int(self.offsets[hi])
         out: dict[str, Any] = {n: f[n][a:b] for n in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK)}
+        limit = np.repeat(self.doc_table(L.DOC_N_ORIGINAL)[lo:hi], np.diff(self.offsets[lo : hi + 1]))
+        if ((out[L.POSITIONS] < 0) | (out[L.POSITIONS] >= limit)).any():
+            raise CorruptionError(f"{self.path}: documents {lo}..{hi} hold positions outside 0..n_original")
         out["signals"] = {k: f[f"{L.SIGNALS}/{k}"][a:b] for k in self.signal_names}
         if self.merged:
             c = self._cov_off
@@ -393,53 +431,65 @@ class Segment:
 
     @guarded
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(codes (C, dim) int8, scales (C,), offsets (n_docs + 1,))`` or None when not stored."""
+        """``(codes (C, dim) int8, scales (C,), offsets (n_docs + 1,))`` or None when not stored.
+
+        Shapes and dtypes were checked at open; here each page holds ``min(summary_centroids, n_i)``
+        centroids, as the writer computes them, and every scale is finite and positive.
+        """
         if not self.summary_centroids:
             return None
         if self._summary is None:
-            codes = self._whole(L.SUMMARY_CODES)
-            scales = self._whole(L.SUMMARY_SCALES)
-            off = check_offsets(self._whole(L.SUMMARY_OFFSETS), self.n_docs, codes.shape[0], f"{self.path}: summary/offsets")
-            if codes.shape[1:] != (self.dim,) or scales.shape != (codes.shape[0],) or not np.isfinite(scales).all():
-                raise CorruptionError(f"{self.path}: summary arrays have inconsistent shapes")
+            codes, scales = self._whole(L.SUMMARY_CODES), self._whole(L.SUMMARY_SCALES)
+            off = SC.check_summary(codes, scales, self._whole(L.SUMMARY_OFFSETS), self.offsets, self.summary_centroids,
+                                f"{self.path}: summary")
             self._summary = (codes, scales, off)
         return self._summary
 
     @guarded
     def filter_columns(self) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-        """field -> ``(numbers (n,) float64, string codes (n,) int32, dictionary)``."""
+        """field -> ``(numbers (n,) float64, string codes (n,) int32, dictionary)``.
+
+        Shapes and dtypes were checked at open; here codes index the dictionary (or are -1) and
+        the dictionary is sorted, distinct UTF-8. :meth:`verify` checks them against the metadata.
+        """
         if self._filters is None:
             cols = {}
-            grp = self.f.get(L.FILTERS)
-            for key in (grp.keys() if grp is not None else ()):
-                base = f"{L.FILTERS}/{key}"
-                field = L.text_attr(self.f[base], L.A_FIELD)
-                num = self._whole(f"{base}/{L.FILTER_NUM}")
-                codes = self._whole(f"{base}/{L.FILTER_CODES}")
-                dbytes = self._whole(f"{base}/{L.FILTER_DICT_BYTES}").tobytes()
-                doff = self._whole(f"{base}/{L.FILTER_DICT_OFFSETS}")
-                n_values = doff.shape[0] - 1
-                doff = check_offsets(doff, n_values, len(dbytes), f"{self.path}: {base}")
-                if num.shape != (self.n_docs,) or codes.shape != (self.n_docs,) or (codes >= n_values).any():
-                    raise CorruptionError(f"{self.path}: filter column {field!r} is inconsistent")
-                cols[field] = (num, codes, [dbytes[doff[i] : doff[i + 1]].decode("utf-8") for i in range(n_values)])
+            for base, field in self._filter_groups.items():
+                num, codes = self._whole(f"{base}/{L.FILTER_NUM}"), self._whole(f"{base}/{L.FILTER_CODES}")
+                values = SC.check_filter_values(codes, self._whole(f"{base}/{L.FILTER_DICT_BYTES}").tobytes(),
+                                             self._whole(f"{base}/{L.FILTER_DICT_OFFSETS}"), f"{self.path}: filter {field!r}")
+                cols[field] = (num, codes, values)
             self._filters = cols
         return self._filters
 
     @guarded
     def verify(self) -> None:
-        """Check every byte of the segment against its checksums (raises CorruptionError)."""
+        """Check every byte of the segment against its checksums, and what the checksums cannot: ids by the
+        writer's rules, metadata as JSON objects, filter columns equal to the metadata they index."""
         for name in whole_hashed(self.f):
             self._whole(name)
         step = 4096
         for lo in range(0, self.n_docs, step):
             hi = min(lo + step, self.n_docs)
             for g in self._doc_checks:
+                self._verified[g][lo:hi] = False
                 if g in ("vectors", "rerank"):
-                    self._verified[g][lo:hi] = False
                     self.read_vectors(lo, hi, rerank=g == "rerank")
                 else:
-                    self._verified[g][lo:hi] = False
                     self.verify_docs(g, lo, hi)
-        self.ids  # noqa: B018  (decodes: UTF-8 check)
+        SC.check_ids_as_written(self.ids, self.path)
+        self.summary()
+        self._verify_filters(step)
 
+    def _verify_filters(self, step: int) -> None:
+        """The filter columns are exactly what the writer derives from the metadata (read ``step`` documents at a time)."""
+        cols, seen = self.filter_columns(), set()
+        for lo in range(0, self.n_docs, step):
+            hi = min(lo + step, self.n_docs)
+            got = metadata_columns(self.metadata_range(lo, hi), hi - lo)
+            seen |= set(got)
+            SC.compare_columns(cols, got, lo, hi, self.path)
+        unused = [f for f, (_, codes, values) in cols.items() if np.unique(codes[codes >= 0]).size != len(values)]
+        if seen != set(cols) or unused:
+            raise CorruptionError(f"{self.path}: filter columns {sorted(set(cols) ^ seen) or unused} do not match the "
+                                  "metadata fields")

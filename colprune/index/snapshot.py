@@ -12,22 +12,26 @@ segment order); ``bases[si]`` is the position of segment ``si``'s first row.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
+import h5py
 import numpy as np
 
-from ..errors import CorruptionError, FormatError, InvalidInputError
+from ..errors import ColpruneError, CorruptionError, FormatError, InvalidInputError
 from ..kernels import dequantize_int8, int8_corrections
 from . import layout as L
 from . import manifest as M
 from .codecs import decode_pages, int8_summary
+from .files import check_folder, json_depth, open_h5
 from .filters import filter_mask
 from .records import Hit, Page, codec_bytes
-from .segment import LegacySegment, Segment, open_h5_safely
+from .segment import LegacySegment, Segment
+from .segment_checks import int_attr, str_attr
 
-__all__ = ["Snapshot", "load_collection", "open_legacy", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["Snapshot", "load_collection", "open_legacy", "DEFAULT_MEMORY_BUDGET", "check_agrees", "check_no_twins"]
 
 #: bytes of vectors exact search reads per block (``memory_budget``)
 DEFAULT_MEMORY_BUDGET = 256 << 20
@@ -61,6 +65,7 @@ class Snapshot:
         np.cumsum([s.n_docs for s in segments], out=self.bases[1:])
         self._rows: dict[str, tuple[int, int]] | None = None
         self._live_ids: list[str] | None = None
+        self._unique = len(segments) <= 1  # one segment's ids are checked distinct when it decodes them
         self._summary_cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         if previous is not None:
             self._extend(previous)
@@ -79,6 +84,7 @@ class Snapshot:
             return
         if previous._rows is not None:
             self._rows, previous._rows = self._add_rows(previous._rows, n_old), None
+            self._unique = True
         if previous._live_ids is not None:
             self._live_ids, previous._live_ids = self._add_live_ids(previous._live_ids, n_old), None
 
@@ -132,11 +138,15 @@ class Snapshot:
         return None if self.deleted[si] is None else ~self.deleted[si]
 
     def _add_rows(self, rows: dict[str, tuple[int, int]], start: int) -> dict[str, tuple[int, int]]:
+        want = len(rows)
         for si in range(start, len(self.segments)):
             dele = self.deleted[si]
             for r, doc_id in enumerate(self.segments[si].ids):
                 if dele is None or not dele[r]:
                     rows[doc_id] = (si, r)
+            want += self.segments[si].n_docs - (0 if dele is None else int(dele.sum()))
+        if len(rows) != want:  # an id live twice: a later row took an earlier one's place
+            raise self._duplicate()
         return rows
 
     def _add_live_ids(self, out: list[str], start: int) -> list[str]:
@@ -146,10 +156,40 @@ class Snapshot:
             out.extend(ids if dele is None else [ids[r] for r in np.flatnonzero(~dele)])
         return out
 
+    def _duplicate(self) -> CorruptionError:
+        """The error for a page id live twice, naming it and the two segments holding it."""
+        where: dict[str, int] = {}
+        for si, seg in enumerate(self.segments):
+            dele = self.deleted[si]
+            for r, doc_id in enumerate(seg.ids):
+                if dele is not None and dele[r]:
+                    continue
+                if doc_id in where:
+                    return CorruptionError(f"page id {doc_id!r} is live in {self.segments[where[doc_id]].path} and in "
+                                           f"{seg.path}; ids are unique over a collection's live pages (damaged or crafted)")
+                where[doc_id] = si
+        return CorruptionError("a page id is live twice")
+
+    def check_unique_ids(self) -> None:
+        """Raise :class:`CorruptionError` unless page ids are unique over the live pages of every segment.
+
+        Ids are read lazily: this runs where they are first needed together (the id table, the
+        list of ids, a search hit, ``verify``) and once per snapshot; each segment's own ids are
+        checked distinct when it decodes them.
+        """
+        if self._unique:
+            return
+        if self._rows is None:
+            live = self._live_ids if self._live_ids is not None else self._add_live_ids([], 0)
+            if len(set(live)) != len(live):
+                raise self._duplicate()
+        self._unique = True
+
     def id_rows(self) -> dict[str, tuple[int, int]]:
         """``id -> (segment, row)`` of every live page (built once; do not modify)."""
         if self._rows is None:
             self._rows = self._add_rows({}, 0)
+            self._unique = True
         return self._rows
 
     def __contains__(self, doc_id: object) -> bool:
@@ -160,6 +200,7 @@ class Snapshot:
         """Live page ids, in commit order."""
         if self._live_ids is None:
             self._live_ids = self._add_live_ids([], 0)
+        self.check_unique_ids()
         return list(self._live_ids)
 
     def positions(self) -> np.ndarray:
@@ -175,6 +216,7 @@ class Snapshot:
 
     def hit(self, pos: int, score: float) -> Hit:
         """The :class:`Hit` of the page at global position ``pos``."""
+        self.check_unique_ids()
         seg, r = self.locate(pos)
         return Hit(seg.ids[r], score, seg.metadata(r))
 
@@ -260,32 +302,71 @@ class Snapshot:
 # -- opening ---------------------------------------------------------------------------------
 
 def open_legacy(path: str, mode: str) -> tuple[dict[str, Any], LegacySegment, int, dict[str, Any]]:
-    """A version 1/2 file as ``(manifest, segment, format_version, attrs)``; read-only (``mode="r"``)."""
-    f = open_h5_safely(path)
+    """A version 1/2 file as ``(manifest, segment, format_version, attrs)``; read-only (``mode="r"``).
+
+    ``path`` (which the user named, so it may be a symbolic link) must be a regular file.
+    """
+    f, fd, size = open_h5(path, follow=True)
     try:
         version = L.check_file(f, path)
         if version not in L.FILE_VERSIONS:
             raise FormatError(f"{path}: format version {version} is a collection directory, not a single file")
         codec = L.codec_of(f, version, path)
-        dim = int(f.attrs[L.A_DIM])
+        dim = int_attr(f, L.A_DIM, 1, L.MAX_DIM, path)
+        if mode != "r":
+            raise FormatError(
+                f"{path} uses format version {version}; colprune reads it but writes only version {L.FORMAT_VERSION} "
+                f"collections: convert it with `colprune upgrade {path} NEW` (or Index.upgrade(path, new))"
+            )
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
+        f.close()
+        os.close(fd)
+        if isinstance(e, (ColpruneError, FileNotFoundError)):
+            raise
+        raise CorruptionError(f"{path}: unreadable or damaged ({type(e).__name__}: {e})") from None
     except BaseException:
         f.close()
+        os.close(fd)
         raise
-    if mode != "r":
-        f.close()
-        raise FormatError(
-            f"{path} uses format version {version}; colprune reads it but writes only version {L.FORMAT_VERSION} "
-            f"collections: convert it with `colprune upgrade {path} NEW` (or Index.upgrade(path, new))"
-        )
-    seg = LegacySegment(path, f, version, dim, codec)
+    seg = LegacySegment(path, f, version, dim, codec, fd=fd, file_size=size)
+    try:
+        pruner, attrs = _legacy_header(f, path)
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
+        seg.close()
+        if isinstance(e, ColpruneError):
+            raise
+        raise CorruptionError(f"{path}: unreadable or damaged ({type(e).__name__}: {e})") from None
     manifest = {
         "dim": dim, "codec": codec, "rerank": seg.has_rerank, "signals": seg.signal_names, "merged": seg.merged,
-        "summary_centroids": 0, "pruner": L.read_pruner(f), "encoder": L.text_attr(f, L.A_ENCODER),
+        "summary_centroids": 0, "pruner": pruner, "encoder": attrs.get(L.A_ENCODER, ""),
         "version": 0, "segments": [{"name": os.path.basename(path), "n_docs": seg.n_docs, "n_vectors": seg.n_vectors}],
-        "skipped": {}, "created": L.text_attr(f, L.A_CREATED), "library_version": L.text_attr(f, L.A_LIBRARY_VERSION),
+        "skipped": {}, "created": attrs.get(L.A_CREATED, ""), "library_version": attrs.get(L.A_LIBRARY_VERSION, ""),
     }
-    attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     return manifest, seg, version, attrs
+
+
+def _legacy_header(f, path: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """A version 1/2 file's pruner record and root attributes: single strings and numbers (others are ignored,
+    as the format asks of attributes a reader does not know)."""
+    attrs: dict[str, Any] = {}
+    for key in f.attrs:
+        aid = f.attrs.get_id(key)
+        if aid.shape == () and h5py.check_string_dtype(aid.dtype) is not None:
+            attrs[key] = str_attr(f, key, path, 1 << 20)
+        elif aid.shape == () and aid.dtype.kind in "biuf":
+            attrs[key] = f.attrs[key].item()
+    raw = attrs.get(L.A_PRUNER, "")
+    if not raw:
+        return None, attrs
+    pruner = None
+    try:
+        if json_depth(raw.encode(), M.MAX_JSON_DEPTH):
+            pruner = json.loads(raw)
+    except (ValueError, RecursionError):
+        pass
+    if not (isinstance(pruner, dict) and isinstance(pruner.get("name"), str) and isinstance(pruner.get("params", {}), dict)):
+        raise CorruptionError(f"{path}: its pruner record is not a JSON {{name, params}} object")
+    return pruner, attrs
 
 
 def _close_new(segments: list[Segment], have: list[Segment]) -> None:
@@ -323,6 +404,8 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
         raise FormatError(f"{root} is a folder but not a colprune collection (no {L.MARKER} file); "
                           "build one with colprune.Index.create or `colprune build`")
     format_version = M.read_marker(root)
+    for sub in (L.MANIFESTS, L.SEGMENTS, L.DELETES):
+        check_folder(os.path.join(root, sub))  # a folder, not a link to one elsewhere
     attempts = 20
     for attempt in range(attempts):  # a writer's garbage collection may remove an old version under us
         try:
@@ -341,11 +424,42 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
     try:
         deleted = []
         for s, seg in zip(body["segments"], segments):
-            if (seg.n_docs, seg.n_vectors) != (int(s["n_docs"]), int(s["n_vectors"])):
-                raise CorruptionError(f"{seg.path}: holds {seg.n_docs} docs / {seg.n_vectors} vectors, the manifest says "
-                                      f"{s['n_docs']} / {s['n_vectors']}")
+            check_agrees(body, s, seg)
             deleted.append(M.read_deletes(root, s["deletes"], seg.n_docs) if s.get("deletes") else None)
+        check_no_twins(segments, deleted)
     except BaseException:
         _close_new(segments, have)
         raise
     return format_version, body, segments, deleted
+
+
+def check_agrees(body: dict[str, Any], entry: dict[str, Any], seg: Segment) -> None:
+    """A segment holds what the manifest says of it: its counts, and the collection's signals, covers and rerank copy."""
+    if (seg.n_docs, seg.n_vectors) != (entry["n_docs"], entry["n_vectors"]):
+        raise CorruptionError(f"{seg.path}: holds {seg.n_docs} docs / {seg.n_vectors} vectors, the manifest says "
+                              f"{entry['n_docs']} / {entry['n_vectors']}")
+    mine = (seg.signal_names, seg.merged, seg.has_rerank)
+    theirs = (sorted(body["signals"]), body["merged"], body["rerank"])
+    if mine != theirs:
+        raise CorruptionError(f"{seg.path}: holds signals {mine[0]}, covers {mine[1]}, rerank copy {mine[2]}; the "
+                              f"manifest says {theirs[0]}, {theirs[1]}, {theirs[2]}")
+
+
+def check_no_twins(segments: list[Segment], deleted: list[np.ndarray | None]) -> None:
+    """Two segments whose id lists hash alike hold the same ids row by row: no row may be live in both.
+
+    The cheap part of ids-unique-over-live-pages, at open (hashes from the checksum records);
+    :meth:`Snapshot.check_unique_ids` checks the rest where ids are read.
+    """
+    by_ids: dict[tuple, int] = {}
+    for si, seg in enumerate(segments):
+        if seg.legacy or not seg.n_docs:
+            continue
+        key = (seg.checks.get(L.DOC_ID_BYTES), seg.checks.get(L.DOC_ID_OFFSETS))
+        other = by_ids.setdefault(key, si)
+        if other != si:
+            a, b = deleted[other], deleted[si]
+            live = np.ones(seg.n_docs, bool) if a is None else ~a
+            if (live & (np.ones(seg.n_docs, bool) if b is None else ~b)).any():
+                raise CorruptionError(f"{segments[other].path} and {seg.path} hold the same page ids, live in both "
+                                      "(a segment listed twice?); ids are unique over a collection's live pages")
