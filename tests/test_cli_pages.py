@@ -104,6 +104,53 @@ def test_id_root_keeps_a_prefix(corpus, tmp_path, monkeypatch):
         assert ix.ids == [f"docs/rivers.pdf#{i}" for i in range(1, 5)]
 
 
+def test_where_on_source_matches_what_search_prints_in_both_forms(corpus, tmp_path, capsys):
+    import shutil
+
+    index = str(corpus["index"])
+    capsys.readouterr()
+    for where in ("source=rivers.pdf", '{"source": "rivers.pdf"}', '{"source": {"in": ["rivers.pdf"]}}'):
+        assert main(["search", index, QUERIES[1], "-k", "3", "--where", where, "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)[0]["hits"]
+        assert len(hits) == 3 and {h["metadata"]["source"] for h in hits} == {"rivers.pdf"}, where
+        assert all(os.path.samefile(h["metadata"]["path"], corpus["docs"] / "rivers.pdf") for h in hits)
+    copy = str(tmp_path / "copy.h5")
+    shutil.copytree(index, copy)
+    assert main(["delete", copy, "--where", '{"source": "rivers.pdf"}']) == 0
+    assert "deleted 4 pages, 12 left" in capsys.readouterr().out
+    assert main(["delete", copy, "--where", "source=cells.pdf", "--where", "page>=3"]) == 0
+    assert "deleted 2 pages, 10 left" in capsys.readouterr().out
+    assert main(["delete", copy, "--where", "source=docs/cells.pdf"]) == 0  # nothing: sources are as search prints
+    assert "deleted 0 pages" in capsys.readouterr().out
+
+
+def test_a_second_build_is_refused_at_once_before_any_model_loads(corpus, no_model, tmp_path, capsys):
+    out = tmp_path / "busy.h5"
+    with cp.Index.create(out, dim=384):  # another writer holds the lock
+        assert main(["build", str(corpus["docs"]), "-o", str(out), "-q"]) == 7
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "busy.h5 is being written by another process" in err, err
+
+
+def test_ctrl_c_before_the_first_commit_says_nothing_was_written(corpus, tmp_path, monkeypatch, capsys):
+    class Stops(encoders.Encoder):
+        name, dim, input_kind, importance = "minilm", 384, "text", "indegree"
+
+        def encode_pages(self, pages, **kw):
+            raise KeyboardInterrupt
+
+        def encode_queries(self, texts, **kw):
+            return []
+
+    monkeypatch.setattr(encoders, "load_encoder", lambda *a, **k: Stops())
+    out = tmp_path / "never.h5"
+    assert main(["build", str(corpus["docs"]), "-o", str(out), "-q"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"interrupted: nothing was written (no {out} was created); run the same command again to "
+                        "start over"), err
+    assert not out.exists()
+
+
 def test_changed_files_are_reported_or_reindexed(tmp_path, loads, capsys):
     notes = tmp_path / "notes"
     notes.mkdir()

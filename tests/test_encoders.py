@@ -1,6 +1,7 @@
 """The offline text-token encoder on the real pretrained MiniLM, and page inputs."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -188,7 +189,9 @@ def test_build_from_pdfs_then_search_text(tmp_path, capsys, monkeypatch):
     with cp.Index.open("pages.h5") as index:
         page = index.get("cells.pdf#2")
         assert index.encoder == "minilm"
-        assert {k: page.metadata[k] for k in ("source", "page", "kind")} == {"source": "docs/cells.pdf", "page": 2, "kind": "pdf"}
+        # source: the file relative to the id root (as the id names it); path: where it is
+        assert {k: page.metadata[k] for k in ("source", "page", "kind")} == {"source": "cells.pdf", "page": 2, "kind": "pdf"}
+        assert os.path.samefile(page.metadata["path"], tmp_path / "docs" / "cells.pdf")
         assert not page.patch_mask[0] and page.n_original > page.n_kept
     assert main(["build", "docs", "-o", "pages.h5", "--model", "other", "-q"]) != 0
     assert "minilm" in capsys.readouterr().err

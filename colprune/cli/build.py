@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import FormatError, InvalidInputError, UsageError
 from ..index.layout import CODECS
 from ..index.manifest import is_collection
-from ..pipeline import check_model
+from ..pipeline import check_model, why_nothing
 from ..pruning import Pruner
 from . import sharded
 from .common import (
@@ -44,6 +44,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if sharded.wants_ray(args):
         if kinds != {False}:
             raise UsageError("--ray builds from pages (PDFs, images, text); embedding files build on one machine")
+        if args.store_text:
+            raise UsageError("--store-text applies to one-machine builds (leave out --ray)")
         sharded.ray_address(args)  # refuses `--ray docs/` (a folder read as the address) before anything starts
         interrupt_hint(args, lambda: f"pages committed so far stay in {args.output}; run the same command again to resume")
         return sharded.run_build(args)
@@ -68,13 +70,16 @@ def _build_pruner(args: argparse.Namespace) -> Pruner | None:
 
 
 def _resume_hint(args: argparse.Namespace, state: dict[str, Any], resumes: str) -> None:
-    """On Ctrl-C: what OUTPUT holds, what this run added, and how to resume."""
+    """On Ctrl-C: what OUTPUT holds, what this run added, and how to resume (or that nothing was written)."""
 
     def hint() -> str:
+        added = state.get("committed", 0)
+        if not added and (args.overwrite or not os.path.exists(args.output)):
+            kept = f"{args.output} is as it was" if os.path.exists(args.output) else f"no {args.output} was created"
+            return f"nothing was written ({kept}); run the same command again to start over"
         n = count_committed(args.output)
         return (f"{args.output} holds {'?' if n is None else n} committed pages "
-                f"({'?' if n is None else n - state.get('held', n)} added by this run); "
-                f"run the same command again to resume: {resumes}")
+                f"({added} added by this run); run the same command again to resume: {resumes}")
 
     interrupt_hint(args, hint)
 
@@ -85,7 +90,7 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
     if args.model is not None:
         raise UsageError("--model encodes pages; embedding files are already encoded (name their model with --encoder)")
     for flag in ("id_root", "upsert", "strict", "retry_skipped", "importance", "signals", "device", "quantize",
-                 "batch"):
+                 "batch", "store_text"):
         if getattr(args, flag) not in (None, False):
             raise UsageError(f"--{flag.replace('_', '-')} applies to pages (PDFs, images, text), not to embedding files")
     _check_output(args)
@@ -95,20 +100,27 @@ def _build_from_embeddings(args: argparse.Namespace) -> int:
         args.inputs, args.output, encoder=args.encoder, dim=args.dim, dtype=args.dtype, pruner=_build_pruner(args),
         rerank=not args.no_rerank, commit_pages=args.commit_every, commit_seconds=args.commit_seconds,
         progress=not is_quiet(args), overwrite=args.overwrite,
-        on_event=lambda kind, info: state.update(held=info["held"]) if kind == "pages" else None)
+        on_event=lambda kind, info: _count_commits(state, kind, info))
     if report.already_present:
         print(f"{report.already_present} pages already in {args.output}: kept, not added again")
     print_summary(report.info, args.output)
     return 0
 
 
+def _count_commits(state: dict[str, Any], kind: str, info: dict) -> None:
+    """Keep, for the Ctrl-C message, the pages the index held before and the pages this run committed."""
+    if kind == "pages":
+        state.update(held=info["held"])
+    elif kind == "committed":
+        state["committed"] = info["indexed"]
+
+
 def _page_events(args: argparse.Namespace, state: dict[str, Any]):
     """``on_event`` for a page build: the model checked before it loads (exit 8), skips shown (ten at most)."""
 
     def on_event(kind: str, info: dict) -> None:
-        if kind == "pages":
-            state.update(held=info["held"], model=info["model"])
-        elif kind == "loading":
+        _count_commits(state, kind, info)
+        if kind == "loading":
             check_model(info["model"])
         elif kind == "skipped" and not is_quiet(args):
             from tqdm.auto import tqdm
@@ -141,18 +153,16 @@ def _build_from_pages(args: argparse.Namespace) -> int:
         upsert=args.upsert, strict=args.strict, retry_skipped=args.retry_skipped, commit_pages=args.commit_every,
         commit_seconds=args.commit_seconds, dpi=args.dpi, batch_size=args.batch, progress=not is_quiet(args),
         overwrite=args.overwrite, on_event=_page_events(args, state), importance=args.importance, device=args.device,
-        signals=args.signals, quantize=args.quantize, rerank=not args.no_rerank)
-    _report_pages(args, report, state.get("model"))
+        signals=args.signals, quantize=args.quantize, rerank=not args.no_rerank, store_text=args.store_text)
+    _report_pages(args, report)
     return 0
 
 
-def _report_pages(args: argparse.Namespace, report: Any, model: str | None) -> None:
+def _report_pages(args: argparse.Namespace, report: Any) -> None:
     """The build's warning, summary and changed-files lines; no page indexed at all is an error (exit 2)."""
     warning = report.warning_line()
     if report.skipped and not report.indexed and not report.already_present and not report.replaced:
-        raise InvalidInputError(f"no page could be indexed: {warning or 'every page was skipped'}"
-                                + (" (the text encoder reads text layers only: for scans and images use an image "
-                                   "encoder, --model vidore/colqwen2-v1.0-hf)" if model == "minilm" else ""))
+        raise InvalidInputError(why_nothing(report.skipped))  # pages read but none embedded
     if warning:
         print(f"colprune build: {warning}", file=sys.stderr)
     print(report.summary())
@@ -201,7 +211,12 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8: dynamic int8 quantisation of a text encoder's Linear layers on CPU (about 1.5x faster "
                         "builds; see the README for the retrieval change)")
     g.add_argument("--dpi", type=positive_int, default=144, help="PDF render resolution for image encoders (default 144)")
-    g.add_argument("--batch", type=positive_int, default=None, help="pages per encoder call (default: --commit-every)")
+    g.add_argument("--batch", type=positive_int, default=None, metavar="N",
+                   help="at most N pages per encoder call (default: about 8,192 tokens for a text encoder, 4 images "
+                        "for an image encoder); the bar moves and commits are due after each call")
+    g.add_argument("--store-text", action="store_true",
+                   help="store each page's text in its metadata (field text, at most 20,000 characters: what the text "
+                        "encoder read, or a PDF page's text layer for an image encoder), so hits carry it")
     g.add_argument("--skip-bad", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     g = p.add_argument_group("embedding files (.pt, .npz, .npy)")
     g.add_argument("--dim", type=positive_int, default=None, help="embedding dim (default: from the first page)")

@@ -8,11 +8,11 @@ import os
 
 from ..distributed import ShardedIndex
 from ..errors import NotFoundError, UnknownIdError, UsageError
-from ..index import Index, parse_where, repack
+from ..index import Index, repack
 from ..index.storage import path_bytes, storage_report
 from .common import Command, fmt_bytes, full_text, holds_text, interrupt_hint, open_index, print_summary, pruned_by
 from .errors import EXIT_FORMAT
-from .options import is_quiet, positive_int
+from .options import add_where_argument, is_quiet, positive_int, where_from_args
 
 __all__ = ["INFO", "REPACK", "DELETE", "COMPACT", "VERIFY", "SUMMARIZE", "UPGRADE", "SHOW"]
 
@@ -110,7 +110,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.ids_file:
         with open(args.ids_file, encoding="utf-8") as fh:
             ids += [line.strip() for line in fh if line.strip()]
-    where = parse_where(args.where)
+    where = where_from_args(args)
     if not ids and where is None:
         raise UsageError("give page ids, --ids-file FILE or --where FILTER")
     with open_index(args.index, mode="a") as index:
@@ -122,24 +122,32 @@ def cmd_delete(args: argparse.Namespace) -> int:
             n = index.delete(ids or None, where=where, missing="ignore" if args.missing_ok else "error")
         except UnknownIdError as e:  # in the CLI's words
             raise UnknownIdError(str(e).replace("missing='ignore'", "--missing-ok")) from e
-        print(f"{args.index}: deleted {n} pages, {len(index)} left (colprune compact {args.index} gives their bytes back)")
+        hint = _no_match_hint(index) if where is not None and n == 0 else ""
+        print(f"{args.index}: deleted {n} pages, {len(index)} left (colprune compact {args.index} gives their bytes back)"
+              + hint)
     return 0
+
+
+def _no_match_hint(index) -> str:
+    """What the sources look like, for a --where that matched no page."""
+    ids = index.ids
+    source = (index.get(ids[0]).metadata or {}).get("source") if ids else None
+    return f"; no page matched --where (sources look like {source!r}, as search prints them)" if source else ""
 
 
 def _delete_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index")
     p.add_argument("ids", nargs="*", help="page ids, as search prints them")
     p.add_argument("--ids-file", metavar="FILE", help="more page ids, one per line")
-    p.add_argument("--where", action="append", default=None, metavar="FILTER",
-                   help="delete the pages whose metadata match: source=old.pdf, page>=3, or JSON "
-                        "'{\"source\": \"old.pdf\"}' (repeat to combine)")
+    add_where_argument(p, "delete the pages")
     p.add_argument("--missing-ok", action="store_true",
                    help="skip ids that are not in the index (default: refuse, delete nothing)")
 
 
 DELETE = Command(
     "delete", "delete pages by id or by metadata (one commit; compact gives the bytes back)",
-    ["colprune delete pages.h5 'draft.pdf#1' 'draft.pdf#2'", "colprune delete pages.h5 --where '{\"source\": \"old.pdf\"}'"],
+    ["colprune delete pages.h5 'draft.pdf#1' 'draft.pdf#2'", "colprune delete pages.h5 --where source=old.pdf",
+     "colprune delete pages.h5 --where '{\"source\": \"old.pdf\", \"page\": {\"gte\": 3}}'"],
     _delete_arguments, cmd_delete,
     description="Delete pages in one commit: readers see all of them gone or none. Unknown ids are refused\n"
     "before anything is deleted (--missing-ok skips them). Deleted pages are never returned again.",

@@ -18,7 +18,8 @@ from ..serve import quiet_libraries
 from .errors import one_line
 
 __all__ = ["is_quiet", "quiet_if_asked", "positive_int", "nonneg_int", "positive_float", "pruner_params", "accepted_params",
-           "add_pruner_args", "pruner_given", "params_json", "pruner_from_args"]
+           "add_pruner_args", "pruner_given", "params_json", "pruner_from_args", "add_where_argument", "where_from_args",
+           "WHERE_FORMS"]
 
 
 def is_quiet(args: argparse.Namespace) -> bool:
@@ -63,6 +64,26 @@ def positive_float(text: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return v
+
+
+# -- where filters ----------------------------------------------------------------------------
+
+#: The forms every ``--where`` takes (search, delete): one parser, :func:`colprune.index.parse_where`.
+WHERE_FORMS = ("source=report.pdf (the file as search and info print it), page>=3, page<10, kind!=image, "
+               "or JSON '{\"source\": \"report.pdf\", \"page\": {\"gte\": 3}}'; repeat to combine")
+
+
+def add_where_argument(p: argparse.ArgumentParser, which: str) -> None:
+    """``--where FILTER`` (repeatable) with the one help text; ``which`` says what the filter picks."""
+    p.add_argument("--where", action="append", default=None, metavar="FILTER",
+                   help=f"{which} whose metadata match: {WHERE_FORMS}")
+
+
+def where_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--where`` read as one filter (FIELD=VALUE, FIELD>=X... and JSON alike); None when not given."""
+    from ..index import parse_where
+
+    return parse_where(getattr(args, "where", None))
 
 
 # -- pruner options --------------------------------------------------------------------------
