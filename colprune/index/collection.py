@@ -94,6 +94,7 @@ class Index(IndexView):
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         pruner: Pruner | str | dict[str, Any] | None = None,
         signal: str | dict[str, float] | None = None,
+        _aside: bool = False,
     ) -> Index:
         """Create an empty collection (a directory), open for writing.
 
@@ -134,7 +135,7 @@ class Index(IndexView):
         body = M.new_manifest(int(dim), dtype, encoder=encoder, rerank=rerank, signals=signals, merged=merged,
                               summary_centroids=summary_centroids if dtype in ("float16", "float32") else 0)
         body["pruner"] = W.pruner_record(pruner, signal)
-        tmp = W.make_collection(path, body, overwrite=overwrite)
+        tmp = W.make_collection(path, body, overwrite=overwrite, aside=_aside)
         if tmp is None:
             return cls(path, "a", memory_budget=memory_budget)
         return cls(tmp, "a", memory_budget=memory_budget, _final_path=path, _replace=path)
@@ -396,13 +397,18 @@ class Index(IndexView):
         """
         pruner = make_pruner(pruner, **pruner_params)
         config = D.derived_record(pruner, signal, self.pruner_config, self.signal_names, self.path)
-        with Index.create(path, self.dim, dtype or self.codec, encoder=self.encoder, overwrite=overwrite,
-                          signals=self.signal_names, merged=self.merged or pruner.merges, rerank=rerank,
-                          summary_centroids=self._snap.manifest.get("summary_centroids") or 4, pruner=config) as dst:
+        dst = Index.create(path, self.dim, dtype or self.codec, encoder=self.encoder, overwrite=overwrite,
+                           signals=self.signal_names, merged=self.merged or pruner.merges, rerank=rerank,
+                           summary_centroids=self._snap.manifest.get("summary_centroids") or 4, pruner=config, _aside=True)
+        try:
             D.copy_pages(self.iter_pages(batch_size), len(self), lambda pages: D.reprune(pages, pruner, config, signal),
                          dst._write_all, batch_size=batch_size, progress=progress, desc=f"prune ({pruner.name})")
             if self.skipped:
                 dst.record_skipped(self.skipped)
+        except BaseException:
+            dst.abandon()  # a failed derive leaves nothing at ``path`` (and what was there as it was)
+            raise
+        dst.close()
         return Index.open(path)
 
     def _write_all(self, prepared: Prepared) -> None:
@@ -422,7 +428,7 @@ class Index(IndexView):
         cent = summary_centroids if summary_centroids is not None else (self._snap.manifest.get("summary_centroids") or 4)
         dst = Index.create(path, self.dim, self.codec, encoder=self.encoder, overwrite=overwrite, signals=self.signal_names,
                            merged=self.merged, rerank=self.has_rerank if rerank is None else rerank,
-                           summary_centroids=cent, pruner=cfg)
+                           summary_centroids=cent, pruner=cfg, _aside=True)
         try:
             D.copy_pages(self.iter_pages(), len(self), lambda pages: D.as_stored(pages, cfg), dst._write_all,
                          progress=progress, desc=desc)

@@ -20,7 +20,7 @@ import warnings
 from . import layout as L
 
 __all__ = ["LeftoverWarning", "find_leftovers", "remove_leftovers", "remove_stale_siblings", "warn_leftovers",
-           "leftover_bytes"]
+           "leftover_bytes", "built_for"]
 
 
 class LeftoverWarning(UserWarning):
@@ -29,6 +29,12 @@ class LeftoverWarning(UserWarning):
 
 def _pattern(base: str) -> re.Pattern:
     return re.compile(rf"\.{re.escape(base)}\.(?:tmp|old)-[0-9a-f]{{16}}")
+
+
+def built_for(folder: str) -> str | None:
+    """The collection a ``.NAME.tmp-<hex>`` folder is being built for (``NAME`` beside it), or None for any other folder."""
+    m = re.fullmatch(r"\.(.+)\.tmp-[0-9a-f]{16}", os.path.basename(os.path.normpath(folder)))
+    return os.path.join(os.path.dirname(os.path.normpath(folder)), m.group(1)) if m else None
 
 
 def find_leftovers(path: str | os.PathLike) -> list[str]:
@@ -142,13 +148,24 @@ _warned: set[str] = set()
 
 
 def warn_leftovers(path: str) -> None:
-    """Warn (a :class:`LeftoverWarning`, once per collection in a process) when leftovers sit beside ``path``."""
+    """Warn (a :class:`LeftoverWarning`, once per collection in a process) when leftovers no process holds
+    sit beside ``path``."""
     if path in _warned:
         return
-    found = find_leftovers(path)
+    found = [f for f in find_leftovers(path) if not _held(f)]
     if not found:
         return
     _warned.add(path)
     names = ", ".join(os.path.basename(f) for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
     warnings.warn(LeftoverWarning(f"{len(found)} folder(s) left beside {path} by killed overwrites ({names}); "
                                   f"remove them with: colprune gc {path}"), stacklevel=3)
+
+
+def _held(folder: str) -> bool:
+    try:
+        fd = _take_lock(folder)
+    except BlockingIOError:
+        return True
+    if fd is not None:
+        os.close(fd)
+    return False

@@ -30,7 +30,7 @@ from ..pruning import make_pruner
 from . import layout as L
 from . import manifest as M
 from .codecs import pages_block
-from .leftovers import remove_stale_siblings
+from .leftovers import built_for, remove_stale_siblings
 from .prepare import Prepared
 from .segment import Block, SegmentWriter
 from .snapshot import Snapshot
@@ -87,8 +87,10 @@ def write_error(e: OSError, what: str, root: str, needed: int | None = None, *,
     except (OSError, AttributeError):
         free = "free space unknown"
     need = f"needed ~{_fmt(needed)}, " if needed is not None else ""
-    err = WriteError(f"{cause} writing {what} of {root}: {need}{free} ({advice}); {outcome}",
-                     path=root, needed=needed)
+    shown, final = root, built_for(root)
+    if final is not None:  # a new collection being built beside its final name
+        shown, outcome = f"{final} (its new version, being built in {os.path.basename(root)})", f"{final} stays as it was"
+    err = WriteError(f"{cause} writing {what} of {shown}: {need}{free} ({advice}); {outcome}", path=root, needed=needed)
     err.errno, err.strerror, err.filename = e.errno, e.strerror, getattr(e, "filename", None) or root
     return err
 
@@ -238,14 +240,15 @@ def prepared_blocks(settings: dict[str, Any], prepared: Prepared, step: int) -> 
 
 
 
-def make_collection(path: str, body: dict[str, Any], *, overwrite: bool) -> str | None:
+def make_collection(path: str, body: dict[str, Any], *, overwrite: bool, aside: bool = False) -> str | None:
     """Create a collection whose first manifest is ``body`` at the absolute ``path``.
 
     Returns None when it was created at ``path``; when ``path`` exists (and ``overwrite``), the
     new collection is built beside it and its folder is returned, for :func:`put_in_place` once
     it is complete: the old one stays intact (and readable) until then, and a collection
-    another process is writing is never replaced (``LockedError``). The folder being built is
-    locked from the start, so ``colprune gc`` never takes it for a leftover.
+    another process is writing is never replaced (``LockedError``). ``aside`` builds beside
+    ``path`` even when nothing is there (a copy that appears only once complete). The folder
+    being built is locked from the start, so ``colprune gc`` never takes it for a leftover.
     """
     exists = os.path.lexists(path)
     if exists and not overwrite:
@@ -270,7 +273,7 @@ def make_collection(path: str, body: dict[str, Any], *, overwrite: bool) -> str 
             M.atomic_write(tmp, L.MARKER, json.dumps({"format": L.COLLECTION_FORMAT,
                                                       "format_version": L.FORMAT_VERSION}).encode())
             M.fsync_dir(tmp)
-        if not exists:
+        if not exists and not aside:
             _rename_new(tmp, path)
             M.fsync_dir(parent)
             return None
@@ -313,6 +316,8 @@ def _kept_text(kept: str, root: str, final: str) -> str:
     text = f"the new collection is kept, complete, at {kept}"
     if kept == root:
         text += " (a temporary name that the next create and `colprune gc` remove: move it first)"
+    if not os.path.lexists(final):
+        return f"{text}. To finish: rename it to {os.path.basename(final)}, or run again"
     return (f"{text}; {final} is unchanged. To finish: move {final} aside and rename {kept} to "
             f"{os.path.basename(final)}, or run again")
 
