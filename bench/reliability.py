@@ -11,7 +11,9 @@ failures ``WRONG`` (a silently different answer; for crafted files, whose checks
 a different but valid file), ``RAW`` (a non-colprune exception), ``CRASH``, ``HANG``.
 Kill trials SIGKILL a writer at a random moment of an append, upsert, delete, compaction or
 overwrite, then check that the collection opens at a committed state, verifies, and that every
-page committed before the kill is there. The concurrency trial runs 4 reader processes against
+page committed before the kill is there. Disk-full trials run writers out of space (a 4 MB
+tmpfs, or a file size limit where no tmpfs can be mounted) and count clean ``WriteError``s,
+crashes and lost commits. The concurrency trial runs 4 reader processes against
 1 writer and compares the writer's commit rate with its rate alone.
 """
 
@@ -200,6 +202,116 @@ def concurrency_trial(args, tmp: str) -> dict:
             "writer_commits_per_s_with_4_readers": with_readers,
             "ratio": with_readers / alone, "reads": reads, "inconsistent_reads": bad, "seconds": args.seconds}
 
+DISK_FULL = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys
+    import numpy as np
+    import colprune as cp
+    from colprune.errors import WriteError
+
+    root, seed, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    rng = np.random.default_rng(seed)
+    path = os.path.join(root, "pages")
+    filler = os.path.join(root, "filler")
+    with open(filler, "wb") as fh:  # room to give back at the end
+        fh.write(b"x" * (1 << 20))
+    out = {"ok": 0, "WriteError": 0, "raw": []}
+    index = cp.Index.create(path, dim=64)
+    index.add(["first"], [np.ones((4, 64), np.float32)])
+    if mode == "fsize":  # no tmpfs: a per-file size limit, EFBIG past it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    n = 0
+    for t in range(ops):
+        op = str(rng.choice(["add", "add", "add", "upsert", "delete", "compact", "copy"]))
+        k = int(rng.integers(1, 12))
+        embs = [rng.standard_normal((int(rng.integers(50, 400)), 64)).astype(np.float32) for _ in range(k)]
+        try:
+            if op == "add":
+                index.add([f"p{n + i}" for i in range(k)], embs)
+                n += k
+            elif op == "upsert":
+                index.upsert(index.ids[-k:], embs[: len(index.ids[-k:])])
+            elif op == "delete" and len(index) > 3:
+                index.delete(index.ids[1:3])
+            elif op == "compact":
+                index.compact()
+            elif op == "copy":
+                index.copy_to(os.path.join(root, "copy"), overwrite=True)
+            out["ok"] += 1
+        except WriteError as e:
+            out["WriteError"] += 1
+            out["message"] = str(e)
+        except Exception as e:  # noqa: BLE001 - counted
+            out["raw"].append(f"{op}: {type(e).__name__}: {e}"[:300])
+    expected = index.ids
+    os.unlink(filler)
+    if mode == "fsize":
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        index.add(["after"], [np.ones((4, 64), np.float32)])  # space again: the same writer goes on
+        out["after"] = True
+    except Exception as e:  # noqa: BLE001 - counted
+        out["after"] = f"{type(e).__name__}: {e}"[:300]
+    index.close()
+    with cp.Index.open(path) as again:
+        again.verify()
+        out["lost"] = again.ids != expected + (["after"] if out["after"] is True else [])
+    print(json.dumps(out), flush=True)
+    """
+)
+
+
+def _tmpfs_ok() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+def disk_full_trials(args, tmp: str) -> dict:
+    """Writers that run out of space: on a 4 MB tmpfs (a user namespace, where allowed) or, else, under a 256 KB
+    file size limit. Each trial adds, upserts, deletes, compacts and copies until writes fail, frees space, writes
+    once more and checks the collection. Outcomes: ``clean WriteError`` (every failure a WriteError, the later write
+    went through, every commit there), ``no failure`` (the trial never filled the disk), and the failures ``RAW``
+    (another exception), ``CRASH`` (the process died: rc -11/139 is a segfault), ``LOST`` (a commit missing)."""
+    tmpfs = _tmpfs_ok()
+    counts: Counter = Counter()
+    failures = []
+    for i in range(args.disk_full):
+        root = os.path.join(tmp, f"full-{i}")
+        os.makedirs(root)
+        if tmpfs:
+            script = f'mount -t tmpfs -o size=4m tmpfs "{root}" && exec "{sys.executable}" -c "$0" "{root}" "$1" 40 tmpfs'
+            cmd = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, DISK_FULL, str(args.seed + i)]
+        else:
+            cmd = [sys.executable, "-c", DISK_FULL, root, str(args.seed + i), "40", "fsize"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        try:
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            counts["CRASH"] += 1
+            failures.append({"trial": i, "rc": proc.returncode, "stderr": proc.stderr[-1000:]})
+            continue
+        if out["raw"]:
+            outcome = "RAW"
+        elif out["lost"]:
+            outcome = "LOST"
+        elif out["after"] is not True:
+            outcome = "RAW"
+        else:
+            outcome = "clean WriteError" if out["WriteError"] else "no failure"
+        counts[outcome] += 1
+        counts["write errors (all trials)"] += out["WriteError"]
+        if outcome not in ("clean WriteError", "no failure"):
+            failures.append({"trial": i, **out})
+        shutil.rmtree(root, ignore_errors=True)
+        if (i + 1) % 10 == 0:
+            print(f"  disk full: {i + 1}/{args.disk_full} {dict(counts)}", file=sys.stderr, flush=True)
+    kind = "disk full (4 MB tmpfs)" if tmpfs else "disk full (256 KB file size limit)"
+    return {"table": {kind: dict(counts)}, "failures": failures}
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,7 +323,8 @@ def main(argv=None) -> int:
     p.add_argument("--reader-pause", type=float, default=0.0,
                    help="seconds each reader waits between reads (0: read back to back; on a 2-core machine four "
                         "busy readers take the writer's CPU, which measures CPU sharing, not locking)")
-    p.add_argument("--only", choices=["damage", "kills", "concurrency"], default=None, help="run one part")
+    p.add_argument("--disk-full", type=int, default=20, help="writers that run out of space (40 writes each)")
+    p.add_argument("--only", choices=["damage", "kills", "disk-full", "concurrency"], default=None, help="run one part")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -222,6 +335,7 @@ def main(argv=None) -> int:
         empty = {"table": {}, "failures": []}
         res["damage"] = damage_trials(args, tmp) if args.only in (None, "damage") else empty
         res["kills"] = kill_trials(args, tmp) if args.only in (None, "kills") else empty
+        res["disk_full"] = disk_full_trials(args, tmp) if args.only in (None, "disk-full") else empty
         res["concurrency"] = concurrency_trial(args, tmp) if args.only in (None, "concurrency") else None
         res["seconds"] = time.perf_counter() - t
     finally:
@@ -231,18 +345,21 @@ def main(argv=None) -> int:
         return 0
     print("| trial | count | outcomes |\n|---|---|---|")
     kills = {f"kill -9 during {k}": v for k, v in res["kills"]["table"].items()}
-    for kind, counts in {**res["damage"]["table"], **kills}.items():
-        print(f"| {kind} | {sum(v for k, v in counts.items() if k != 'temporary folders left')} | "
+    for kind, counts in {**res["damage"]["table"], **kills, **res["disk_full"]["table"]}.items():
+        extra = ("temporary folders left", "write errors (all trials)")
+        print(f"| {kind} | {sum(v for k, v in counts.items() if k not in extra)} | "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + " |")
     c = res["concurrency"]
     if c is None:
-        print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"]}, indent=1))
+        print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"] + res["disk_full"]["failures"]},
+                         indent=1))
         return 0
     print(f"| 4 readers (pause {c['reader_pause_s']:g} s) + 1 writer, {c['seconds']:.0f} s | {c['reads']} reads | "
           f"{c['inconsistent_reads']} inconsistent; "
           f"writer at {c['ratio']:.0%} of its rate alone ({c['writer_commits_per_s_with_4_readers']:.1f} vs "
           f"{c['writer_commits_per_s_alone']:.1f} commits/s) |")
-    print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"]}, indent=1))
+    print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"] + res["disk_full"]["failures"]},
+                     indent=1))
     return 0
 
 
