@@ -11,6 +11,7 @@ Modules: :mod:`~colprune.cli.build` (build), :mod:`~colprune.cli.prune` (prune),
 compact, verify, summarize, upgrade, show), :mod:`~colprune.cli.study`, :mod:`~colprune.cli.distill`
 (distill-queries), :mod:`~colprune.cli.demo`, :mod:`~colprune.cli.sharded` (Ray and sharded
 collections); shared pieces in :mod:`~colprune.cli.common` and :mod:`~colprune.cli.options`.
+The command modules load on first use (:func:`commands`), so ``colprune --version`` loads none.
 """
 
 from __future__ import annotations
@@ -18,22 +19,46 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import __version__
-from . import build, demo, distill, gc, maintenance, prune, search, serve, study
-from .common import COMMANDS, Command, interrupt_detail, register
 from .errors import EXIT_PIPE, EXIT_STATUSES, exit_status, quiet_stdout, report_error
 
-__all__ = ["main", "run", "build_parser", "Command", "COMMANDS", "register", "EXIT_STATUSES", "exit_status"]
+if TYPE_CHECKING:
+    from .common import COMMANDS, Command, register
+
+__all__ = ["main", "run", "build_parser", "commands", "Command", "COMMANDS", "register", "EXIT_STATUSES", "exit_status"]
 
 _FMT = argparse.RawDescriptionHelpFormatter
+_registered = False
 
-# the order ``colprune --help`` lists them
-for _command in (build.BUILD, prune.PRUNE, search.SEARCH, maintenance.INFO, maintenance.REPACK, maintenance.DELETE,
-                 maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW, gc.GC,
-                 serve.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
-    register(_command)
+
+def commands() -> list[Command]:
+    """:data:`COMMANDS`, registered on first use: the command modules import the store and the
+    kernels, which ``colprune --version`` does not need (``colprune.cli.COMMANDS`` calls this)."""
+    global _registered
+    from . import build, demo, distill, gc, maintenance, prune, search, serve, study
+    from .common import COMMANDS, register
+
+    if not _registered:
+        _registered = True
+        # the order ``colprune --help`` lists them
+        for command in (build.BUILD, prune.PRUNE, search.SEARCH, maintenance.INFO, maintenance.REPACK, maintenance.DELETE,
+                        maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW,
+                        gc.GC, serve.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
+            register(command)
+    return COMMANDS
+
+
+def __getattr__(name: str) -> Any:
+    """``COMMANDS`` (registered on first use), ``Command`` and ``register``, from :mod:`.common`."""
+    if name == "COMMANDS":
+        return commands()
+    if name in ("Command", "register"):
+        from . import common
+
+        return getattr(common, name)
+    raise AttributeError(f"module 'colprune.cli' has no attribute {name!r}")
 
 
 def _status_epilog() -> str:
@@ -62,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"colprune {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help="on an error, print the Python traceback too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for c in COMMANDS:
+    for c in commands():
         p = sub.add_parser(
             c.name, help=c.help, aliases=list(c.aliases), formatter_class=_FMT, parents=[common],
             description=c.description or (c.help[:1].upper() + c.help[1:] + "."),
@@ -100,6 +125,11 @@ def _redeliver_swallowed_interrupts():
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``colprune ARGV`` and return its exit status (see :data:`EXIT_STATUSES`); nothing raised."""
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:  # at once: no command module loads
+        print(f"colprune {__version__}")
+        return 0
+    from .common import interrupt_detail
+
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COLPRUNE_DEBUG", "") not in ("", "0")
