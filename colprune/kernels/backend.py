@@ -11,18 +11,45 @@
 The choice follows the CPU Numba compiles for (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``,
 see :mod:`colprune.kernels._llvm`). ``COLPRUNE_KERNELS=portable|avx2|avx512`` (read once) or
 :func:`set_backend` overrides it, to a family the target supports.
+
+Threads and fork
+    Numba's default threading layer on Linux without the ``tbb`` package is GNU OpenMP, whose
+    pool does not survive ``fork()``: a forked child that runs a kernel is killed ("fork() called
+    from a process already using GNU OpenMP"), and a fork ``multiprocessing.Pool`` hangs. So,
+    unless ``NUMBA_THREADING_LAYER`` is set, this module asks for ``forksafe`` before Numba
+    starts its threads: ``tbb`` when installed (fork- and thread-safe), else ``workqueue``
+    (fork-safe, but two threads launching kernels at once abort the process). Every kernel
+    launch therefore holds one process-wide lock (:func:`launching`; the kernels use every core
+    anyway), a fork waits for the launch in progress, and a forked child runs torch on one
+    thread (torch's own GNU OpenMP pool hangs in a child otherwise; see :func:`threading_info`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._llvm import has_native_half, has_vnni, is_aarch64, is_x86, target_cpu, target_features
 
-__all__ = ["BACKENDS", "available_backends", "backend", "backend_info", "set_backend", "use_backend"]
+def _choose_threading_layer() -> None:
+    # before Numba reads its configuration (at import, and again whenever a NUMBA_ variable changes)
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return  # the user's choice stands
+    os.environ["NUMBA_THREADING_LAYER"] = "forksafe"
+    if "numba" in sys.modules:  # imported before colprune: read the variable now, not at the next compile
+        from numba.core import config
+
+        config.reload_config()
+
+
+_choose_threading_layer()
+
+from ._llvm import has_native_half, has_vnni, is_aarch64, is_x86, target_cpu, target_features  # noqa: E402
+
+__all__ = ["BACKENDS", "available_backends", "backend", "backend_info", "set_backend", "use_backend", "launching",
+           "threading_info"]
 
 BACKENDS = ("avx512", "avx2", "portable")
 _lock = threading.Lock()
@@ -112,3 +139,50 @@ def backend_info() -> dict:
         "binary": "vpopcntq" if "avx512vpopcntdq" in feats else ("LLVM ctpop (vectorised nibble lookup)"
                                                                  if "avx2" in feats else "popcnt per word"),
     }
+
+
+# -- kernel launches: one at a time, and never across a fork -------------------------------------
+
+_launch = threading.RLock()
+
+
+@contextmanager
+def launching() -> Iterator[None]:
+    """Hold the process-wide kernel lock: Numba's ``workqueue`` layer aborts on concurrent launches."""
+    with _launch:
+        yield
+
+
+def _before_fork() -> None:
+    _launch.acquire()  # no kernel is mid-launch in the parent while it forks
+
+
+def _after_fork_in_parent() -> None:
+    _launch.release()
+
+
+def _after_fork_in_child() -> None:
+    global _launch
+    _launch = threading.RLock()  # the parent's threads do not exist here
+    torch = sys.modules.get("torch")
+    if torch is not None:  # torch's GNU OpenMP pool hangs in a forked child: run its ops on this thread
+        try:
+            torch.set_num_threads(1)
+        except Exception:  # noqa: BLE001 - a partly imported or stubbed torch: nothing to protect
+            pass
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+def threading_info() -> dict:
+    """Numba's threading layer (``None`` before the first parallel kernel runs), who chose it, and its threads."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = None
+    requested = os.environ.get("NUMBA_THREADING_LAYER", "default")
+    safe = layer in ("tbb", "workqueue") if layer else requested in ("forksafe", "safe", "tbb", "workqueue")
+    return {"layer": layer, "requested": requested, "threads": numba.config.NUMBA_NUM_THREADS, "fork_safe": safe}

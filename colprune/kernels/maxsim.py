@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ._llvm import half_to_float, has_native_half
 from ._tiles import float_tile, stable
-from .backend import backend
+from .backend import backend, launching
 
 __all__ = [
     "as_query_batch",
@@ -459,18 +459,21 @@ def as_query_batch(queries, dim: int | None = None) -> tuple[np.ndarray, np.ndar
 
 @contextmanager
 def threads(n_threads: int | None) -> Iterator[None]:
+    """Run a block of kernel launches on ``n_threads`` (None: all), holding the kernel lock (see backend)."""
     if n_threads is None:
-        yield
+        with launching():
+            yield
         return
     n = int(n_threads)
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"n_threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n_threads}")
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+    with launching():
+        before = numba.get_num_threads()
+        numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
 
 
 def _check_store(vectors: np.ndarray, offsets: np.ndarray, dim: int, check_finite: bool) -> None:
