@@ -15,6 +15,7 @@ from ..serve import Searcher, quiet_libraries
 from . import sharded
 from .common import Command, is_embedding_file, open_index
 from .options import is_quiet, nonneg_int, positive_int
+from .via_server import add_no_server_argument, search_via_server
 
 __all__ = ["SEARCH", "model_trust_arguments"]
 
@@ -81,10 +82,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         searcher.check_options(args.k, args.candidates, args.rerank)
         searcher.check_where(where)
         searcher.check_vectors(vectors, labels)
-        if texts and student is None:
-            check_model(searcher.model_name())
-        results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
-                                  rerank=args.rerank)
+        # a running `colprune serve` of this index answers text queries without a model load here
+        results = None if student is not None else search_via_server(args, index, searcher, texts, vectors, where)
+        if results is None:
+            if texts and student is None:
+                check_model(searcher.model_name())
+            results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
+                                      rerank=args.rerank)
     if args.with_text or args.save_images:
         _add_pages(results, args)
     if args.json:
@@ -196,6 +200,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print JSON: [{query, hits: [{rank, id, score, metadata[, text][, image]}]}]")
     p.add_argument("-q", "--quiet", action="store_true", help="no model loading bars")
+    add_no_server_argument(p)
     sharded.add_arguments(p, "search")
 
 
