@@ -103,7 +103,9 @@ class Index(IndexView):
         path : the collection directory to create; refused if it exists unless ``overwrite``.
             With ``overwrite``, the new collection is built beside the old one and renamed into
             place when it is closed: the old one stays intact (and readable) until then, and an
-            index another process is writing is never replaced (``LockedError``).
+            index another process is writing is never replaced (``LockedError``; when that
+            happens at close, the complete new collection is kept as ``PATH.new-<time>`` and the
+            error says so). Folders killed overwrites left beside ``path`` are removed.
         dim : embedding dimension (128 for ColPali/ColQwen2).
         dtype : the vector codec: ``"float16"`` (default), ``"float32"``, ``"int8"`` (per-vector
             scale) or ``"binary"`` (sign bits).
