@@ -13,6 +13,7 @@ the store, the kernels (Numba) and the pruners load on first use of a name that 
 name the exceptions start fast.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import content  # noqa: F401 - registers Hit.text()/Hit.image()'s page reader; loads no PDF or image library
@@ -44,25 +45,20 @@ __all__ = [
     "FormatError",
 ]
 
-_FROM_INDEX = {"Index", "Page", "Hit"}
-_FROM_PRUNING = {"PRUNERS", "Pruner", "PrunedPage", "AdaptiveThreshold", "TopRatio", "Random", "NoPruning"}
+#: where each lazily loaded name of :data:`__all__` lives
+_LAZY = {**dict.fromkeys(("Index", "Page", "Hit"), "index"),
+         **dict.fromkeys(("PRUNERS", "Pruner", "PrunedPage", "AdaptiveThreshold", "TopRatio", "Random", "NoPruning"),
+                         "pruning"),
+         "pruning": None, "kernels": None}
 
 
 def __getattr__(name: str) -> Any:
     """The names of :data:`__all__` that need the store, the kernels or the pruners, imported on first use."""
-    if name in _FROM_INDEX:
-        from . import index
-
-        return getattr(index, name)
-    if name in _FROM_PRUNING or name == "pruning":
-        from . import pruning
-
-        return pruning if name == "pruning" else getattr(pruning, name)
-    if name == "kernels":
-        from . import kernels
-
-        return kernels
-    raise AttributeError(f"module 'colprune' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'colprune' has no attribute {name!r}")
+    # import_module, not "from . import x": that would ask this very function for x first
+    module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+    return module if _LAZY[name] is None else getattr(module, name)
 
 
 def __dir__() -> list[str]:

@@ -50,6 +50,10 @@ class PrunedPage:
     def keep_ratio(self) -> float:
         return self.n_kept / self.n_original
 
+    def __repr__(self) -> str:  # one short line, not the arrays: Index.add returns one per page
+        merged = "" if self.covers is None else ", merged"
+        return f"PrunedPage(n_kept={self.n_kept}, n_total={self.n_original}{merged})"
+
 
 def as_float_array(x, what: str) -> np.ndarray:
     """A NumPy float array from a NumPy array, torch tensor or nested list."""
