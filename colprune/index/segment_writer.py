@@ -14,6 +14,7 @@ stops at the first error and raises it as the ``OSError`` it was; the caller tur
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from concurrent.futures import Future
@@ -89,7 +90,6 @@ class SegmentFile:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         self.fd: int | None = os.open(path, flags, 0o644)
         self.pos = self.size = 0
-        self.written = 0  # bytes on disk
         self.error: OSError | None = None
         self._held: list[tuple[int, bytes]] = []
 
@@ -111,8 +111,10 @@ class SegmentFile:
         if self.error is None:
             try:
                 while done < n:
-                    done += os.pwrite(self.fd, view[done:], self.pos + done)
-                self.written = max(self.written, self.pos + n)
+                    step = os.pwrite(self.fd, view[done:], self.pos + done)
+                    if step <= 0:  # a regular file that takes nothing: out of space
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+                    done += step
             except OSError as e:
                 self._fail(e)
         if self.error is not None:
