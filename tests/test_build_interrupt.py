@@ -248,6 +248,11 @@ def test_readable_pages_are_checked_cheaply_per_file(tmp_path):
     assert skipped == {"empty.txt": "empty text file", "scan.pdf#1": NO_TEXT, "scan.pdf#2": NO_TEXT}
     assert len(readable_pages(jobs, "image")) == 5 and len(readable_pages(jobs, None)) == 6
     assert why_nothing({}) == "no page could be indexed: the inputs hold no PDF, image or .txt/.md file"
+    from colprune.pipeline.pages import NOT_TEXT
+
+    assert why_nothing({"a.png": NOT_TEXT, "b.png": NOT_TEXT, "c.pdf": "encrypted PDF (needs a password)"}) == (
+        "no page could be indexed: 2 files: an image, no text layer (a.png, b.png); c.pdf: encrypted PDF (needs a "
+        "password) (scans and images need an image encoder: --model vidore/colqwen2-v1.0-hf)")
 
 
 def test_source_is_relative_to_the_id_root_and_path_is_absolute(tmp_path, monkeypatch):

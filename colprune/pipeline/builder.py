@@ -149,11 +149,11 @@ def build(
         todo, changed = _plan(target, jobs, report, upsert=upsert, retry_skipped=retry_skipped)
         todo = readable_pages(todo, encoder.input_kind if encoder is not None else target.kind, strict=strict,
                               skipped=report.skipped)
+        if not todo and not report.already_present:
+            raise InvalidInputError(why_nothing(report.skipped))
         for page_id, reason in report.skipped.items():
             if page_id not in target.recorded_skips:
                 emit("skipped", {"id": page_id, "reason": reason})
-        if not todo and not report.already_present:
-            raise InvalidInputError(why_nothing(report.skipped))
         emit("pages", {"total": len(jobs), "todo": len(todo), "held": len(target.index) if target.appending else 0,
                        "model": encoder.name if encoder is not None else target.model})
         if todo:

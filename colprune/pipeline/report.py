@@ -92,9 +92,23 @@ def _file_of(page_id: str) -> str:
     return head if sep and tail.isdigit() else page_id
 
 
+def _said(counts: dict[str, int]) -> str:
+    """One file's reasons (reason → pages) in a few words."""
+    said = []
+    for reason, n in counts.items():
+        if reason == NO_TEXT:
+            said.append(f"{n} page{'s' if n > 1 else ''} without a text layer")
+        elif reason == NOT_TEXT:
+            said.append("an image, no text layer")
+        else:
+            said.append(reason if n == 1 else f"{n} pages: {reason}")
+    return ", ".join(said)
+
+
 def why_nothing(skipped: dict[str, str]) -> str:
     """``no page could be indexed: a.pdf: encrypted PDF (needs a password); c.pdf: 12 pages without a
-    text layer (...)``: the reasons of ``skipped`` (page or file id → reason), once per file.
+    text layer (...)``: the reasons of ``skipped`` (page or file id → reason), once per file; files
+    with the same reason are named together (``20 files: an image, no text layer (a.png, b.png, ...)``).
 
     The line ends with :data:`SCAN_HINT` when, and only when, pages had no text for a text encoder.
     """
@@ -104,19 +118,18 @@ def why_nothing(skipped: dict[str, str]) -> str:
     for page_id, reason in skipped.items():
         counts = by_file.setdefault(_file_of(page_id), {})
         counts[reason] = counts.get(reason, 0) + 1
-    parts = []
+    by_said: dict[str, list[str]] = {}
     for name, counts in by_file.items():
-        said = []
-        for reason, n in counts.items():
-            if reason == NO_TEXT:
-                said.append(f"{n} page{'s' if n > 1 else ''} without a text layer")
-            elif reason == NOT_TEXT:
-                said.append("an image, no text layer")
-            else:
-                said.append(reason if n == 1 else f"{n} pages: {reason}")
-        parts.append(f"{name}: " + ", ".join(said))
+        by_said.setdefault(_said(counts), []).append(name)
+    parts = []
+    for said, names in by_said.items():
+        if len(names) == 1:
+            parts.append(f"{names[0]}: {said}")
+        else:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            parts.append(f"{len(names)} files: {said} ({shown})")
     shown = "; ".join(parts[:_MAX_FILES])
     if len(parts) > _MAX_FILES:
-        shown += f"; and {len(parts) - _MAX_FILES} more files"
+        shown += f"; and {len(parts) - _MAX_FILES} more"
     hint = any(r in (NO_TEXT, NOT_TEXT) for r in skipped.values())
     return f"no page could be indexed: {shown}" + (f" ({SCAN_HINT})" if hint else "")
