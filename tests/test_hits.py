@@ -160,3 +160,46 @@ def test_search_with_text_and_saved_images_from_the_cli(docs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "rivers.pdf" in err and "--root DIR" in err and "root=" not in err
     assert main(args + ["--root", str(tmp_path / "copy2")]) == 0 and "Danube" in capsys.readouterr().out
+
+
+#: The README's Python API snippet as proposed in the lead's notes (rag-readme.md), verbatim:
+#: tests/test_readme.py runs only shell blocks, so this runs the Python one.
+README_SNIPPET = '''\
+import numpy as np
+
+import colprune as cp
+
+rng = np.random.default_rng(0)            # stand-ins for an encoder's output (Encoders, below, gives real ones)
+ids = [f"report.pdf#{n}" for n in range(1, 101)]                               # 100 pages
+embeddings = [rng.standard_normal((700, 128), dtype=np.float32) for _ in ids]  # (n_tokens, dim) each
+importance = [rng.random(700, dtype=np.float32) for _ in ids]                  # (n_tokens,) each
+metadata = [{"source": "report.pdf", "page": n} for n in range(1, 101)]
+
+pruner = cp.pruning.AdaptiveThreshold(k=-0.25)              # DocPruner
+with cp.Index.create("pages.h5", dim=128, dtype="float16") as index:   # a collection: a folder
+    kept = index.add(ids, embeddings, importance=importance, pruner=pruner, metadata=metadata)
+kept[0]                                  # PrunedPage(n_kept=411, n_total=700): what was kept, one per page
+
+index = cp.Index.open("pages.h5")                           # read-only snapshot; mode="a" to write
+query = rng.standard_normal((20, 128), dtype=np.float32)    # ONE query: an (n_tokens, dim) array
+hits = index.search(query, k=10)                            # a list of Hit, best first
+hits[0].id, hits[0].score, hits[0].metadata                 # 'report.pdf#68', 717.9, {'source': ..., 'page': 68}
+
+queries = [rng.standard_normal((n, 128), dtype=np.float32) for n in (12, 20, 7)]  # MANY: a list of arrays
+results = index.search(queries, k=10)                       # a list of lists: results[q][rank]
+for q, hits in enumerate(results):
+    print(q, hits[0].id, round(hits[0].score, 2), hits[0].metadata["page"])
+
+len(index), index.ids                                       # live pages, in commit order
+page = index.get("report.pdf#7")   # .vectors .positions .importance .patch_mask .n_original .grid .metadata
+'''
+
+
+def test_the_readme_snippet_runs_for_one_query_and_many(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(README_SNIPPET, "README snippet", "exec"), scope)  # noqa: S102 - our own text
+    assert isinstance(scope["hits"], list) and len(scope["results"]) == 3
+    assert all(isinstance(h, cp.Hit) and h.metadata["source"] == "report.pdf" for hits in scope["results"] for h in hits)
+    assert repr(scope["kept"][0]).startswith("PrunedPage(n_kept=") and len(repr(scope["kept"])) < 4000
+    assert len(capsys.readouterr().out.splitlines()) == 3
