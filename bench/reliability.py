@@ -13,7 +13,9 @@ Kill trials SIGKILL a writer at a random moment of an append, upsert, delete, co
 overwrite, then check that the collection opens at a committed state, verifies, and that every
 page committed before the kill is there. Disk-full trials run writers out of space (a 4 MB
 tmpfs, or a file size limit where no tmpfs can be mounted) and count clean ``WriteError``s,
-crashes and lost commits. The concurrency trial runs 4 reader processes against
+crashes and lost commits. Server trials (``--only server``) abuse a ``colprune serve`` process
+with ``bench/serve.py``'s hostile requests, each of which must get its status while other
+clients are answered. The concurrency trial runs 4 reader processes against
 1 writer and compares the writer's commit rate with its rate alone.
 """
 
@@ -313,6 +315,25 @@ def disk_full_trials(args, tmp: str) -> dict:
     return {"table": {kind: dict(counts)}, "failures": failures}
 
 
+def server_trials(args, tmp: str) -> dict:
+    """``colprune serve`` abused (``bench/serve.py``'s trials, in a server process started with ``--timeout 1``):
+    an idle connection, a trickling body, a 50 MB Content-Length, bad JSON, bad k values, 10,000 queries, 60
+    concurrent clients; each must get its status (or be closed) while other clients are answered."""
+    import serve as bench_serve  # bench/serve.py, beside this script
+
+    path = os.path.join(tmp, "served")
+    bodies = bench_serve.build_index(path, 200, seed=args.seed)
+    proc, port = bench_serve.start_server(path, "--timeout", "1")
+    try:
+        trials = bench_serve.abuse_trials(port, bodies[0], 1.0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    counts = Counter("answered as required" if t["ok"] else "WRONG" for t in trials)
+    return {"table": {"server abuse (idle, slow body, 50 MB body, bad JSON and k, 10,000 queries, 60 clients)":
+                      dict(counts)}, "failures": [t for t in trials if not t["ok"]]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--flips", type=int, default=1000)
@@ -324,7 +345,7 @@ def main(argv=None) -> int:
                    help="seconds each reader waits between reads (0: read back to back; on a 2-core machine four "
                         "busy readers take the writer's CPU, which measures CPU sharing, not locking)")
     p.add_argument("--disk-full", type=int, default=20, help="writers that run out of space (40 writes each)")
-    p.add_argument("--only", choices=["damage", "kills", "disk-full", "concurrency"], default=None, help="run one part")
+    p.add_argument("--only", choices=["damage", "kills", "disk-full", "server", "concurrency"], default=None, help="run one part")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -336,6 +357,7 @@ def main(argv=None) -> int:
         res["damage"] = damage_trials(args, tmp) if args.only in (None, "damage") else empty
         res["kills"] = kill_trials(args, tmp) if args.only in (None, "kills") else empty
         res["disk_full"] = disk_full_trials(args, tmp) if args.only in (None, "disk-full") else empty
+        res["server"] = server_trials(args, tmp) if args.only in (None, "server") else empty
         res["concurrency"] = concurrency_trial(args, tmp) if args.only in (None, "concurrency") else None
         res["seconds"] = time.perf_counter() - t
     finally:
@@ -345,20 +367,22 @@ def main(argv=None) -> int:
         return 0
     print("| trial | count | outcomes |\n|---|---|---|")
     kills = {f"kill -9 during {k}": v for k, v in res["kills"]["table"].items()}
-    for kind, counts in {**res["damage"]["table"], **kills, **res["disk_full"]["table"]}.items():
+    for kind, counts in {**res["damage"]["table"], **kills, **res["disk_full"]["table"], **res["server"]["table"]}.items():
         extra = ("temporary folders left", "write errors (all trials)")
         print(f"| {kind} | {sum(v for k, v in counts.items() if k not in extra)} | "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + " |")
     c = res["concurrency"]
     if c is None:
-        print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"] + res["disk_full"]["failures"]},
+        print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"] + res["disk_full"]["failures"]
+                          + res["server"]["failures"]},
                          indent=1))
         return 0
     print(f"| 4 readers (pause {c['reader_pause_s']:g} s) + 1 writer, {c['seconds']:.0f} s | {c['reads']} reads | "
           f"{c['inconsistent_reads']} inconsistent; "
           f"writer at {c['ratio']:.0%} of its rate alone ({c['writer_commits_per_s_with_4_readers']:.1f} vs "
           f"{c['writer_commits_per_s_alone']:.1f} commits/s) |")
-    print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"] + res["disk_full"]["failures"]},
+    print(json.dumps({"failures": res["damage"]["failures"] + res["kills"]["failures"] + res["disk_full"]["failures"]
+                      + res["server"]["failures"]},
                      indent=1))
     return 0
 
