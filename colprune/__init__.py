@@ -49,7 +49,7 @@ __all__ = [
 _LAZY = {**dict.fromkeys(("Index", "Page", "Hit"), "index"),
          **dict.fromkeys(("PRUNERS", "Pruner", "PrunedPage", "AdaptiveThreshold", "TopRatio", "Random", "NoPruning"),
                          "pruning"),
-         "pruning": None, "kernels": None}
+         "pruning": None, "kernels": None, "index": None}  # colprune.index: as reachable as before, not in __all__
 
 
 def __getattr__(name: str) -> Any:

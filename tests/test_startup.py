@@ -58,7 +58,8 @@ def test_delete_loads_no_model_plot_pdf_image_or_ray(tmp_path):
 
 
 @pytest.mark.parametrize("first", ["cp.pruning.AdaptiveThreshold", "cp.kernels.maxsim_scores", "cp.PRUNERS['adaptive']",
-                                   "cp.Hit('a', 1.0).metadata", "cp.__all__ and __import__('colprune', fromlist=['*'])"])
+                                   "cp.Hit('a', 1.0).metadata", "cp.index.parse_where",
+                                   "cp.__all__ and __import__('colprune', fromlist=['*'])"])
 def test_each_lazy_name_works_as_the_first_one_used(first):
     """``import colprune`` loads the store, kernels and pruners on first use, whichever name comes first."""
     res = subprocess.run([sys.executable, "-c", f"import colprune as cp\nprint(repr({first}))"],
