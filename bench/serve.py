@@ -141,6 +141,12 @@ def abuse_trials(port: int, body: bytes, timeout: float) -> list[dict]:
     trials.append(("10,000 queries in one request", 400, post(port, json.dumps({"queries": ["q"] * 10_000}).encode())))
     trials.append(("unknown path", 404, post(port, b"{}", path="/nothing")))
     trials.append(("unknown method", 405, _exchange(port, b"BREW /search HTTP/1.0\r\n\r\n")))
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(128)]  # the default --max-connections
+    time.sleep(0.1)
+    trials.append(("a connection beyond 128 open ones", 503, _exchange(port, b"GET /info HTTP/1.0\r\n\r\n", 30)))
+    for s in held:
+        s.close()
+    time.sleep(0.2)
     with ThreadPoolExecutor(60) as pool:
         codes = Counter(pool.map(lambda _: post(port, body), range(60)))
     trials.append(("60 concurrent clients", "60 x 200", "60 x 200" if codes == Counter({200: 60}) else dict(codes)))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import socket
 import socketserver
 import sys
@@ -120,6 +121,7 @@ class SearchServer(ThreadingHTTPServer):
         self._open = 0
         self._open_cond = threading.Condition()
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._refuser = _Refuser(limits.max_connections)
         super().__init__(address, _Handler)
         self.info = _info(searcher, limits, default_k)
 
@@ -133,8 +135,7 @@ class SearchServer(ThreadingHTTPServer):
             if not full:
                 self._open += 1
         if full:
-            _refuse(request, self.limits.max_connections)
-            self.shutdown_request(request)
+            self._refuser.refuse(request)
             return
         try:
             super().process_request(request, client_address)
@@ -179,16 +180,45 @@ def _info(searcher: Searcher, limits: Limits, default_k: int) -> dict[str, Any]:
     return {**index.info(), "server": server}
 
 
-def _refuse(request: socket.socket, n: int) -> None:
-    """503 to a connection over ``max_connections``, written from the accepting thread without reading."""
-    body = json.dumps({"error": f"the server is busy: {n} connections open; retry shortly"}).encode()
-    head = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Retry-After: 1\r\nConnection: close\r\n\r\n").encode()
-    try:
-        request.settimeout(1.0)
-        request.sendall(head + body)
-    except OSError:
-        pass
+class _Refuser:
+    """One thread that answers 503 to connections over ``max_connections`` (the accepting thread never waits on them).
+
+    It sends the answer, closes its side, and reads what the client still sends for a moment
+    (closing on unread data would reset the connection before the client reads the 503).
+    """
+
+    def __init__(self, n: int) -> None:
+        body = json.dumps({"error": f"the server is busy: {n} connections open; retry shortly"}).encode()
+        self.reply = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode() + body
+        self.queue: queue.Queue = queue.Queue(maxsize=256)
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def refuse(self, sock: socket.socket) -> None:
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="colprune-serve-refuser", daemon=True)
+                self.thread.start()
+        try:
+            self.queue.put_nowait(sock)
+        except queue.Full:  # a flood: drop without an answer
+            sock.close()
+
+    def _run(self) -> None:
+        while True:
+            sock = self.queue.get()
+            try:
+                sock.settimeout(0.2)
+                sock.sendall(self.reply)
+                sock.shutdown(socket.SHUT_WR)
+                end = time.monotonic() + 0.2
+                while time.monotonic() < end and sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+            finally:
+                sock.close()
 
 
 def _http_words(message: str) -> str:
@@ -274,11 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         req = search_request(fields, srv.limits, srv.default_k)
         where = parse_where(req.where)
-        searcher = srv.searcher
-        searcher.check_where(where)  # an unknown field is refused before a slot is taken
-        with srv.gate.slot():
-            results = searcher.search(req.texts, req.vectors, k=req.k, where=where, candidates=req.candidates,
-                                      rerank=req.rerank)
+        with srv.gate.slot():  # the index and the encoder are used by one search at a time
+            results = srv.searcher.search(req.texts, req.vectors, k=req.k, where=where, candidates=req.candidates,
+                                          rerank=req.rerank)
         return {"results": results}
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
