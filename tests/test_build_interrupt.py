@@ -172,6 +172,18 @@ def test_a_second_build_is_refused_at_once(tmp_path, monkeypatch):
     assert "another -o" in second["error"]
 
 
+def test_the_refusal_names_the_other_writers_pid_when_the_lock_records_it(tmp_path, monkeypatch):
+    out = tmp_path / "held.h5"
+    cp.Index.create(out, dim=8).close()
+
+    def held(cls, path, mode="r", **kw):
+        raise LockedError(f"{path} is open for writing by another process (pid 4321 on box); close it there")
+
+    monkeypatch.setattr(cp.Index, "open", classmethod(held))
+    with pytest.raises(LockedError, match=r"^.*held.h5 is being written by another process \(pid 4321 on box\): "):
+        build([str(_notes(tmp_path / "notes"))], str(out), encoder=Fake(), progress=False)
+
+
 def test_an_interrupt_before_the_first_commit_leaves_nothing(tmp_path):
     notes = _notes(tmp_path / "notes")
     out = tmp_path / "none.h5"

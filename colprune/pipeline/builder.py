@@ -175,8 +175,8 @@ def build(
 
 def _locked(output: str, e: LockedError) -> LockedError:
     """The store's LockedError in the build's words, naming the other writer's pid when the lock records it."""
-    pid = re.search(r"pid (\d+)", str(e))
-    who = f" (pid {pid.group(1)})" if pid else ""
+    pid = re.search(r"pid \d+(?: on [^\s);,]+)?", str(e))
+    who = f" ({pid.group(0)})" if pid else ""
     return LockedError(f"{output} is being written by another process{who}: one writer at a time; wait for it to "
                        "finish (or stop it), or build into another -o")
 
