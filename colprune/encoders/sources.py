@@ -199,7 +199,8 @@ class PageSource:
 
     @property
     def metadata(self) -> dict:
-        return {"source": self.path, "page": self.page, "kind": self.kind}
+        """``source`` (the path as given, like the id), ``path`` (absolute), ``page``, ``kind``."""
+        return {"source": self.path, "path": os.path.abspath(self.path), "page": self.page, "kind": self.kind}
 
     def text(self) -> str:
         """The page's text: a PDF's text layer, a text file's contents; "" for images."""
