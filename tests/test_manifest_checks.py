@@ -69,6 +69,28 @@ SEG = {"name": "seg-a.h5", "n_docs": 2, "n_vectors": 5, "checksum": "0" * 16}
     ({"codec": "int4"}, "codec"),
     ({"skipped": []}, "skipped"),
     ({"segments": [{"name": "seg-a.h5"}]}, "KeyError"),
+    # numbers typed and in range, names plain, required keys present (each was a raw error or accepted)
+    ({"segments": [dict(SEG, deletes={"name": "..", "count": 0, "checksum": "0" * 16})]}, "deletion file name '..'"),
+    ({"segments": [dict(SEG, deletes={"name": ".", "count": 0, "checksum": "0" * 16})]}, "deletion file name '.'"),
+    ({"segments": [dict(SEG, n_docs=float("inf"))]}, "counts inf docs"),
+    ({"segments": [dict(SEG, n_docs="2")]}, "not integers"),
+    ({"segments": [dict(SEG, n_docs=True)]}, "not integers"),
+    ({"segments": [dict(SEG, n_vectors=2**70)]}, "not integers"),
+    ({"segments": [dict(SEG, n_docs=6)]}, "every page holds at least one"),
+    ({"segments": [{k: v for k, v in SEG.items() if k != "checksum"}]}, "KeyError: 'checksum'"),
+    ({"segments": [dict(SEG, checksum="xyz")]}, "checksum 'xyz'"),
+    ({"segments": [dict(SEG, name="x" * 300 + ".h5")]}, "segment name"),
+    ({"segments": [None]}, "not an object"),
+    ({"dim": float("inf")}, "dim inf"),
+    ({"dim": 2**40}, "dim"),
+    ({"dim": 8.0}, "dim 8.0"),
+    ({"version": 0.0}, "version"),
+    ({"format_version": "3"}, "version '3'"),
+    ({"rerank": "yes"}, "'rerank'"),
+    ({"signals": ["a/b"]}, "signals"),
+    ({"signals": "cls"}, "signals"),
+    ({"pruner": {"name": "none", "params": [1]}}, "pruner record"),
+    ({"skipped": {"a.pdf": 3}}, "skipped"),
 ])
 def test_a_manifest_that_breaks_a_rule_is_refused_naming_the_file(tmp_path, changes, why):
     root = _collection(tmp_path / "c", **changes)
@@ -136,3 +158,44 @@ else:
 """)
     assert "optimize 1" in out
     assert "refused" in out and "'../../elsewhere'" in out and SM.MANIFEST in out, out
+
+
+def _raw_manifest(root, text: str) -> str:
+    """A collection whose manifest version 0 is ``text`` verbatim."""
+    root = _collection(root)
+    with open(os.path.join(root, L.MANIFESTS, L.manifest_name(0)), "w") as fh:
+        fh.write(text)
+    return root
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[" * 100_000 + "]" * 100_000, "nests deeper"),
+    ('{"body": {"x": ' + "[" * 5_000 + "]" * 5_000 + '}, "checksum": "0"}', "nests deeper"),
+    ('{"body": [], "checksum": "0"}', "not a"),
+    ('{"checksum": "0"}', "not a"),
+    ("[1]", "not a"),
+    ("", "not valid JSON"),
+    ('{"body": {"n": 1e999}, "checksum": "0"}', "does not match its checksum"),
+])
+def test_a_manifest_that_is_not_a_manifest_is_refused_before_its_rules(tmp_path, text, why):
+    root = _raw_manifest(tmp_path / "c", text)
+    with pytest.raises(CorruptionError, match=why) as info:
+        M.read_manifest(root)
+    assert L.manifest_name(0) in str(info.value)
+
+
+def test_a_manifest_is_read_only_when_it_is_a_small_regular_file(tmp_path):
+    root = _collection(tmp_path / "c")
+    path = os.path.join(root, L.MANIFESTS, L.manifest_name(1))
+    os.mkfifo(path)  # named like the next version: a reader must not wait on it
+    with pytest.raises(CorruptionError, match="FIFO"):
+        M.read_manifest(root)
+    os.unlink(path)
+    with open(path, "wb") as fh:
+        fh.truncate(M.MAX_MANIFEST_BYTES + 1)  # sparse: nothing on disk
+    with pytest.raises(CorruptionError, match="more than a manifest may hold"):
+        M.read_manifest(root)
+    os.unlink(path)
+    os.symlink(os.path.join(root, L.MANIFESTS, L.manifest_name(0)), path)
+    with pytest.raises(CorruptionError, match="symbolic link"):
+        M.read_manifest(root)

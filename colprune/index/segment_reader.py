@@ -99,8 +99,12 @@ class Segment:
         self.dim, self.codec = SC.int_attr(f, L.A_DIM, 1, L.MAX_DIM, path), SC.str_attr(f, L.A_CODEC, path, 64)
         if (self.dim, self.codec) != (dim, codec):
             raise CorruptionError(f"{path}: holds dim {self.dim} {self.codec}, the collection {dim} {codec}")
+        if SC.int_attr(f, L.A_FORMAT_VERSION, 0, L.MAX_COUNT, path) != L.FORMAT_VERSION:
+            raise FormatError(f"{path}: segment format version {f.attrs[L.A_FORMAT_VERSION]}, not {L.FORMAT_VERSION}")
         self.n_docs = SC.int_attr(f, L.A_N_DOCS, 0, L.MAX_COUNT, path)
-        self.n_vectors = SC.int_attr(f, L.A_N_VECTORS, self.n_docs, L.MAX_COUNT, path)
+        self.n_vectors = SC.int_attr(f, L.A_N_VECTORS, 0, L.MAX_COUNT, path)
+        if self.n_vectors < self.n_docs:
+            raise CorruptionError(f"{path}: says {self.n_docs} documents of {self.n_vectors} vectors (each holds at least one)")
         self.summary_centroids = SC.int_attr(f, L.A_SUMMARY_CENTROIDS, 0, L.MAX_DIM, path, default=0)
         self.signal_names = sorted({name.split("/")[1] for name in datasets if name.startswith(L.SIGNALS + "/")})
         self.has_rerank = L.RERANK in datasets

@@ -401,6 +401,8 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no index at {root}")
     if not M.is_collection(root):
+        if os.path.lexists(os.path.join(root, L.MARKER)):
+            M.read_marker(root)  # a marker that is not a regular file: say what it is
         raise FormatError(f"{root} is a folder but not a colprune collection (no {L.MARKER} file); "
                           "build one with colprune.Index.create or `colprune build`")
     format_version = M.read_marker(root)
@@ -434,15 +436,17 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
 
 
 def check_agrees(body: dict[str, Any], entry: dict[str, Any], seg: Segment) -> None:
-    """A segment holds what the manifest says of it: its counts, and the collection's signals, covers and rerank copy."""
+    """A segment holds what the manifest says of it: its counts, and the collection's signals, covers, rerank copy and
+    summaries."""
     if (seg.n_docs, seg.n_vectors) != (entry["n_docs"], entry["n_vectors"]):
         raise CorruptionError(f"{seg.path}: holds {seg.n_docs} docs / {seg.n_vectors} vectors, the manifest says "
                               f"{entry['n_docs']} / {entry['n_vectors']}")
-    mine = (seg.signal_names, seg.merged, seg.has_rerank)
-    theirs = (sorted(body["signals"]), body["merged"], body["rerank"])
+    mine = (seg.signal_names, seg.merged, seg.has_rerank, seg.summary_centroids)
+    theirs = (sorted(body["signals"]), body["merged"], body["rerank"], body.get("summary_centroids", 0))
     if mine != theirs:
-        raise CorruptionError(f"{seg.path}: holds signals {mine[0]}, covers {mine[1]}, rerank copy {mine[2]}; the "
-                              f"manifest says {theirs[0]}, {theirs[1]}, {theirs[2]}")
+        raise CorruptionError(f"{seg.path}: holds signals {mine[0]}, covers {mine[1]}, rerank copy {mine[2]}, "
+                              f"{mine[3]}-centroid summaries; the manifest says "
+                              f"{theirs[0]}, {theirs[1]}, {theirs[2]}, {theirs[3]}")
 
 
 def check_no_twins(segments: list[Segment], deleted: list[np.ndarray | None]) -> None:
