@@ -402,6 +402,8 @@ def _encode_pages(target: _Target, todo: list[PageJob], changed: set[str], encod
             raise PageError(f"{job.id}: {reason}")
         report.skipped[job.id] = reason
         writer.skip({job.id: reason})
+        if texts is not None:
+            texts.pop(job.id, None)
         emit("skipped", {"id": job.id, "reason": reason})
 
     def metadata(job: PageJob) -> dict:
