@@ -40,6 +40,12 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(autouse=True)
+def _serve_registry(tmp_path_factory, monkeypatch):
+    """`colprune serve` notes itself for `colprune search`: in tests under a temporary folder, never the user's."""
+    monkeypatch.setenv("COLPRUNE_SERVE_DIR", str(tmp_path_factory.getbasetemp() / "serve-registry"))
+
+
 @pytest.fixture
 def index_opens(monkeypatch) -> list[str]:
     """Every ``Index.open`` made during the test, by mode."""
