@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["ColpruneError", "InvalidInputError", "DuplicateIdError", "FormatError", "CorruptionError", "LockedError",
            "UsageError", "NotFoundError", "WriteError", "SettingsMismatchError", "ModelLoadError", "UnknownIdError",
-           "ClosedError"]
+           "ClosedError", "ColpruneWarning"]
 
 
 class ColpruneError(Exception):
@@ -89,3 +89,10 @@ class ClosedError(UsageError):
     def of(cls, path: str, opener: str = "colprune.Index.open") -> ClosedError:
         """The error for the closed index at ``path``, saying how to open it again."""
         return cls(f"{path} is closed; open it again with {opener}(...)")
+
+
+class ColpruneWarning(UserWarning):
+    """Base class of colprune's warnings (leftovers of killed overwrites, a merge put off by a full disk...).
+
+    The command line prints them as one line, ``colprune CMD: warning: MESSAGE``.
+    """

@@ -60,7 +60,7 @@ def render_page(index: Index, page_id: str, out: str, *, dpi: int = 110, image=N
         if "source" not in meta:
             raise InvalidInputError(f"page {page_id!r} has no source path in its metadata; pass the image")
         kind = meta.get("kind") or ("pdf" if str(meta["source"]).lower().endswith(".pdf") else "image")
-        source = source_under(root, meta["source"], page_id)
+        source = source_under(root, meta.get("path") or meta["source"], page_id)  # new indexes: path is absolute
         image = PageSource(page_id, source, int(meta.get("page", 1)), kind).image(dpi=dpi)
     w, h = image.size
     kept = np.zeros(rows * cols, bool)

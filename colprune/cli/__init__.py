@@ -123,6 +123,30 @@ def _redeliver_swallowed_interrupts():
     return restore
 
 
+def _one_line_warnings(command: str):
+    """colprune's own warnings as ``colprune CMD: warning: MESSAGE`` (not Python's two-line
+    ``file:line:`` form); others as before. Returns a function that restores the previous printer."""
+    import warnings
+
+    from ..errors import ColpruneWarning
+    from .errors import safe_stderr
+
+    previous = warnings.showwarning
+
+    def show(message, category, *args, **kwargs) -> None:
+        if issubclass(category, ColpruneWarning):
+            safe_stderr(f"colprune {command}: warning: {' '.join(str(message).split())}")
+        else:
+            previous(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+
+    def restore() -> None:
+        warnings.showwarning = previous
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``colprune ARGV`` and return its exit status (see :data:`EXIT_STATUSES`); nothing raised."""
     if list(sys.argv[1:] if argv is None else argv) == ["--version"]:  # at once: no command module loads
@@ -134,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COLPRUNE_DEBUG", "") not in ("", "0")
     restore_hook = _redeliver_swallowed_interrupts()
+    restore_warnings = _one_line_warnings(args.command)
     try:
         status = args.func(args)
         sys.stdout.flush()
@@ -142,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(e, args.command, debug=debug, interrupt_hint=interrupt_detail(args))
     finally:
         restore_hook()
+        restore_warnings()
 
 
 def run() -> None:

@@ -178,6 +178,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with open_index(args.index) as index:
         res = index.verify()
     print(f"{args.index}: ok, {res['docs']} pages in {res['segments']} segments, {fmt_bytes(res['bytes'])} checked")
+    if res.get("leftovers"):
+        print(f"{args.index}: {len(res['leftovers'])} folder(s) left beside it by killed overwrites "
+              f"(colprune gc {args.index} removes them)")
     return 0
 
 

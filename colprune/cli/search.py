@@ -9,12 +9,12 @@ import sys
 from typing import Any
 
 from ..errors import NotFoundError, UsageError
-from ..index import Hit, parse_where
+from ..index import Hit
 from ..pipeline import check_model
 from ..serve import Searcher, quiet_libraries
 from . import sharded
 from .common import Command, is_embedding_file, open_index
-from .options import is_quiet, nonneg_int, positive_int
+from .options import add_where_argument, is_quiet, nonneg_int, positive_int, where_from_args
 from .via_server import add_no_server_argument, search_via_server
 
 __all__ = ["SEARCH", "model_trust_arguments"]
@@ -69,7 +69,7 @@ def _read_queries(args: argparse.Namespace) -> tuple[list[str], list[Any], list[
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    where = parse_where(args.where)
+    where = where_from_args(args)
     texts, vectors, labels = _read_queries(args)
     if args.query_encoder is not None and args.model is not None:
         raise UsageError("--query-encoder and --model both choose the query encoder: give one")
@@ -173,9 +173,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries-file", "-f", default=None, metavar="FILE",
                    help="one query per line (blank lines ignored), '-' for stdin, or an embeddings file")
     p.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
-    p.add_argument("--where", action="append", default=None, metavar="FILTER",
-                   help="only pages whose metadata matches: source=a.pdf, page>=3, page<10, or JSON "
-                        "'{\"kind\": {\"in\": [\"pdf\"]}}' (repeat to combine)")
+    add_where_argument(p, "only pages")
     p.add_argument("--candidates", type=positive_int, default=None, metavar="N",
                    help="two-stage search: shortlist N pages per query by their centroids, score those exactly "
                         "(float16/float32 indexes; faster on large indexes, recall may drop)")

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..pipeline import page_metadata
 from .raypages import page_row
 
 __all__ = ["EncodeStage"]
@@ -49,9 +50,9 @@ class EncodeStage:
             else:
                 rows[i] = page_row(enc.vectors, enc.importance, enc.patch_mask, enc.grid, None)
         out = {k: batch[k] for k in ("id", "bucket")}
-        out["metadata"] = np.array([json.dumps({"source": str(p), "page": int(g), "kind": str(k), "sha256": str(s)})
-                                    for p, g, k, s in zip(batch["path"], batch["page"], batch["kind"], batch["sha256"])],
-                                   dtype=object)
+        out["metadata"] = np.array([json.dumps(page_metadata(str(i), str(p), int(g), str(k), str(s)))
+                                    for i, p, g, k, s in zip(batch["id"], batch["path"], batch["page"], batch["kind"],
+                                                             batch["sha256"])], dtype=object)
         for key in ("n", "vectors", "importance", "patch_mask", "grid", "signals"):
             out[key] = np.array([r[key] for r in rows], dtype=np.int64 if key == "n" else object)
         out["reason"] = np.array(reasons, dtype=object)

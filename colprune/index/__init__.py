@@ -10,6 +10,7 @@
 - :mod:`~colprune.index.codecs`, :mod:`~colprune.index.prepare`, :mod:`~colprune.index.write`,
   :mod:`~colprune.index.compact`, :mod:`~colprune.index.derive`: encoding, input checks, commits,
   compaction, derive/upgrade;
+- :mod:`~colprune.index.leftovers`: folders killed overwrites left (:func:`find_leftovers`, ``colprune gc``);
 - :mod:`~colprune.index.storage`: what the files hold; :mod:`~colprune.index.repacking`: :func:`repack`;
 - :mod:`~colprune.index.collection`: :class:`Index`, the API over all of it.
 """
@@ -17,7 +18,8 @@
 from . import layout
 from .collection import Hit, Index, Page, codec_bytes
 from .filters import parse_where
+from .leftovers import find_leftovers
 from .repacking import repack
 from .snapshot import Snapshot
 
-__all__ = ["Index", "Page", "Hit", "Snapshot", "codec_bytes", "parse_where", "repack", "layout"]
+__all__ = ["Index", "Page", "Hit", "Snapshot", "codec_bytes", "parse_where", "repack", "layout", "find_leftovers"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, WriteError
+from ..errors import ColpruneWarning, InvalidInputError, WriteError
 from ..pruning import NoPruning, PrunedPage, Pruner, make_pruner
 from . import compact as C
 from . import derive as D
@@ -40,7 +40,7 @@ from .view import IndexView
 __all__ = ["Hit", "Index", "Page", "codec_bytes", "MAX_ID_BYTES", "DEFAULT_MEMORY_BUDGET", "MergeSkippedWarning"]
 
 
-class MergeSkippedWarning(UserWarning):
+class MergeSkippedWarning(ColpruneWarning):
     """The merge of small segments after a commit could not be written (disk full...): the commit stands,
     the next commit (or ``compact``) merges them."""
 

@@ -17,13 +17,14 @@ import shutil
 import stat
 import warnings
 
+from ..errors import ColpruneWarning
 from . import layout as L
 
 __all__ = ["LeftoverWarning", "find_leftovers", "remove_leftovers", "remove_stale_siblings", "warn_leftovers",
            "leftover_bytes", "built_for"]
 
 
-class LeftoverWarning(UserWarning):
+class LeftoverWarning(ColpruneWarning):
     """Folders left beside a collection by killed overwrites (``colprune gc INDEX`` removes them)."""
 
 
