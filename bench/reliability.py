@@ -7,8 +7,9 @@ Damage trials (bit flips, byte overwrites, truncations) and crafted files (damag
 checksum recomputed, links and storage leaving the file, lying manifests) run on copies of a
 small collection that uses every part of the format; a reader process reads everything back
 (``tests/fault_injection.py``). Outcomes: ``error`` (a colprune error), ``unchanged``, and the
-failures ``WRONG`` (a silently different answer; for crafted files, whose checksums are valid,
-a different but valid file), ``RAW`` (a non-colprune exception), ``CRASH``, ``HANG``.
+failures ``WRONG`` (a silently different answer; allowed only for the crafted files listed as
+valid), ``RAW`` (a non-colprune exception), ``CRASH``, ``HANG`` (30 s), ``MEMORY`` (the reader's
+peak RSS grew over 200 MB, or an allocation hit its address-space cap of 1 GiB over its warm-up).
 Kill trials SIGKILL a writer at a random moment of an append, upsert, delete, compaction or
 overwrite, then check that the collection opens at a committed state, verifies, and that every
 page committed before the kill is there. Disk-full trials run writers out of space (a 4 MB
@@ -37,7 +38,19 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from fault_injection import CRAFTS, KILLER, Worker, copy_of, craft, files_of, flip_bits, make_reference, overwrite_bytes, truncate  # noqa: E402
+from fault_injection import (  # noqa: E402
+    CRAFTS,
+    KILLER,
+    VALID_CRAFTS,
+    Worker,
+    copy_of,
+    craft,
+    files_of,
+    flip_bits,
+    make_reference,
+    overwrite_bytes,
+    truncate,
+)
 
 import colprune as cp  # noqa: E402
 
@@ -74,8 +87,10 @@ def damage_trials(args, tmp: str) -> dict:
     run("bit flip", lambda p, i: flip_bits(pick(p), rng), args.flips)
     run("byte overwrite", lambda p, i: overwrite_bytes(pick(p), rng), args.overwrites)
     run("truncation", lambda p, i: truncate(pick(p), rng), args.truncations)
-    names = sorted(CRAFTS)
-    run("crafted file", lambda p, i: craft(p, names[i]) or names[i], len(names), ok=("error", "unchanged", "WRONG"))
+    # a hostile craft must be refused; a valid one (VALID_CRAFTS) may read as another, valid collection
+    hostile, valid = sorted(set(CRAFTS) - VALID_CRAFTS), sorted(VALID_CRAFTS)
+    run("crafted file", lambda p, i: craft(p, hostile[i]) or hostile[i], len(hostile))
+    run("crafted file (valid)", lambda p, i: craft(p, valid[i]) or valid[i], len(valid), ok=("error", "unchanged", "WRONG"))
     worker.close()
     return {"table": table, "failures": bad}
 
