@@ -161,6 +161,40 @@ def test_memory_bombs_are_refused_before_allocating(reference, tmp_path):
         assert "MemoryError" not in r["out"] and r["grew_mb"] < 100, (name, r)
 
 
+def _legacy_bomb(path: str, how: str) -> None:
+    """A version 2 file whose commit record claims 10^8 documents, its resizable datasets stretched to match:
+    never written (``chunked``), or each chunk a deflated run of zeros (``gzip``)."""
+    n = 10**8
+    with h5py.File(path, "r+") as f:
+        f["commit"][...] = [n, n]
+        for name in ("offsets", "docs/id_offsets", "docs/metadata_offsets"):
+            del f[name]
+            ds = f.create_dataset(name, (n + 1,), np.int64, chunks=(1 << 20,), compression="gzip" if how == "gzip" else None)
+            if how == "gzip":
+                import zlib
+
+                chunk = zlib.compress(bytes(8 << 20), 9)
+                for start in range(0, n + 1, 1 << 20):
+                    ds.id.write_direct_chunk((start,), chunk)
+        for name in ("vectors", "positions", "importance", "patch_mask", "docs/n_original", "docs/grid"):
+            f[name].resize(n, axis=0)
+
+
+@pytest.mark.parametrize("how", ["chunked", "gzip"])
+def test_a_legacy_file_claiming_more_than_it_stores_is_refused_unread(tmp_path, how):
+    import shutil
+
+    path = str(tmp_path / "v2.h5")
+    shutil.copyfile(GOLDEN / "v2.h5", path)
+    _legacy_bomb(path, how)
+    assert os.path.getsize(path) < 16 << 20
+    done = subprocess.run([sys.executable, "-c", BOMB_READER, path], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = json.loads(done.stdout)
+    assert r["out"].startswith("CorruptionError") and ("stores" in r["out"] or "filtered" in r["out"]), r
+    assert r["grew_mb"] < 100, r
+
+
 # -- manifests that lie ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [

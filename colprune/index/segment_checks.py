@@ -32,6 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # a filtered dataset may expand its stored bytes (deflate's ceiling is about 1032:1; lzf's is lower)
 _LEGACY_FILTERS = {1, 2, 3, 32000}
 _MAX_EXPANSION = 1100
+# the only datasets a version 1/2 file may filter (its vectors): every count a reader trusts is then
+# bounded by unfiltered datasets (offsets, positions), so what the vectors expand to is what they hold
+_LEGACY_FILTERED = {L.VECTORS, L.SCALES, L.RERANK}
 # what HDF5 and the decoders raise on a damaged file
 _DAMAGE = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError,
            UnicodeDecodeError, json.JSONDecodeError, OverflowError, MemoryError)
@@ -146,18 +149,20 @@ def check_storage(datasets: dict[str, h5py.Dataset], path: str, file_size: int, 
     """Every dataset's data is stored in the file before any of it is read (a CorruptionError otherwise).
 
     A dataset may return no more bytes than it stores (``reads`` names the bytes a reader takes
-    when less than the whole; a version 1/2 file's deflate/lzf-compressed dataset at most
+    when less than the whole; a version 1/2 file's deflate/lzf-compressed vectors at most
     ``_MAX_EXPANSION`` times them); the storage of all datasets together lies within the
     ``file_size`` bytes of the file. So a 20 KB file that declares a 3 GB dataset, never written
-    or a compression bomb, is refused without allocating it. Format-3 segments hold no filters.
+    or a compression bomb, is refused without allocating it. Format-3 segments hold no filters;
+    version 1/2 files only on their vectors, whose row count unfiltered datasets bound.
     """
     total = 0
     for name, ds in datasets.items():
         plist = ds.id.get_create_plist()
         filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
-        if filters and not legacy:
+        if filters and not (legacy and name in _LEGACY_FILTERED):
             raise CorruptionError(f"{path}: dataset {name!r} is compressed or filtered (HDF5 filters {sorted(filters)}); "
-                                  "colprune segments store every dataset unfiltered (refused)")
+                                  "colprune stores it unfiltered (refused: it could expand to far more than the file "
+                                  "holds)")
         if filters - _LEGACY_FILTERS:
             raise CorruptionError(f"{path}: dataset {name!r} uses HDF5 filters {sorted(filters - _LEGACY_FILTERS)} "
                                   "that colprune does not read")
