@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import CorruptionError, FormatError, InvalidInputError
+from ..index import files as F
 from ..index.manifest import fsync_dir
 
 __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "HASH", "LOCK", "shard_of", "shard_name", "is_sharded",
@@ -90,14 +91,15 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of the sharded collection at ``path``, checked against the format's rules."""
     path = os.fspath(path)
     file = os.path.join(path, MANIFEST)
-    try:
-        with open(file, "rb") as fh:
-            raw = fh.read(64 << 20)
+    try:  # a regular file only (no FIFO, device or link), read within a bound
+        raw = F.read_regular(file, 64 << 20, what="sharded manifest")
     except FileNotFoundError:
         raise FormatError(f"{path} is not a sharded colprune collection (no {MANIFEST})") from None
+    if not F.json_depth(raw, 100):
+        raise CorruptionError(f"{file}: nests deeper than 100 levels (damaged or hostile)")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CorruptionError(f"{file}: not valid JSON (damaged)") from None
     try:
         if body["format"] != FORMAT:

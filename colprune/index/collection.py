@@ -129,6 +129,8 @@ class Index(IndexView):
             raise InvalidInputError(f"dtype must be one of {sorted(L.CODECS)}, got {dtype!r}")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or int(dim) < 1:
             raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
+        if int(dim) > L.MAX_DIM:  # readers refuse larger dims as hostile
+            raise InvalidInputError(f"dim must be at most {L.MAX_DIM}, got {dim}")
         for name in signals:
             if not isinstance(name, str) or not name or "/" in name:
                 raise InvalidInputError(f"bad signal name {name!r}")

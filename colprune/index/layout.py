@@ -189,7 +189,7 @@ def text_attr(f: h5py.File, key: str) -> str:
 
 # -- format version 3: a collection directory ---------------------------------------------
 # COLLECTION/COLPRUNE            marker: JSON {"format": ..., "format_version": 3}
-# COLLECTION/LOCK                the writer lock (flock); its content means nothing
+# COLLECTION/LOCK                the writer lock (flock); "PID HOST" of the writer, for messages only
 # COLLECTION/manifests/<v>.json  one immutable commit record per version (20-digit v)
 # COLLECTION/segments/<name>.h5  immutable HDF5 segment files
 # COLLECTION/deletes/<name>      deletion bitmaps, immutable, one per (segment, version)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import uuid
 from typing import Any
@@ -26,7 +27,7 @@ from ..errors import CorruptionError, FormatError, LockedError
 from . import files as F
 from . import layout as L
 
-__all__ = ["exchange", "remove_stale_siblings", "is_collection", "read_marker", "latest_version", "read_manifest",
+__all__ = ["exchange", "is_collection", "read_marker", "latest_version", "read_manifest",
            "write_manifest", "new_manifest", "write_deletes", "read_deletes", "WriterLock", "fsync_dir", "atomic_write",
            "collect_garbage", "clear_tmp", "unique_name"]
 
@@ -322,17 +323,36 @@ class WriterLock:
         except ImportError:  # no flock (Windows): one writer is the user's promise
             pass
         except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                holder = lock_holder(self.fd)
+                os.close(self.fd)
+                self.fd = None
+                raise LockedError(f"{root} is open for writing by another process{holder} (one writer at a time); "
+                                  "close it there, or open this one read-only") from None
             os.close(self.fd)
             self.fd = None
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise LockedError(f"{root} is open for writing by another process (one writer at a time); "
-                                  "close it there, or open this one read-only") from None
             raise
+        try:  # who holds it, for the next writer's message only (we hold the flock: no one else writes it)
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
+
+
+def lock_holder(fd: int) -> str:
+    """`` (pid N on HOST)`` as the holder of the lock open at ``fd`` wrote it, or ``""``."""
+    try:
+        pid, host = os.pread(fd, 256, 0).decode("ascii").split()[:2]
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", host):  # the file may be hostile: print nothing odd
+            host = "another host"
+        return f" (pid {int(pid)} on {host})"
+    except (OSError, ValueError, UnicodeDecodeError):
+        return ""
 
 
 def collect_garbage(root: str, current: int) -> None:
@@ -396,27 +416,3 @@ def exchange(a: str, b: str) -> bool:
     if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
     return False
-
-
-def remove_stale_siblings(path: str) -> None:
-    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` folders that killed creations or overwrites left beside ``path``.
-
-    A folder whose writer lock is held belongs to a live process and is kept.
-    """
-    parent, base = os.path.dirname(path) or ".", os.path.basename(path)
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(f".{base}.tmp-") or name.startswith(f".{base}.old-")):
-            continue
-        full = os.path.join(parent, name)
-        if not os.path.isdir(full):
-            continue
-        try:
-            lock = WriterLock(full)
-        except (LockedError, OSError):
-            continue
-        lock.release()
-        shutil.rmtree(full, ignore_errors=True)

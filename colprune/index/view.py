@@ -21,10 +21,11 @@ from . import layout as L
 from . import manifest as M
 from . import search as S
 from .codecs import empty_vectors
+from .leftovers import find_leftovers
 from .records import Hit, Page, check_queries, check_search, check_two_stage, codec_bytes, default_rerank
 from .snapshot import DEFAULT_MEMORY_BUDGET, Snapshot, load_collection, open_legacy
 from .storage import file_holds
-from .write import put_in_place
+from .write import put_in_place, writing
 
 __all__ = ["IndexView"]
 
@@ -51,9 +52,10 @@ class IndexView:
         if mode == "a":
             if not M.is_collection(path):
                 raise FormatError(f"{path} is a folder but not a colprune collection (no {L.MARKER} file)")
-            for sub in (L.MANIFESTS, L.SEGMENTS, L.DELETES, L.TMP):  # git and some copies drop empty folders
-                os.makedirs(os.path.join(path, sub), exist_ok=True)
-            self._lock = M.WriterLock(path)
+            with writing(path, "the writer lock"):
+                for sub in (L.MANIFESTS, L.SEGMENTS, L.DELETES, L.TMP):  # git and some copies drop empty folders
+                    os.makedirs(os.path.join(path, sub), exist_ok=True)
+                self._lock = M.WriterLock(path)
             M.clear_tmp(path)
         try:
             self._load(version)
@@ -335,7 +337,8 @@ class IndexView:
         (ids unique over live pages and as the writer makes them, metadata JSON objects, filter columns equal
         to the metadata, summaries as computed); raises :class:`CorruptionError`.
 
-        Returns ``{"segments", "docs", "bytes"}`` checked.
+        Returns ``{"segments", "docs", "bytes"}`` checked, and ``"leftovers"``: folders killed overwrites
+        left beside it (``colprune gc`` removes them).
         """
         total = 0
         snap = self._snap
@@ -343,7 +346,7 @@ class IndexView:
             seg.verify()
             total += seg.file_size
         snap.check_unique_ids()
-        return {"segments": len(snap.segments), "docs": len(self), "bytes": total}
+        return {"segments": len(snap.segments), "docs": len(self), "bytes": total, "leftovers": find_leftovers(self.path)}
 
     # -- search ----------------------------------------------------------------------------
 
