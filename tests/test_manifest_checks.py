@@ -199,3 +199,37 @@ def test_a_manifest_is_read_only_when_it_is_a_small_regular_file(tmp_path):
     os.symlink(os.path.join(root, L.MANIFESTS, L.manifest_name(0)), path)
     with pytest.raises(CorruptionError, match="symbolic link"):
         M.read_manifest(root)
+
+
+def test_a_deletion_file_collected_under_a_reader_sends_it_to_the_newest_version(tmp_path, monkeypatch):
+    """A fast writer can commit and collect past the version a reader just listed: a missing deletion
+    file of an older version means "read the newest", not damage (found by bench/reliability.py)."""
+    import numpy as np
+
+    import colprune as cp
+    from colprune.index import snapshot
+
+    path = str(tmp_path / "c")
+    with cp.Index.create(path, dim=4) as index:
+        index.add([f"p{i}" for i in range(6)], [np.full((2, 4), i + 1, np.float32) for i in range(6)])
+        index.delete(["p0"])
+        old = M.latest_version(path)
+        index.delete(["p1"])
+    stale = M.read_manifest(path, old)
+    real = M.read_manifest
+    calls = []
+
+    def first_the_stale_one(root, version=None):
+        calls.append(version)
+        return stale if len(calls) == 1 else real(root, version)
+
+    for entry in stale["segments"]:
+        if entry.get("deletes"):
+            os.remove(os.path.join(path, L.DELETES, entry["deletes"]["name"]))  # collected by the writer
+    monkeypatch.setattr(snapshot.M, "read_manifest", first_the_stale_one)
+    with cp.Index.open(path) as index:
+        assert sorted(index.ids) == [f"p{i}" for i in range(2, 6)]
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(CorruptionError, match="deletion file named by the manifest is missing"):
+        snapshot.load_collection(path, old, [])  # that version asked for by name: damage

@@ -27,7 +27,7 @@ from ..errors import CorruptionError, FormatError, LockedError
 from . import files as F
 from . import layout as L
 
-__all__ = ["exchange", "is_collection", "read_marker", "latest_version", "read_manifest",
+__all__ = ["exchange", "MissingFileError", "is_collection", "read_marker", "latest_version", "read_manifest",
            "write_manifest", "new_manifest", "write_deletes", "read_deletes", "WriterLock", "fsync_dir", "atomic_write",
            "collect_garbage", "clear_tmp", "unique_name"]
 
@@ -283,6 +283,11 @@ def write_deletes(root: str, segment: str, version: int, deleted: np.ndarray) ->
     return {"name": name, "count": int(deleted.sum()), "checksum": f"{xxhash.xxh3_64_intdigest(raw):016x}"}
 
 
+class MissingFileError(CorruptionError):
+    """A file a manifest names is not there: damage, or (for a reader of an older version) the writer's
+    garbage collection, after which the reader opens the newest version again."""
+
+
 def read_deletes(root: str, entry: dict[str, Any], n_docs: int) -> np.ndarray:
     """A segment's deletion bitmap (``(n_docs,)`` bool, True = deleted), its size, checksum and count verified."""
     path = os.path.join(root, L.DELETES, entry["name"])
@@ -290,7 +295,7 @@ def read_deletes(root: str, entry: dict[str, Any], n_docs: int) -> np.ndarray:
     try:
         raw = F.read_regular(path, want, what=f"deletion bitmap of {n_docs} rows")
     except FileNotFoundError:
-        raise CorruptionError(f"{path}: deletion file named by the manifest is missing") from None
+        raise MissingFileError(f"{path}: deletion file named by the manifest is missing") from None
     if f"{xxhash.xxh3_64_intdigest(raw):016x}" != entry["checksum"] or len(raw) != want:
         raise CorruptionError(f"{path}: deletion bitmap does not match its checksum (damaged)")
     bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[:n_docs].astype(bool)

@@ -422,16 +422,21 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
             if version is None and attempt < attempts - 1 and M.latest_version(root) != body["version"]:
                 continue
             raise CorruptionError(f"{root}: a segment named by manifest {body['version']} is missing") from None
+        try:
+            deleted = []
+            for s, seg in zip(body["segments"], segments):
+                check_agrees(body, s, seg)
+                deleted.append(M.read_deletes(root, s["deletes"], seg.n_docs) if s.get("deletes") else None)
+            check_no_twins(segments, deleted)
+        except M.MissingFileError:
+            _close_new(segments, have)
+            if version is None and attempt < attempts - 1 and M.latest_version(root) != body["version"]:
+                continue  # a deletion file collected after a newer commit: read the newest version
+            raise
+        except BaseException:
+            _close_new(segments, have)
+            raise
         break
-    try:
-        deleted = []
-        for s, seg in zip(body["segments"], segments):
-            check_agrees(body, s, seg)
-            deleted.append(M.read_deletes(root, s["deletes"], seg.n_docs) if s.get("deletes") else None)
-        check_no_twins(segments, deleted)
-    except BaseException:
-        _close_new(segments, have)
-        raise
     return format_version, body, segments, deleted
 
 
