@@ -233,3 +233,26 @@ def test_a_deletion_file_collected_under_a_reader_sends_it_to_the_newest_version
     calls.clear()
     with pytest.raises(CorruptionError, match="deletion file named by the manifest is missing"):
         snapshot.load_collection(path, old, [])  # that version asked for by name: damage
+
+
+def test_a_segment_removed_while_it_is_opened_is_missing_not_damaged(tmp_path, monkeypatch):
+    """Between the checked open of a segment and HDF5's, a writer's garbage collection may unlink it;
+    that is FileNotFoundError (the reader retries with the newest version), not "not an HDF5 file"."""
+    import numpy as np
+
+    import colprune as cp
+    from colprune.index import files
+
+    path = str(tmp_path / "c")
+    with cp.Index.create(path, dim=4) as index:
+        index.add(["a"], [np.ones((2, 4), np.float32)])
+    seg = next(os.scandir(os.path.join(path, L.SEGMENTS))).path
+    real = files.h5py.File
+
+    def collected_first(name, *args, **kwargs):
+        os.remove(seg)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(files.h5py, "File", collected_first)
+    with pytest.raises(FileNotFoundError):
+        files.open_h5(seg)

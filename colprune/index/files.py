@@ -111,6 +111,8 @@ def open_h5(path: str, *, follow: bool = False) -> tuple[h5py.File, int, int]:
         try:
             f = h5py.File(name, "r", locking=False)
         except (OSError, ValueError) as e:
+            if os.fstat(fd).st_nlink == 0:  # removed since it was opened (a writer's garbage collection): callers retry
+                raise FileNotFoundError(errno.ENOENT, "removed while being opened", path) from None
             raise FormatError(f"cannot read {path} as HDF5: it is not an HDF5 file, or it is truncated or corrupted "
                               f"(h5py: {e})") from None
         if not via_fd:
