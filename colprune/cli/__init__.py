@@ -73,6 +73,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"colprune: error: {' '.join(message.split())} ({self.prog} --help)\n")
 
 
+class _CommandParser(_Parser):
+    """A command's parser: options and positionals in any order. argparse alone refuses
+    ``colprune search INDEX -k 3 "query"`` (a ``*`` positional after an option is "unrecognized")."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._intermixing:  # the two passes of parse_known_intermixed_args
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -86,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"colprune {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help="on an error, print the Python traceback too")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
+    parser.command_parsers = sub.choices  # type: ignore[attr-defined] - names and aliases, for main's hint
     for c in commands():
         p = sub.add_parser(
             c.name, help=c.help, aliases=list(c.aliases), formatter_class=_FMT, parents=[common],
@@ -155,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .common import interrupt_detail
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named with the command's --help, not colprune's
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COLPRUNE_DEBUG", "") not in ("", "0")
     restore_hook = _redeliver_swallowed_interrupts()
     restore_warnings = _one_line_warnings(args.command)
