@@ -30,8 +30,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             trust_index_encoder=args.trust_index_encoder)
         if index.encoder and not args.lazy:
             check_model(searcher.model_name())
-            searcher.encoder  # noqa: B018 - load the model now, not on the first request
-        server = _listen(searcher, args, limits)
+        server = _listen(searcher, args, limits)  # a taken port is said before the model loads
+        if index.encoder and not args.lazy:
+            try:
+                searcher.encoder  # noqa: B018 - load the model now, not on the first request
+            except BaseException:
+                server.server_close()
+                raise
         host, port = server.server_address[:2]
         note = None if args.no_register else register(index.path, host=host, port=port, index_version=index.version,
                                                       model=server.info["server"]["model"])
