@@ -89,6 +89,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                 check_model(searcher.model_name())
             results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
                                       rerank=args.rerank)
+        if where is not None and not any(r["hits"] for r in results):
+            _say_what_sources_look_like(index)
     if args.with_text or args.save_images:
         _add_pages(results, args)
     if args.json:
@@ -109,6 +111,15 @@ def cmd_search(args: argparse.Namespace) -> int:
             if h.get("image"):
                 print(f"       image: {h['image']}")
     return 0
+
+
+def _say_what_sources_look_like(index) -> None:
+    """On stderr, for a --where that matched no page: what a page's ``source`` looks like here."""
+    ids = index.ids
+    source = (index.get(ids[0]).metadata or {}).get("source") if ids else None
+    if source is not None:
+        print(f"colprune search: no page matched --where (sources look like {source!r}, as search prints them)",
+              file=sys.stderr)
 
 
 def _short(text: str, width: int = 200) -> str:
