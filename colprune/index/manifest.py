@@ -332,8 +332,8 @@ class WriterLock:
                 holder = lock_holder(self.fd)
                 os.close(self.fd)
                 self.fd = None
-                raise LockedError(f"{root} is open for writing by another process{holder} (one writer at a time); "
-                                  "close it there, or open this one read-only") from None
+                raise LockedError(f"{root} is open for writing by another process{holder}: one writer at a time; wait "
+                                  "for it to finish (or stop it) and try again; reading needs no lock") from None
             os.close(self.fd)
             self.fd = None
             raise
