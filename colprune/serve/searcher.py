@@ -163,7 +163,8 @@ class Searcher:
         vlabels = list(labels) if labels is not None else [f"#{i + 1}" for i in range(len(vectors))]
         qvecs = self.check_vectors(vectors, vlabels)
         if not texts and not qvecs:
-            raise UsageError('no queries: give "queries": ["text", ...] or "embeddings"' if self.words == "http" else
+            raise UsageError('no queries: give "queries": ["text", ...] or "embeddings" (GET: /search?q=TEXT)'
+                             if self.words == "http" else
                              "no queries: give query text, --queries-file FILE, or one query per line on stdin")
         if texts:
             qvecs = list(self.encoder.encode_queries(texts)) + qvecs
