@@ -131,7 +131,7 @@ def test_delete_of_an_unknown_id_names_the_cli_option(built, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--missing-ok skips them" in err and "missing=" not in err and len(err.strip().splitlines()) == 1
     assert main(["delete", str(index), "doc-1", "no-such-id", "--missing-ok"]) == 0
-    assert "deleted 1 pages" in capsys.readouterr().out
+    assert "deleted 1 page," in capsys.readouterr().out
 
 
 def test_build_is_resumable_and_reads_npz_and_npy(tmp_path, rng, capsys):

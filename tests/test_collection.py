@@ -431,7 +431,7 @@ def test_collection_commands(tmp_path):
     r = run("delete", path, "--where", '{"colour": "red"}')
     assert r.returncode == 2 and "filterable: ['source']" in r.stderr
     assert "deleted 4 pages" in run("delete", path, "--where", '{"source": "f0.pdf"}').stdout
-    assert "1 -> 1 segments" in run("compact", path).stdout
+    assert "1 -> 1 segment" in run("compact", path).stdout
     assert run("verify", path).stdout.startswith(f"{path}: ok, 4 pages")
     assert run("summarize", path, "--centroids", "2").returncode == 0
     r = run("upgrade", GOLDEN / "v2.h5", tmp_path / "up", "-q")

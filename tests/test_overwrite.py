@@ -129,7 +129,7 @@ def test_leftovers_of_killed_overwrites_are_reported_and_removed(tmp_path, capsy
     make(tmp_path / ".pages.old-0123456789abcdef")  # an old collection moved aside, then a kill
     found = [os.path.basename(f) for f in find_leftovers(path)]
     assert len(found) == 2 and re.fullmatch(r"\.pages\.tmp-[0-9a-f]{16}", found[1]), found
-    with pytest.warns(LeftoverWarning, match=r"2 folder\(s\) left beside .*colprune gc"):
+    with pytest.warns(LeftoverWarning, match=r"2 folders left beside .*colprune gc"):
         cp.Index.open(path).close()
     with warnings.catch_warnings():
         warnings.simplefilter("error", LeftoverWarning)

@@ -12,7 +12,7 @@ from ..index import Index, repack
 from ..index.storage import path_bytes, storage_report
 from .common import Command, fmt_bytes, full_text, holds_text, interrupt_hint, open_index, print_summary, pruned_by
 from .errors import EXIT_FORMAT
-from .options import add_where_argument, is_quiet, positive_int, where_from_args
+from .options import add_where_argument, counted, is_quiet, positive_int, where_from_args
 
 __all__ = ["INFO", "REPACK", "DELETE", "COMPACT", "VERIFY", "SUMMARIZE", "UPGRADE", "SHOW"]
 
@@ -47,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("encoder", info["encoder"] or "-"),
     ]
     if skipped:
-        rows.append(("skipped", f"{len(skipped)} pages (their reasons: colprune info {args.index} --json)"))
+        rows.append(("skipped", f"{counted(len(skipped), 'page')} (their reasons: colprune info {args.index} --json)"))
     for k, v in rows:
         print(f"{k:>12}  {v}")
     return 0
@@ -123,8 +123,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         except UnknownIdError as e:  # in the CLI's words
             raise UnknownIdError(str(e).replace("missing='ignore'", "--missing-ok")) from e
         hint = _no_match_hint(index) if where is not None and n == 0 else ""
-        print(f"{args.index}: deleted {n} pages, {len(index)} left (colprune compact {args.index} gives their bytes back)"
-              + hint)
+        print(f"{args.index}: deleted {counted(n, 'page')}, {len(index)} left "
+              f"(colprune compact {args.index} gives their bytes back)" + hint)
     return 0
 
 
@@ -158,7 +158,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     with open_index(args.index, mode="a") as index:
         res = index.compact()
         print(f"{args.index}: {fmt_bytes(res['bytes_before'])} -> {fmt_bytes(res['bytes_after'])}, "
-              f"{res['segments_before']} -> {res['segments_after']} segments")
+              f"{res['segments_before']} -> {counted(res['segments_after'], 'segment')}")
     return 0
 
 
@@ -177,9 +177,10 @@ COMPACT = Command(
 def cmd_verify(args: argparse.Namespace) -> int:
     with open_index(args.index) as index:
         res = index.verify()
-    print(f"{args.index}: ok, {res['docs']} pages in {res['segments']} segments, {fmt_bytes(res['bytes'])} checked")
+    print(f"{args.index}: ok, {counted(res['docs'], 'page')} in {counted(res['segments'], 'segment')}, "
+          f"{fmt_bytes(res['bytes'])} checked")
     if res.get("leftovers"):
-        print(f"{args.index}: {len(res['leftovers'])} folder(s) left beside it by killed overwrites "
+        print(f"{args.index}: {counted(len(res['leftovers']), 'folder')} left beside it by killed overwrites "
               f"(colprune gc {args.index} removes them)")
     return 0
 

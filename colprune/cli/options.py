@@ -19,7 +19,7 @@ from .errors import one_line
 
 __all__ = ["is_quiet", "quiet_if_asked", "positive_int", "nonneg_int", "positive_float", "pruner_params", "accepted_params",
            "add_pruner_args", "pruner_given", "params_json", "pruner_from_args", "add_where_argument", "where_from_args",
-           "WHERE_FORMS"]
+           "WHERE_FORMS", "counted"]
 
 
 def is_quiet(args: argparse.Namespace) -> bool:
@@ -146,3 +146,8 @@ def pruner_from_args(args: argparse.Namespace, name: str | None = None) -> Prune
         return make_pruner(name, **given)
     except (TypeError, ValueError) as e:
         raise UsageError(f"--pruner {name}: {one_line(e)}") from None
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 page"``, ``"2 pages"``, ``"1,024 segments"``: a count with its noun in the right number."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

@@ -170,10 +170,10 @@ def render(page: Any, dpi: int):
 
 
 def pdf_text(page: Any) -> str:
-    """A pdfium page's text layer ("" when it has none)."""
+    """A pdfium page's text layer ("" when it has none), lines ending in ``\n``."""
     tp = page.get_textpage()
     try:
-        return tp.get_text_range()
+        return tp.get_text_range().replace("\r\n", "\n").replace("\r", "\n")  # pdfium ends lines with CRLF
     finally:
         tp.close()
 

@@ -158,8 +158,9 @@ def warn_leftovers(path: str) -> None:
         return
     _warned.add(path)
     names = ", ".join(os.path.basename(f) for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-    warnings.warn(LeftoverWarning(f"{len(found)} folder(s) left beside {path} by killed overwrites ({names}); "
-                                  f"remove them with: colprune gc {path}"), stacklevel=3)
+    folders = "1 folder" if len(found) == 1 else f"{len(found)} folders"
+    warnings.warn(LeftoverWarning(f"{folders} left beside {path} by killed overwrites ({names}); "
+                                  f"remove {'it' if len(found) == 1 else 'them'} with: colprune gc {path}"), stacklevel=3)
 
 
 def _held(folder: str) -> bool:

@@ -61,7 +61,7 @@ class BuildReport:
         """The closing line: what was indexed, skipped, already there, replaced."""
         rate = (f"model load {self.load_seconds:.1f} s; {self.pages_per_second:.2f} pages/s encoding"
                 if self.load_seconds > 0 else f"{self.pages_per_second:.2f} pages/s")
-        bits = [f"indexed {self.indexed} pages in {self.seconds:.1f} s ({rate})"]
+        bits = [f"indexed {self.indexed} {'page' if self.indexed == 1 else 'pages'} in {self.seconds:.1f} s ({rate})"]
         if self.skipped:
             bits.append(f"skipped {len(self.skipped)}")
         if self.already_present:
