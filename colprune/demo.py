@@ -15,7 +15,7 @@ import tempfile
 from .index import Index
 from .pruning import AdaptiveThreshold
 
-__all__ = ["run_demo", "write_demo_pdfs"]
+__all__ = ["run_demo", "write_demo_pdfs", "write_demo_dataset"]
 
 
 def write_demo_pdfs(folder: str) -> list[str]:
@@ -43,6 +43,32 @@ def write_demo_pdfs(folder: str) -> list[str]:
                     plt.close(fig)
             paths.append(path)
     return paths
+
+
+def write_demo_dataset(folder: str) -> dict[str, str]:
+    """Write a study dataset of the demo documents: ``pdfs/`` (16 pages), ``queries.jsonl`` and
+    ``qrels/test.tsv`` (each question graded against the page that answers it), the PDF-folder form
+    ``colprune study --dataset`` reads.
+
+    Returns the paths written: ``{"pdfs", "queries", "qrels"}``.
+    """
+    import json
+
+    from .demo_docs import QUERIES
+
+    pdfs = os.path.join(folder, "pdfs")
+    write_demo_pdfs(pdfs)
+    queries = os.path.join(folder, "queries.jsonl")
+    with open(queries, "w", encoding="utf-8") as f:
+        for i, (question, _) in enumerate(QUERIES):
+            f.write(json.dumps({"_id": f"q{i}", "text": question}) + "\n")
+    qrels = os.path.join(folder, "qrels", "test.tsv")
+    os.makedirs(os.path.dirname(qrels), exist_ok=True)
+    with open(qrels, "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for i, (_, page_id) in enumerate(QUERIES):
+            f.write(f"q{i}\t{page_id}\t1\n")
+    return {"pdfs": pdfs, "queries": queries, "qrels": qrels}
 
 
 def run_demo(out: str | None = None, *, quiet: bool = False, synthetic: bool = False, n_pages: int = 300) -> dict:

@@ -77,21 +77,13 @@ def test_hit_and_bm25_by_hand():
 def test_adaptive_methods_solve_the_budget_and_pdf_folders_run(tmp_path):
     """A PDF-folder dataset (page ids FILE.pdf#N) through the build pipeline, with the
     attention-adaptive pruners at a collection budget."""
-    from colprune.demo import write_demo_pdfs
     from colprune.demo_docs import QUERIES
     from colprune.study import load_dataset, run_study
 
     ds = tmp_path / "ds"
-    write_demo_pdfs(str(ds / "pdfs"))
-    with open(ds / "queries.jsonl", "w") as f:
-        for i, (q, _) in enumerate(QUERIES):
-            f.write(json.dumps({"_id": f"q{i}", "text": q}) + "\n")
-    os.makedirs(ds / "qrels")
-    with open(ds / "qrels" / "test.tsv", "w") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for i, (_, want) in enumerate(QUERIES):
-            f.write(f"q{i}\t{want.split('/')[-1]}\t1\n")
+    assert main(["demo", "--dataset", str(ds)]) == 0  # the PDFs, queries.jsonl, qrels/test.tsv
     loaded = load_dataset(str(ds))
+    assert len(loaded.queries) == len(QUERIES) and all(len(loaded.qrels[f"q{i}"]) == 1 for i in range(len(QUERIES)))
     assert loaded.pages_dir.endswith("pdfs") and len(loaded.doc_ids) == 16 and "cells.pdf#1" in loaded.doc_ids
     grid = {"methods": [{"name": n, "pruner": n, "signal": "cls", "budget": True}
                         for n in ("adaptive-ward", "entropy-ward", "entropy-top")]
