@@ -37,7 +37,17 @@ class CorruptionError(FormatError):
 
 
 class LockedError(ColpruneError, OSError):
-    """Another process holds the collection's writer lock (one writer at a time)."""
+    """Another process holds the collection's writer lock (one writer at a time).
+
+    ``holder`` names that process when its lock records it (``"pid 4321 on HOST"``), else ``""``.
+    """
+
+    def __init__(self, message: str, *, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+
+    def __str__(self) -> str:  # OSError's own __str__ would show only errno-style args
+        return str(self.args[0]) if self.args else ""
 
 
 class WriteError(ColpruneError, OSError):

@@ -177,7 +177,8 @@ def test_the_refusal_names_the_other_writers_pid_when_the_lock_records_it(tmp_pa
     cp.Index.create(out, dim=8).close()
 
     def held(cls, path, mode="r", **kw):
-        raise LockedError(f"{path} is open for writing by another process (pid 4321 on box); close it there")
+        raise LockedError(f"{path} is open for writing by another process (pid 4321 on box); close it there",
+                          holder="pid 4321 on box")
 
     monkeypatch.setattr(cp.Index, "open", classmethod(held))
     with pytest.raises(LockedError, match=r"^.*held.h5 is being written by another process \(pid 4321 on box\): "):

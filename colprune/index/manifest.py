@@ -332,8 +332,9 @@ class WriterLock:
                 holder = lock_holder(self.fd)
                 os.close(self.fd)
                 self.fd = None
-                raise LockedError(f"{root} is open for writing by another process{holder}: one writer at a time; wait "
-                                  "for it to finish (or stop it) and try again; reading needs no lock") from None
+                who = f" ({holder})" if holder else ""
+                raise LockedError(f"{root} is open for writing by another process{who}: one writer at a time; wait "
+                                  "for it to finish (or stop it) and try again; reading needs no lock", holder=holder) from None
             os.close(self.fd)
             self.fd = None
             raise
@@ -350,12 +351,12 @@ class WriterLock:
 
 
 def lock_holder(fd: int) -> str:
-    """`` (pid N on HOST)`` as the holder of the lock open at ``fd`` wrote it, or ``""``."""
+    """``pid N on HOST`` as the holder of the lock open at ``fd`` wrote it, or ``""``."""
     try:
         pid, host = os.pread(fd, 256, 0).decode("ascii").split()[:2]
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", host):  # the file may be hostile: print nothing odd
             host = "another host"
-        return f" (pid {int(pid)} on {host})"
+        return f"pid {int(pid)} on {host}"
     except (OSError, ValueError, UnicodeDecodeError):
         return ""
 

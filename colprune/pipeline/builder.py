@@ -15,7 +15,6 @@ page was committed is removed again: nothing is left behind.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -175,10 +174,9 @@ def build(
 
 def _locked(output: str, e: LockedError) -> LockedError:
     """The store's LockedError in the build's words, naming the other writer's pid when the lock records it."""
-    pid = re.search(r"pid \d+(?: on [^\s);,]+)?", str(e))
-    who = f" ({pid.group(0)})" if pid else ""
+    who = f" ({e.holder})" if e.holder else ""
     return LockedError(f"{output} is being written by another process{who}: one writer at a time; wait for it to "
-                       "finish (or stop it), or build into another -o")
+                       "finish (or stop it), or build into another -o", holder=e.holder)
 
 
 def _open_target(output: str, *, overwrite: bool, model: str | None, encoder: Any, pruner: Any, dtype: str | None,
