@@ -7,6 +7,7 @@ uses too: one walk over the inputs, one check per file, one id scheme (:func:`pa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import queue
 import threading
@@ -204,6 +205,12 @@ def _read_file(job: PageJob, kind: str, texts: dict | None) -> Read:
         return job, None, f"cannot read ({e})"
 
 
+def _by_file(jobs: Sequence[PageJob]) -> Iterator[list[PageJob]]:
+    """Runs of consecutive jobs of the same file (a PDF's pages), in order."""
+    for _, group in itertools.groupby(jobs, key=lambda job: job.path):
+        yield list(group)
+
+
 def read_pages(jobs: Sequence[PageJob], kind: str, dpi: int, texts: dict[str, str] | None = None) -> Iterator[Read]:
     """``(job, content, None)`` or ``(job, None, reason)`` per page, opening each file once.
 
@@ -213,12 +220,7 @@ def read_pages(jobs: Sequence[PageJob], kind: str, dpi: int, texts: dict[str, st
     layer for an image encoder, "" for an image file) is put in it under the page id before the
     page is yielded.
     """
-    i = 0
-    while i < len(jobs):
-        j = i
-        while j < len(jobs) and jobs[j].path == jobs[i].path:
-            j += 1
-        group, i = jobs[i:j], j
+    for group in _by_file(jobs):
         if group[0].kind == "pdf":
             yield from _read_pdf(group, kind, dpi, texts)
         else:
@@ -277,12 +279,7 @@ def readable_pages(jobs: Sequence[PageJob], kind: str | None, *, strict: bool = 
     if kind is None:
         return list(jobs)
     out: list[PageJob] = []
-    i = 0
-    while i < len(jobs):
-        j = i
-        while j < len(jobs) and jobs[j].path == jobs[i].path:
-            j += 1
-        group, i = jobs[i:j], j
+    for group in _by_file(jobs):
         reason = _file_reason(group, kind)
         if reason is None:
             out.extend(group)
