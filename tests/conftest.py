@@ -29,6 +29,23 @@ def ragged_store(rng: np.random.Generator, lengths, dim: int = 16, dtype=np.floa
     return vectors, offsets
 
 
+def write_pdf(path, pages, size=(8, 11)) -> None:
+    """A PDF at ``path`` with one page per text of ``pages`` (a text layer; "" or None: a page without one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(path) as pdf:
+        for text in pages:
+            fig = plt.figure(figsize=size)
+            if text:
+                fig.text(0.1, 0.9, text)
+            pdf.savefig(fig)
+            plt.close(fig)
+
+
 def pages(rng: np.random.Generator, n: int, dim: int = 16, lo: int = 1, hi: int = 40):
     embs = [rng.standard_normal((int(m), dim)).astype(np.float32) for m in rng.integers(lo, hi, n)]
     imps = [rng.random(e.shape[0]).astype(np.float32) for e in embs]

@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import write_pdf
 
 import colprune as cp
 from colprune.encoders import EncodedPage, Encoder
@@ -49,19 +50,7 @@ def _notes(folder, n=10):
 
 
 def _pdf(path, pages):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(path) as pdf:
-        for text in pages:
-            fig = plt.figure(figsize=(4, 5))
-            if text:
-                fig.text(0.1, 0.9, text)
-            pdf.savefig(fig)
-            plt.close(fig)
+    write_pdf(path, pages, size=(4, 5))
 
 
 def _interrupt(how):

@@ -3,15 +3,13 @@ resuming, changed files, settings checked before the model loads, Ctrl-C."""
 
 import os
 
-import matplotlib
 import pytest
+from conftest import write_pdf
 
 import colprune as cp
 from colprune.demo import write_demo_pdfs
 from colprune.encoders import PageError, load_encoder
 from colprune.pipeline import NO_TEXT, BuildReport, build, list_pages
-
-matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +18,7 @@ def minilm():
 
 
 def _pdf(path, pages):
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(path) as pdf:
-        for text in pages:
-            fig = plt.figure(figsize=(8, 11))
-            if text:
-                fig.text(0.1, 0.9, text)
-            pdf.savefig(fig)
-            plt.close(fig)
+    write_pdf(path, pages, size=(8, 11))
 
 
 @pytest.fixture
