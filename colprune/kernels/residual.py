@@ -1,0 +1,314 @@
+"""Residual compression (ColBERTv2 / PLAID): a centroid code plus a few bits per dimension.
+
+A vector ``x`` is stored as ``code = argmin_k ||x - C_k||^2`` (uint16; ties: lowest ``k``) and, per
+dimension ``d``, the bucket ``b_d`` of its residual ``r = x - C[code]`` among ``2**nbits`` buckets
+(``b_d = searchsorted(cutoffs[d], r_d, side="right")``), packed ``8 / nbits`` dimensions a byte,
+dimension 0 in the low bits. It decodes to ``C[code][d] + weights[d, b_d]`` (float32).
+Cutoffs and weights are per-dimension quantiles of the training sample's residuals
+(:func:`residual_buckets`); the centroids come from :func:`train_centroids`.
+
+The spec is ``/work/notes/residual-spec.md`` (issue 22); ``colprune.kernels.reference`` holds the
+float64 oracles the tests compare against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .maxsim import as_query_batch, maxsim_csr
+
+__all__ = [
+    "NBITS",
+    "codebook_size",
+    "train_centroids",
+    "residual_buckets",
+    "assign_centroids",
+    "encode_residual",
+    "decode_residual",
+    "maxsim_residual_csr",
+    "check_residual_store",
+    "pack_buckets",
+    "unpack_buckets",
+]
+
+NBITS = (1, 2, 4)
+MAX_CENTROIDS = 65536
+# rows of x scored against every centroid at once by BLAS: 4096 x K float32 (64 MiB at K = 4096)
+_ASSIGN_CHUNK = 4096
+
+
+# -- validation ----------------------------------------------------------------------------
+
+def _float2d(a, name: str, dim: int | None = None, finite: bool = True) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().float().numpy()
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise InvalidInputError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise InvalidInputError(f"{name} must be 2-D, got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise InvalidInputError(f"{name} has dim {a.shape[1]}, expected {dim}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if finite and not np.isfinite(a).all():
+        raise InvalidInputError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def _check_nbits(nbits, dim: int | None = None) -> int:
+    if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or int(nbits) not in NBITS:
+        raise InvalidInputError(f"nbits must be one of {NBITS}, got {nbits!r}")
+    nbits = int(nbits)
+    if dim is not None and (dim * nbits) % 8:
+        raise InvalidInputError(f"dim * nbits must be a multiple of 8 to pack residuals, got dim {dim} x nbits {nbits}")
+    return nbits
+
+
+def _check_codes(codes, n_centroids: int, n: int | None = None) -> np.ndarray:
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "ui" or codes.ndim != 1:
+        raise InvalidInputError(f"codes must be a 1-D integer array (uint16), got {codes.shape} {codes.dtype}")
+    if n is not None and codes.shape[0] != n:
+        raise InvalidInputError(f"codes has {codes.shape[0]} entries, expected {n}")
+    if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= n_centroids):
+        raise InvalidInputError(f"codes must be centroid ids in [0, {n_centroids}), got {int(codes.min())}..{int(codes.max())}")
+    return np.ascontiguousarray(codes, dtype=np.uint16)
+
+
+def _check_offsets(offsets, n: int, name: str = "offsets") -> np.ndarray:
+    offsets = np.asarray(offsets)
+    if offsets.dtype.kind not in "ui" or offsets.ndim != 1 or offsets.size < 1:
+        raise InvalidInputError(f"{name} must be a 1-D integer array of n_docs + 1 entries, got {offsets.shape} {offsets.dtype}")
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+        raise InvalidInputError(f"{name} must rise from 0 to {n} (the number of vectors), got {offsets[0]}..{offsets[-1]}")
+    return offsets
+
+
+def check_residual_store(codes, packed, centroids, weights, nbits):
+    """Validate and convert a residual-coded store.
+
+    Returns ``(codes (N,) uint16, packed (N, dim*nbits//8) uint8, centroids (K, dim) float32,
+    weights (dim, 2**nbits) float32, nbits)``; raises :class:`~colprune.errors.InvalidInputError`
+    naming the argument that is wrong.
+    """
+    centroids = _float2d(centroids, "centroids")
+    k, dim = centroids.shape
+    if not 1 <= k <= MAX_CENTROIDS:
+        raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {k}")
+    nbits = _check_nbits(nbits, dim)
+    weights = _float2d(weights, "weights")
+    if weights.shape != (dim, 1 << nbits):
+        raise InvalidInputError(f"weights must be (dim, 2**nbits) = ({dim}, {1 << nbits}), got {weights.shape}")
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != dim * nbits // 8:
+        raise InvalidInputError(f"packed must be (N, {dim * nbits // 8}) uint8 (dim {dim} x nbits {nbits} / 8), "
+                                f"got {packed.shape} {packed.dtype}")
+    codes = _check_codes(codes, k, packed.shape[0])
+    return codes, np.ascontiguousarray(packed), centroids, weights, nbits
+
+
+# -- training ------------------------------------------------------------------------------
+
+def codebook_size(n_vectors: int) -> int:
+    """Number of centroids for a collection of ``n_vectors``: ``2**floor(log2(16 * sqrt(n)))``,
+    at most 65536 and at most ``n`` (the largest power of two not above either bound).
+
+    ``codebook_size(1) == 1``, ``codebook_size(1000) == 256``, ``codebook_size(10**6) == 8192``.
+    """
+    if isinstance(n_vectors, bool) or not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
+        raise InvalidInputError(f"n_vectors must be a positive integer, got {n_vectors!r}")
+    n = int(n_vectors)
+    e = 0  # largest e with 2**e <= 16 * sqrt(n), i.e. 4**e <= 256 * n, in integers
+    while 4 ** (e + 1) <= 256 * n:
+        e += 1
+    k = min(1 << e, MAX_CENTROIDS)
+    while k > n:
+        k >>= 1
+    return k
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray, cnorm: np.ndarray, codes: np.ndarray, dist: np.ndarray | None) -> None:
+    # argmin_k ||x - C_k||^2 = argmin_k (||C_k||^2 - 2 <x, C_k>), by BLAS in chunks of rows
+    ct = np.ascontiguousarray(centroids.T)
+    for a in range(0, x.shape[0], _ASSIGN_CHUNK):
+        s = x[a:a + _ASSIGN_CHUNK] @ ct
+        s *= np.float32(-2.0)
+        s += cnorm
+        best = np.argmin(s, axis=1)
+        codes[a:a + best.size] = best
+        if dist is not None:
+            xx = np.einsum("ij,ij->i", x[a:a + _ASSIGN_CHUNK], x[a:a + _ASSIGN_CHUNK])
+            dist[a:a + best.size] = np.maximum(s[np.arange(best.size), best] + xx, 0)
+
+
+def train_centroids(sample, k: int, *, iters: int = 8, seed: int = 0) -> np.ndarray:
+    """Euclidean k-means (Lloyd) on ``sample``: ``(k, dim)`` float32 centroids.
+
+    Deterministic for a seed: starts at ``k`` distinct sample rows drawn by ``default_rng(seed)``;
+    each of ``iters`` steps assigns every row to its nearest centroid (BLAS, in chunks) and moves
+    each centroid to its members' mean. A cluster left empty is re-seeded at the rows farthest
+    from their centroids (largest squared error first).
+
+    Parameters
+    ----------
+    sample : (S, dim) float array, finite, ``S >= k``
+    k : int, 1 <= k <= min(S, 65536)
+    iters : int >= 0
+    seed : int
+    """
+    x = _float2d(sample, "sample")
+    s, _ = x.shape
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(s, MAX_CENTROIDS):
+        raise InvalidInputError(f"k must be an integer in [1, min(len(sample)={s}, {MAX_CENTROIDS})], got {k!r}")
+    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 0:
+        raise InvalidInputError(f"iters must be a non-negative integer, got {iters!r}")
+    k = int(k)
+    rng = np.random.default_rng(seed)
+    cent = x[np.sort(rng.choice(s, size=k, replace=False))].copy()
+    codes = np.empty(s, dtype=np.int64)
+    dist = np.empty(s, dtype=np.float32)
+    for _ in range(int(iters)):
+        _nearest(x, cent, np.einsum("ij,ij->i", cent, cent), codes, dist)
+        counts = np.bincount(codes, minlength=k)
+        sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+        _sum_rows(sums, codes, x)
+        full = counts > 0
+        cent[full] = (sums[full] / counts[full, None]).astype(np.float32)
+        empty = np.flatnonzero(~full)
+        if empty.size:
+            far = np.argsort(-dist, kind="stable")[: empty.size]
+            cent[empty] = x[far]
+    return np.ascontiguousarray(cent, dtype=np.float32)
+
+
+def _sum_rows(sums: np.ndarray, codes: np.ndarray, x: np.ndarray) -> None:
+    # per-cluster row sums by one sort and reduceat (np.add.at is slow for many rows)
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+    sums[sc[starts]] = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+
+
+def residual_buckets(residuals, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension bucket cutoffs and weights from training residuals ``x - C[code]``.
+
+    Returns ``cutoffs (dim, 2**nbits - 1)`` float32 (quantiles at ``(1..B-1)/B``) and
+    ``weights (dim, 2**nbits)`` float32 (quantiles at ``(c + 0.5)/B``), ``B = 2**nbits``.
+    """
+    r = _float2d(residuals, "residuals")
+    if r.shape[0] == 0:
+        raise InvalidInputError("residuals must hold at least one row")
+    nbits = _check_nbits(nbits)
+    b = 1 << nbits
+    cutoffs = np.quantile(r, np.arange(1, b) / b, axis=0).T
+    weights = np.quantile(r, (np.arange(b) + 0.5) / b, axis=0).T
+    return np.ascontiguousarray(cutoffs, dtype=np.float32), np.ascontiguousarray(weights, dtype=np.float32)
+
+
+# -- encoding and decoding -----------------------------------------------------------------
+
+def assign_centroids(x, centroids) -> np.ndarray:
+    """Nearest centroid of each row of ``x`` (N, dim): ``(N,)`` uint16 (ties: the lowest id).
+
+    Distances are ``||C_k||^2 - 2 <x, C_k>`` in float32 by BLAS, so rows almost equidistant from
+    two centroids may pick either (the float64 reference can differ there).
+    """
+    centroids = _float2d(centroids, "centroids")
+    if not 1 <= centroids.shape[0] <= MAX_CENTROIDS:
+        raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {centroids.shape[0]}")
+    x = _float2d(x, "x", centroids.shape[1])
+    codes = np.empty(x.shape[0], dtype=np.int64)
+    _nearest(x, centroids, np.einsum("ij,ij->i", centroids, centroids), codes, None)
+    return codes.astype(np.uint16)
+
+
+def _shifts(nbits: int) -> np.ndarray:
+    return (np.arange(8 // nbits, dtype=np.uint8) * nbits).astype(np.uint8)
+
+
+def pack_buckets(buckets: np.ndarray, nbits: int) -> np.ndarray:
+    """``(N, dim)`` bucket ids (< 2**nbits) packed to ``(N, dim*nbits//8)`` uint8, dimension 0 in the low bits."""
+    n, dim = buckets.shape
+    per = 8 // nbits
+    b = buckets.astype(np.uint8).reshape(n, dim // per, per)
+    return np.ascontiguousarray(np.bitwise_or.reduce(b << _shifts(nbits), axis=2), dtype=np.uint8)
+
+
+def unpack_buckets(packed: np.ndarray, nbits: int) -> np.ndarray:
+    """Inverse of the packing: ``(N, dim)`` uint8 bucket ids from ``(N, dim*nbits//8)`` uint8."""
+    n, nb = packed.shape
+    return ((packed[:, :, None] >> _shifts(nbits)) & np.uint8((1 << nbits) - 1)).reshape(n, nb * 8 // nbits)
+
+
+def encode_residual(x, centroids, cutoffs, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Encode ``x`` (N, dim): ``(codes (N,) uint16, packed (N, dim*nbits//8) uint8)``.
+
+    Parameters
+    ----------
+    x : (N, dim) float array, finite
+    centroids : (K, dim) float32 (the float16-stored codebook widened)
+    cutoffs : (dim, 2**nbits - 1) float32, ascending per row
+    nbits : 1, 2 or 4, with ``dim * nbits % 8 == 0``
+    """
+    centroids = _float2d(centroids, "centroids")
+    dim = centroids.shape[1]
+    nbits = _check_nbits(nbits, dim)
+    cutoffs = _float2d(cutoffs, "cutoffs")
+    if cutoffs.shape != (dim, (1 << nbits) - 1):
+        raise InvalidInputError(f"cutoffs must be (dim, 2**nbits - 1) = ({dim}, {(1 << nbits) - 1}), got {cutoffs.shape}")
+    codes = assign_centroids(x, centroids)
+    x = _float2d(x, "x", dim)
+    packed = np.empty((x.shape[0], dim * nbits // 8), dtype=np.uint8)
+    for a in range(0, x.shape[0], _ASSIGN_CHUNK):
+        r = x[a:a + _ASSIGN_CHUNK] - centroids[codes[a:a + _ASSIGN_CHUNK]]
+        b = (r[:, :, None] >= cutoffs[None, :, :]).sum(axis=2)  # = searchsorted(side="right") on sorted cutoffs
+        packed[a:a + _ASSIGN_CHUNK] = pack_buckets(b, nbits)
+    return codes, packed
+
+
+def decode_residual(codes, packed, centroids, weights, nbits: int) -> np.ndarray:
+    """Decode to ``(N, dim)`` float32: ``centroids[codes] + weights[d, bucket_d]``."""
+    codes, packed, centroids, weights, nbits = check_residual_store(codes, packed, centroids, weights, nbits)
+    b = unpack_buckets(packed, nbits)
+    return (centroids[codes] + weights[np.arange(centroids.shape[1]), b]).astype(np.float32)
+
+
+# -- scoring -------------------------------------------------------------------------------
+
+def maxsim_residual_csr(queries, codes, packed, offsets, centroids, weights, nbits: int, docs=None, *,
+                        n_threads: int | None = None) -> np.ndarray:
+    """Exact MaxSim of the queries against residual-coded documents (exact w.r.t. the decoded vectors).
+
+    Parameters
+    ----------
+    queries : (m, dim) array, (n_queries, m, dim) array or a list of (m_q, dim) arrays
+    codes : (N,) uint16; packed : (N, dim*nbits//8) uint8
+    offsets : (n_docs + 1,) int64; document ``d`` owns rows ``offsets[d]:offsets[d + 1]``
+    centroids : (K, dim) float32; weights : (dim, 2**nbits) float32; nbits : 1, 2 or 4
+    docs : (n,) int array, optional
+        Score only these documents: column ``k`` is document ``docs[k]``.
+
+    Returns
+    -------
+    (n_queries, n_docs or len(docs)) float32; an empty document scores ``-inf``.
+    """
+    codes, packed, centroids, weights, nbits = check_residual_store(codes, packed, centroids, weights, nbits)
+    offsets = _check_offsets(offsets, codes.shape[0])
+    try:
+        qv, qoff, _ = as_query_batch(queries, dim=centroids.shape[1])
+    except InvalidInputError:
+        raise
+    except ValueError as e:
+        raise InvalidInputError(f"queries: {e}") from None
+    n_docs = offsets.size - 1
+    if docs is not None:
+        docs = np.asarray(docs)
+        if docs.dtype.kind not in "ui" or docs.ndim != 1:
+            raise InvalidInputError(f"docs must be a 1-D integer array, got {docs.shape} {docs.dtype}")
+        if docs.size and (int(docs.min()) < 0 or int(docs.max()) >= n_docs):
+            raise InvalidInputError(f"docs must be document indices in [0, {n_docs})")
+        docs = np.ascontiguousarray(docs, dtype=np.int64)
+    vectors = decode_residual(codes, packed, centroids, weights, nbits)
+    return maxsim_csr(qv, qoff, vectors, offsets, n_threads=n_threads, docs=docs)
