@@ -1,6 +1,7 @@
 """The benches run from a clean clone (tiny sizes; figures are not checked here)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,19 @@ def test_scale_bench_tiny(tmp_path):
     assert out["ingest"]["pages_per_s"] > 0 and out["search"]["pages"] == 400
     assert out["delete_compact"]["deleted_never_returned"] and out["search"]["filtered_ok"]
     assert out["delete_compact"]["reclaimed_share_of_deleted"] > 0.9
+
+
+def test_plaid_bench_without_fast_plaid():
+    """bench/plaid.py's colprune side runs where fast-plaid is not installed, and says the plaid rows are skipped."""
+    env = {k: v for k, v in os.environ.items() if k != "COLPRUNE_PLAID_PYTHON"}
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "plaid.py"), "--quick", "--json"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    (synthetic,) = out["sets"]
+    configs = [r["config"] for r in synthetic["rows"]]
+    assert configs[:2] == ["float16 exact", "float16 two-stage candidates=50"]
+    assert {r["system"] for r in synthetic["rows"]} == {"colprune"}
+    assert synthetic["rows"][0]["recall@10"] == 1.0 and synthetic["rows"][0]["bytes_per_page"] > 0
+    assert any(n.startswith("fast-plaid: skipped: no --plaid-python") for n in synthetic["notes"])
+    assert "fast-plaid: skipped" in res.stderr
