@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import NotFoundError, UsageError
 from ..index import Hit
+from ..index.candidates import DEFAULT_NPROBE
 from ..pipeline import check_model
 from ..serve import Searcher, quiet_libraries
 from . import sharded
@@ -79,16 +80,18 @@ def cmd_search(args: argparse.Namespace) -> int:
                             trust_index_encoder=args.trust_index_encoder, encoder=student)
         # everything checked before the model loads
         searcher.check_texts(texts)
-        searcher.check_options(args.k, args.candidates, args.rerank)
+        searcher.check_options(args.k, args.candidates, args.rerank, args.nprobe)
         searcher.check_where(where)
         searcher.check_vectors(vectors, labels)
         # a running `colprune serve` of this index answers text queries without a model load here
-        results = None if student is not None else search_via_server(args, index, searcher, texts, vectors, where)
+        # (a running server is asked only for what its client sends: not --nprobe)
+        local = student is not None or args.nprobe is not None
+        results = None if local else search_via_server(args, index, searcher, texts, vectors, where)
         if results is None:
             if texts and student is None:
                 check_model(searcher.model_name())
             results = searcher.search(texts, vectors, labels=labels, k=args.k, where=where, candidates=args.candidates,
-                                      rerank=args.rerank)
+                                      rerank=args.rerank, nprobe=args.nprobe)
         if where is not None and not any(r["hits"] for r in results):
             _say_what_sources_look_like(index)
     if args.with_text or args.save_images:
@@ -186,8 +189,12 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
     add_where_argument(p, "only pages")
     p.add_argument("--candidates", type=positive_int, default=None, metavar="N",
-                   help="two-stage search: shortlist N pages per query by their centroids, score those exactly "
-                        "(float16/float32 indexes; faster on large indexes, recall may drop)")
+                   help="score only a shortlist of N pages per query exactly (faster on large indexes, recall may "
+                        "drop): float16/float32 indexes shortlist by their page summaries (two-stage search), "
+                        "residual indexes through their centroid index (N >= k)")
+    p.add_argument("--nprobe", type=positive_int, default=None, metavar="P",
+                   help=f"residual indexes with --candidates: centroids each query token probes (default "
+                        f"{DEFAULT_NPROBE}; more finds more pages, slower; the codebook's size probes every page)")
     p.add_argument("--rerank", type=nonneg_int, default=None, metavar="N",
                    help="binary indexes: rescore the best N Hamming hits exactly from the float16 copy "
                         "(default max(100, 10k); 0: Hamming order only)")
@@ -223,6 +230,7 @@ SEARCH = Command(
         "colprune search pages.h5 \"delta\" --where source=rivers.pdf --where 'page>=2'",
         "colprune search binary.h5 \"delta\" --rerank 200          # binary: rescore 200 exactly",
         "colprune search big.h5 \"delta\" --candidates 2000        # two-stage search",
+        "colprune search res.h5 \"delta\" --candidates 500 --nprobe 8  # residual: through the centroid index",
         "colprune search pages.h5 queries.pt                      # precomputed query embeddings",
         "colprune search pages.h5 \"delta\" --query-encoder student/  # a distilled student encodes the query",
         "colprune search pages.h5 \"delta\" -k 3 --with-text --json    # each hit's page text, for a generator",

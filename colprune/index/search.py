@@ -4,7 +4,10 @@ Exact search reads each segment's vectors block by block (``memory_budget`` byte
 time), scores a block with the kernels, keeps each query's best ``k`` of the block and merges
 them at the end; resident memory follows the budget, not the store. Two-stage search keeps
 only the persisted int8 first-stage summaries in memory (:func:`shortlist`) and reads the
-shortlisted pages' vectors from disk (:func:`rescore`). Filters (:mod:`~colprune.index.filters`)
+shortlisted pages' vectors from disk (:func:`rescore`). Residual collections (``residual1/2/4``) are
+scored by :func:`~colprune.kernels.maxsim_residual_csr`, which decodes a few vectors at a time
+inside the kernel, and searched through their centroid index by :func:`centroid_search`
+(:mod:`~colprune.index.candidates`). Filters (:mod:`~colprune.index.filters`)
 are evaluated before scoring, as per-segment masks: pages that do not match are never read
 nor scored.
 
@@ -21,21 +24,24 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..kernels import (
+    decode_residual,
     dequantize_int8,
     int8_corrections,
     maxsim_binary_csr,
     maxsim_csr,
     maxsim_int8_csr,
     maxsim_pairs,
+    maxsim_residual_csr,
     topk,
 )
 from . import layout as L
+from .candidates import RESIDUAL_CODECS, centroid_candidates
 from .filters import FILTER_OPS, filter_mask
 from .segment import Segment
 from .snapshot import Snapshot
 
-__all__ = ["FILTER_OPS", "filter_mask", "exact_search", "two_stage_search", "shortlist", "rescore", "merge_topk",
-           "gather_docs", "score_all", "device_scorer", "device_search"]
+__all__ = ["FILTER_OPS", "filter_mask", "exact_search", "two_stage_search", "centroid_search", "shortlist", "rescore",
+           "merge_topk", "gather_docs", "score_all", "device_scorer", "device_search"]
 
 
 def merge_topk(idx_parts: list[np.ndarray], val_parts: list[np.ndarray], k: int,
@@ -67,9 +73,23 @@ def _block_bounds(seg: Segment, budget_bytes: int, row_bytes: int) -> list[tuple
     return out
 
 
+def _query_list(qv: np.ndarray, qoff: np.ndarray) -> list[np.ndarray]:
+    return [qv[qoff[i] : qoff[i + 1]] for i in range(qoff.size - 1)]
+
+
+def _residual_scores(snap: Snapshot, data: dict[str, np.ndarray], offsets: np.ndarray, queries: list[np.ndarray],
+                     n_threads, docs: np.ndarray | None = None) -> np.ndarray:
+    """MaxSim on residual-coded documents, decoded block by block inside the kernel (exact w.r.t. the decoded vectors)."""
+    cb = snap.codebook
+    return maxsim_residual_csr(queries, data[L.CODES], data[L.VECTORS], offsets, cb.centroids, cb.weights, cb.nbits,
+                               docs, n_threads=n_threads)
+
+
 def _score_block(snap: Snapshot, data: dict[str, np.ndarray], offsets: np.ndarray, qv, qoff, n_threads) -> np.ndarray:
     codec = snap.codec
     vec = data[L.VECTORS]
+    if codec in RESIDUAL_CODECS:
+        return _residual_scores(snap, data, offsets, _query_list(qv, qoff), n_threads)
     if codec == "int8":
         return maxsim_int8_csr(qv, qoff, vec, data[L.SCALES], offsets, n_threads=n_threads, corrections=int8_corrections(vec))
     if codec == "binary":
@@ -113,7 +133,11 @@ def rescore(snap: Snapshot, qv, qoff, cand: np.ndarray, k: int, n_threads, *, re
     for si in np.unique(seg_of):
         rows = uniq[seg_of == si] - snap.bases[si]
         lengths[seg_of == si] = np.diff(snap.segments[si].offsets)[rows] if rows.size else 0
-    row_bytes = 2 * snap.dim if rerank or snap.codec != "float32" else 4 * snap.dim
+    residual = snap.codec in RESIDUAL_CODECS and not rerank
+    if residual:
+        row_bytes = snap.bytes_per_vector
+    else:
+        row_bytes = 2 * snap.dim if rerank or snap.codec != "float32" else 4 * snap.dim
     ends = np.cumsum(lengths * row_bytes)
     idx_parts, val_parts = [], []
     lo = 0
@@ -121,22 +145,50 @@ def rescore(snap: Snapshot, qv, qoff, cand: np.ndarray, k: int, n_threads, *, re
         hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + budget, side="right")))
         group = uniq[lo:hi]
         data, off = gather_docs(snap, group, rerank=rerank)
-        if rerank:
-            vec = data[L.RERANK]
-        elif snap.codec == "int8":
-            vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
-        else:
-            vec = data[L.VECTORS]
         inside = (cand >= group[0]) & (cand <= group[-1])
         local = np.where(inside, np.searchsorted(group, np.where(inside, cand, group[0])), -1)
-        local = np.sort(local, axis=1)  # ascending, -1 first: ties go to the earlier page
-        exact = maxsim_pairs(qv, qoff, vec, off, local.astype(np.int64), n_threads=n_threads)
+        local = np.sort(local, axis=1).astype(np.int64)  # ascending, -1 first: ties go to the earlier page
+        if residual:
+            exact = _residual_pairs(snap, data, off, qv, qoff, local, n_threads)
+        else:
+            if rerank:
+                vec = data[L.RERANK]
+            elif snap.codec == "int8":
+                vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
+            else:
+                vec = data[L.VECTORS]
+            exact = maxsim_pairs(qv, qoff, vec, off, local, n_threads=n_threads)
+            del vec
         exact[local < 0] = -np.inf
         idx_parts.append(np.where(local >= 0, group[np.maximum(local, 0)], -1))
         val_parts.append(exact)
-        del data, vec
+        del data
         lo = hi
     return merge_topk(idx_parts, val_parts, k, n_q)
+
+
+def _residual_pairs(snap: Snapshot, data: dict[str, np.ndarray], off: np.ndarray, qv, qoff, local: np.ndarray,
+                    n_threads) -> np.ndarray:
+    """:func:`maxsim_pairs` for residual codes: each query scored on its own (ascending) rows of the gathered store."""
+    exact = np.full(local.shape, -np.inf, np.float32)
+    for q in range(local.shape[0]):
+        sel = local[q] >= 0
+        if sel.any():
+            exact[q, sel] = _residual_scores(snap, data, off, [qv[qoff[q] : qoff[q + 1]]], n_threads, local[q, sel])[0]
+    return exact
+
+
+def centroid_search(snap: Snapshot, qv, qoff, k: int, candidates: int, nprobe: int, masks: Sequence[np.ndarray | None],
+                    n_threads, budget: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Top-``k`` of a residual collection through its centroid index (:mod:`~colprune.index.candidates`).
+
+    Each query's best ``candidates`` live pages by centroid MaxSim over the pages its tokens'
+    ``nprobe`` nearest centroids list are scored exactly (decoded residuals, or the float16
+    rerank copy when the collection keeps one). Returns ``(idx, val)``, one array of global
+    positions and scores per query, best first, ties to the lower position.
+    """
+    cand = centroid_candidates(snap, qv, qoff, candidates, nprobe, masks)
+    return rescore(snap, qv, qoff, cand, k, n_threads, rerank=snap.has_rerank, budget=budget)
 
 
 def exact_search(snap: Snapshot, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_threads, budget: int,
@@ -250,13 +302,17 @@ def score_all(snap: Snapshot, qv, qoff, n_threads) -> np.ndarray:
 def device_scorer(snap: Snapshot, device: str):
     """A :class:`~colprune.kernels.torch_maxsim.TorchScorer` of the live pages on ``device``, and their positions.
 
-    The vectors are uploaded as floats: int8 dequantised, binary from its float16 rerank copy.
+    The vectors are uploaded as floats: int8 dequantised, residual codes decoded, binary from its
+    float16 rerank copy.
     """
     from ..kernels.torch_maxsim import TorchScorer
 
     positions = snap.positions()
     data, off = gather_docs(snap, positions, rerank=snap.codec == "binary" and snap.has_rerank)
-    if snap.codec == "int8":
+    if snap.codec in RESIDUAL_CODECS:
+        cb = snap.codebook
+        vec = decode_residual(data[L.CODES], data[L.VECTORS], cb.centroids, cb.weights, cb.nbits)
+    elif snap.codec == "int8":
         vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
     elif snap.codec == "binary":
         if not snap.has_rerank:

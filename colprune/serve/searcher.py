@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError, ModelLoadError, UsageError
+from ..index.candidates import RESIDUAL_CODECS
 
 __all__ = ["Searcher", "load_query_encoder", "quiet_libraries", "TRUSTED_ENCODER_NAMES"]
 
@@ -121,16 +122,22 @@ class Searcher:
             out.append(a)
         return out
 
-    def check_options(self, k: int, candidates: int | None, rerank: int | None) -> None:
+    def check_options(self, k: int, candidates: int | None, rerank: int | None, nprobe: int | None = None) -> None:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise UsageError(f"{'k' if self.words == 'cli' else self.field('k')} must be a positive integer, got {k!r}")
         codec = self.index.codec
+        residual = codec in RESIDUAL_CODECS
         if candidates is not None:
             if candidates < 1:
                 raise UsageError(f"{self.field('candidates')} must be positive, got {candidates}")
-            if codec not in ("float16", "float32"):
-                raise UsageError(f"{self.field('candidates')} (two-stage search) needs a float16 or float32 index; "
-                                 f"{self.index.path} is {codec}")
+            if not residual and codec not in ("float16", "float32"):
+                raise UsageError(f"{self.field('candidates')} needs a float16/float32 index (two-stage search) or a "
+                                 f"residual one (its centroid index); {self.index.path} is {codec}: {self._residual_hint()}")
+            if residual and candidates < k:
+                raise UsageError(f"{self.field('candidates')} {candidates} is fewer than {self.field('k')} {k}: "
+                                 "the shortlist scored exactly holds at least the hits returned")
+        if nprobe is not None:
+            self._check_nprobe(nprobe, candidates, codec)
         if rerank is not None:
             if rerank < 0:
                 raise UsageError(f"{self.field('rerank')} must be 0 or more, got {rerank}")
@@ -138,6 +145,27 @@ class Searcher:
                 raise UsageError(f"{self.field('rerank')} applies to binary indexes with a rerank copy; "
                                  f"{self.index.path} is {codec}"
                                  + ("" if codec != "binary" else " without one (built with --no-rerank)"))
+
+    def _residual_hint(self) -> str:
+        return ("the centroid index needs an index built with the codec residual2 (or residual1/residual4)"
+                if self.words == "http" else "build with --codec residual2 for the centroid index")
+
+    def _check_nprobe(self, nprobe: int, candidates: int | None, codec: str) -> None:
+        if nprobe < 1:
+            raise UsageError(f"{self.field('nprobe')} must be positive, got {nprobe}")
+        if codec not in RESIDUAL_CODECS:
+            raise UsageError(f"{self.field('nprobe')} probes the centroid index of a residual index; {self.index.path} "
+                             f"is {codec}" + (f" ({self.field('candidates')} alone is its two-stage search)"
+                                              if codec in ("float16", "float32") else "")
+                             + f": {self._residual_hint()}")
+        if candidates is None:
+            raise UsageError(f"{self.field('nprobe')} goes with {self.field('candidates')} N (search through the "
+                             "centroid index); without it search is exact")
+        snapshot = getattr(self.index, "snapshot", None)  # a sharded index checks in its shards
+        cb = None if snapshot is None else getattr(snapshot(), "codebook", None)
+        top = 0 if cb is None else int(cb.centroids.shape[0])
+        if top and nprobe > top:
+            raise UsageError(f"{self.field('nprobe')} {nprobe} is more than the codebook's {top} centroids")
 
     def check_where(self, where: dict | None) -> None:
         """Unknown filter fields are a usage error, found before any model loads."""
@@ -151,14 +179,14 @@ class Searcher:
 
     def search(self, texts: Sequence[str] = (), vectors: Sequence = (), *, labels: Sequence[str] | None = None,
                k: int = 10, where: dict | None = None, candidates: int | None = None,
-               rerank: int | None = None, n_centroids: int | None = None) -> list[dict]:
+               rerank: int | None = None, n_centroids: int | None = None, nprobe: int | None = None) -> list[dict]:
         """``[{"query": label, "hits": [{"rank", "id", "score", "metadata"}, ...]}, ...]``.
 
         Text queries come first in the result, then vector queries, each in the given order.
         """
         texts = list(texts)
         self.check_texts(texts)
-        self.check_options(k, candidates, rerank)
+        self.check_options(k, candidates, rerank, nprobe)
         self.check_where(where)
         vlabels = list(labels) if labels is not None else [f"#{i + 1}" for i in range(len(vectors))]
         qvecs = self.check_vectors(vectors, vlabels)
@@ -173,6 +201,8 @@ class Searcher:
             kw["candidates"] = candidates
             if n_centroids is not None:
                 kw["n_centroids"] = n_centroids
+            if nprobe is not None:
+                kw["nprobe"] = nprobe
         if rerank is not None:
             kw["rerank"] = rerank
         hits = self.index.search(qvecs, k=k, where=where or None, **kw)

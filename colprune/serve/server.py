@@ -1,7 +1,8 @@
 """``colprune serve``'s HTTP server: one thread per connection, bounded in time, size and queue.
 
-``GET  /search?q=TEXT&q=TEXT&k=10[&where=page>=3][&candidates=N][&rerank=N]``
-``POST /search`` with ``{"queries": ["text", ...], "k": 10, "where": {...}, "candidates": N, "rerank": N}``
+``GET  /search?q=TEXT&q=TEXT&k=10[&where=page>=3][&candidates=N][&nprobe=P][&rerank=N]``
+``POST /search`` with ``{"queries": ["text", ...], "k": 10, "where": {...}, "candidates": N, "nprobe": P, "rerank": N}``
+(``nprobe``: residual indexes, with ``candidates``: centroids probed per query token)
 (or ``"embeddings": [[[...], ...], ...]`` for query vectors)
 ``GET  /info``: the index's figures, and under ``"server"`` its path, version, model and limits.
 
@@ -37,13 +38,28 @@ from urllib.parse import parse_qs, urlparse
 from .._version import __version__
 from ..errors import ColpruneError, InvalidInputError, NotFoundError, UsageError
 from ..index import parse_where
-from .limits import Limits, RequestError, parse_body, parse_content_length, query_string_request, search_request
+from .limits import Limits, RequestError, integer, parse_body, parse_content_length, query_string_request, search_request
 from .searcher import Searcher
 
 __all__ = ["make_server", "SearchServer", "Gate", "Busy"]
 
 _ROUTES = {"/search": ("GET", "POST"), "/info": ("GET",)}
 _USAGE = "GET /search?q=TEXT&k=10, POST /search {\"queries\": [...]}, GET /info"
+#: the most centroids a request may probe per query token (a codebook holds at most 65536)
+MAX_NPROBE = 65536
+
+
+def nprobe_field(fields: dict[str, Any], get: bool = False) -> tuple[dict[str, Any], int | None]:
+    """The request's ``nprobe`` (checked as ``k`` is) and its other fields (``get``: GET's parameter lists)."""
+    if "nprobe" not in fields:
+        return fields, None
+    rest = {name: v for name, v in fields.items() if name != "nprobe"}
+    value = fields["nprobe"]
+    if get:
+        if len(value) != 1:
+            raise RequestError(f'give "nprobe" once, got {len(value)} values')
+        value = value[0].strip()
+    return rest, integer({"nprobe": value}, "nprobe", 1, MAX_NPROBE, None)
 
 
 class Busy(Exception):
@@ -300,21 +316,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- requests --------------------------------------------------------------------------
 
-    def _search(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def _search(self, fields: dict[str, Any], nprobe: int | None = None) -> dict[str, Any]:
         srv = self.server
+        fields, given = nprobe_field(fields)
+        nprobe = given if given is not None else nprobe
         req = search_request(fields, srv.limits, srv.default_k)
         where = parse_where(req.where)
         with srv.gate.slot():  # the index and the encoder are used by one search at a time
             results = srv.searcher.search(req.texts, req.vectors, k=req.k, where=where, candidates=req.candidates,
-                                          rerank=req.rerank)
+                                          rerank=req.rerank, nprobe=nprobe)
         return {"results": results}
+
+    def _get_search(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        params, nprobe = nprobe_field(params, get=True)
+        return self._search(query_string_request(params), nprobe)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         url = urlparse(self.path)
         if url.path == "/info":
             self._answer(lambda: {**self.server.info, "load": self.server.gate.load()})
         elif url.path == "/search":
-            self._answer(lambda: self._search(query_string_request(parse_qs(url.query, keep_blank_values=True))))
+            self._answer(lambda: self._get_search(parse_qs(url.query, keep_blank_values=True)))
         else:
             self._not_allowed()
 

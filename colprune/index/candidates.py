@@ -1,0 +1,177 @@
+"""Candidate search through the centroid index of a residual collection (PLAID's candidate generation).
+
+A residual collection (codec ``residual1/2/4``) stores every vector as the id of its nearest
+codebook centroid plus a few bits per dimension, and each segment stores *inverted lists*: for
+every centroid, the pages holding a vector of it. ``Index.search(q, k, candidates=N, nprobe=P)``
+then scores only a shortlist:
+
+1. ``qcs = Q @ C.T``: every query token against every centroid, once per query batch;
+2. per segment, each query token probes its ``P`` best centroids and the union of their lists
+   is the segment's probed pages (:func:`colprune.kernels.probe_docs`); deleted pages and pages a
+   ``where`` filter rejects are dropped **before** any scoring;
+3. the probed pages are ranked by centroid-level MaxSim, ``sum_i max_j qcs[i, code_j]``
+   (:func:`colprune.kernels.centroid_maxsim`, PLAID's centroid interaction): each segment keeps
+   its best ``N``, then the best ``N`` over all segments (one codebook, so centroid scores of
+   different segments compare);
+4. those ``N`` pages are scored exactly on their decoded residuals
+   (:func:`colprune.kernels.maxsim_residual_csr`), or on the float16 rerank copy when the
+   collection keeps one, and the top ``k`` returned.
+
+``nprobe = K`` (every centroid) with ``N`` at least the number of live pages is exact search;
+smaller values trade recall for speed. Defaults: :data:`DEFAULT_NPROBE`.
+
+The per-segment centroid ids and lists are read once per process and held in memory (2 bytes per
+vector plus 4 bytes per list entry), keyed by the open segment, which is immutable.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..kernels import centroid_maxsim, probe_docs, topk
+from . import layout as L
+from .snapshot import Snapshot
+
+__all__ = ["DEFAULT_NPROBE", "RESIDUAL_CODECS", "check_candidates", "segment_candidates", "centroid_candidates",
+           "segment_index"]
+
+#: centroids each query token probes when ``nprobe`` is not given
+DEFAULT_NPROBE = 4
+#: codecs whose segments carry a centroid index
+RESIDUAL_CODECS = ("residual1", "residual2", "residual4")
+
+# segment -> (codes (N,) uint16, list_offsets (K+1,) int64, list_docs (M,) int32), read once per open segment
+_INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_candidates(codec: str, k: int, candidates: int | None, nprobe: int | None, n_centroids: int,
+                     what: str = "this index") -> int | None:
+    """Check ``candidates=`` / ``nprobe=`` for a collection of ``codec``; returns ``nprobe`` to use (None: not a
+    centroid search).
+
+    On float16/float32 ``candidates`` asks for two-stage search over page summaries and ``nprobe`` is
+    refused; on residual codecs ``candidates`` (>= ``k``) asks for the centroid index and ``nprobe`` must
+    be within ``1..n_centroids``; other codecs refuse both.
+    """
+    residual = codec in RESIDUAL_CODECS
+    if nprobe is not None:
+        if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)):
+            raise InvalidInputError(f"nprobe must be an integer >= 1, got {nprobe!r}")
+        if not residual:
+            raise InvalidInputError(
+                f"nprobe= probes the centroid index of a residual collection; {what} is {codec}"
+                + (" (its candidates= search is two-stage, over page summaries)" if codec in ("float16", "float32") else "")
+                + ": build with --codec residual2 (dtype='residual2') for the centroid index")
+    if not residual:
+        return None
+    if candidates is None:
+        if nprobe is not None:
+            raise InvalidInputError(f"nprobe={nprobe} goes with candidates=N (search through the centroid index); "
+                                    "without candidates= search is exact and probes nothing")
+        return None
+    if candidates < k:
+        raise InvalidInputError(f"candidates={candidates} is fewer than k={k}: the shortlist scored exactly must "
+                                f"hold at least the k hits returned (give candidates >= k, e.g. {max(10 * k, 100)})")
+    nprobe = DEFAULT_NPROBE if nprobe is None else int(nprobe)
+    if not 1 <= nprobe <= n_centroids:
+        raise InvalidInputError(f"nprobe must be from 1 to the codebook's {n_centroids} centroids, got {nprobe}")
+    return nprobe
+
+
+def segment_candidates(qcs: np.ndarray, nprobe: int, list_offsets: np.ndarray, list_docs: np.ndarray,
+                       codes: np.ndarray, offsets: np.ndarray, live: np.ndarray | None,
+                       n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query's best ``n`` pages of one segment by centroid MaxSim, among the pages its tokens probe.
+
+    Parameters
+    ----------
+    qcs : (m, K) float32, the query's token-centroid scores
+    nprobe : centroids probed per query token
+    list_offsets, list_docs : (K + 1,) int64 and (M,) int32, the segment's inverted lists
+    codes : (N,) uint16, centroid id of each vector; offsets : (n_docs + 1,) int64
+    live : (n_docs,) bool or None; pages that may be returned (deleted and filtered-out ones are False)
+    n : pages kept
+
+    Returns
+    -------
+    ``(docs (<= n,) int64 ascending, scores (<= n,) float32)``: rows within the segment and their
+    centroid scores; ties at the cut go to the lower row.
+    """
+    n_docs = offsets.size - 1
+    docs = probe_docs(qcs, nprobe, list_offsets, list_docs, n_docs)
+    if live is not None and docs.size:
+        docs = docs[live[docs]]
+    if docs.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    cs = np.asarray(centroid_maxsim(qcs, codes, offsets, docs), np.float32)
+    if docs.size > n:
+        keep = np.sort(topk(cs[None, :], n)[0][0])
+        docs, cs = docs[keep], cs[keep]
+    ok = np.isfinite(cs)
+    return np.asarray(docs[ok], np.int64), cs[ok]
+
+
+def segment_index(seg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A residual segment's ``(codes (N,) uint16, list_offsets (K+1,) int64, list_docs (M,) int32)``, read once."""
+    got = _INDEXES.get(seg)
+    if got is None:
+        list_offsets, list_docs = seg.inverted_lists()
+        got = (_codes_of(seg), np.asarray(list_offsets, np.int64), np.asarray(list_docs))
+        _INDEXES[seg] = got
+    return got
+
+
+def _codes_of(seg) -> np.ndarray:
+    """Every vector's centroid id in the segment, verified, holding no more than a block of packed residuals."""
+    if seg.resident is not None and L.CODES in seg.resident:
+        return np.ascontiguousarray(seg.resident[L.CODES])
+    read_codes = getattr(seg, "read_codes", None)
+    if read_codes is not None:
+        return np.ascontiguousarray(read_codes())
+    out = np.empty(seg.n_vectors, np.uint16)
+    off = seg.offsets
+    step = 16384  # documents a read
+    for lo in range(0, seg.n_docs, step):
+        hi = min(lo + step, seg.n_docs)
+        out[off[lo] : off[hi]] = seg.read_vectors(lo, hi)[L.CODES]
+    return out
+
+
+def centroid_candidates(snap: Snapshot, qv: np.ndarray, qoff: np.ndarray, candidates: int, nprobe: int,
+                        masks: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Each query's best ``candidates`` live pages by centroid MaxSim over the probed pages of every segment.
+
+    Returns
+    -------
+    (n_q, candidates) int64 global positions, ascending, ``-1`` padding where fewer pages were probed.
+    """
+    n_q = qoff.size - 1
+    centroids = snap.codebook.centroids
+    qcs_all = np.ascontiguousarray(qv @ centroids.T, dtype=np.float32)  # (T, K): every token against every centroid
+    pos: list[list[np.ndarray]] = [[] for _ in range(n_q)]
+    val: list[list[np.ndarray]] = [[] for _ in range(n_q)]
+    for si, seg in enumerate(snap.segments):
+        live = masks[si]
+        if seg.n_docs == 0 or (live is not None and not live.any()):
+            continue
+        codes, list_offsets, list_docs = segment_index(seg)
+        base = int(snap.bases[si])
+        for q in range(n_q):
+            docs, cs = segment_candidates(qcs_all[qoff[q] : qoff[q + 1]], nprobe, list_offsets, list_docs, codes,
+                                          seg.offsets, live, candidates)
+            pos[q].append(docs + base)
+            val[q].append(cs)
+    out = np.full((n_q, max(1, candidates)), -1, np.int64)
+    for q in range(n_q):
+        p = np.concatenate(pos[q]) if pos[q] else np.zeros(0, np.int64)
+        v = np.concatenate(val[q]) if val[q] else np.zeros(0, np.float32)
+        if p.size > candidates:
+            keep = np.sort(topk(v[None, :], candidates)[0][0])  # positions ascend across segments: ties to the lower
+            p = p[keep]
+        out[q, : p.size] = p
+    return out
+
