@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from colprune.errors import InvalidInputError
 from colprune.kernels import (
     assign_centroids,
+    available_backends,
     codebook_size,
     decode_residual,
     decode_residual_reference,
@@ -18,6 +19,7 @@ from colprune.kernels import (
     maxsim_residual_reference,
     residual_buckets,
     train_centroids,
+    use_backend,
 )
 
 
@@ -88,8 +90,9 @@ def test_packing_by_hand():
     assert_array_equal(p, [[0b10110110, 0b10101010]])  # buckets 2 1 3 2, then 2 2 2 2
 
 
+@pytest.mark.parametrize("family", available_backends())
 @pytest.mark.parametrize("nbits", [1, 2, 4])
-def test_maxsim_residual_matches_reference(rng, nbits):
+def test_maxsim_residual_matches_reference(rng, nbits, family):
     dim = 32
     lengths = rng.integers(0, 30, 40)
     lengths[:3] = [1, 0, 1]
@@ -97,14 +100,32 @@ def test_maxsim_residual_matches_reference(rng, nbits):
     cent, cutoffs, weights = codec(rng, x, 8, nbits)
     codes, packed = encode_residual(x, cent, cutoffs, nbits)
     queries = [rng.standard_normal((m, dim)).astype(np.float32) for m in (1, 5, 33)]
-    got = maxsim_residual_csr(queries, codes, packed, offsets, cent, weights, nbits)
     ref = maxsim_residual_reference(queries, codes, packed, offsets, cent, weights, nbits)
+    docs = np.array([5, 1, 0, 39, 5])
+    with use_backend(family):
+        got = maxsim_residual_csr(queries, codes, packed, offsets, cent, weights, nbits)
+        sub = maxsim_residual_csr(queries, codes, packed, offsets, cent, weights, nbits, docs=docs)
+        one = maxsim_residual_csr(queries[2][:20], codes, packed, offsets, cent, weights, nbits)  # one 2-D query
     finite_close(got, ref, rtol=1e-5, atol=1e-4)
     finite_close(got, maxsim_reference(queries, decode_residual(codes, packed, cent, weights, nbits), offsets),
                  rtol=1e-5, atol=1e-4)
-    docs = np.array([5, 1, 0, 39, 5])
-    finite_close(maxsim_residual_csr(queries, codes, packed, offsets, cent, weights, nbits, docs=docs), ref[:, docs],
+    finite_close(sub, ref[:, docs], rtol=1e-5, atol=1e-4)
+    finite_close(one, maxsim_residual_reference([queries[2][:20]], codes, packed, offsets, cent, weights, nbits),
                  rtol=1e-5, atol=1e-4)
+    assert maxsim_residual_csr(queries, codes, packed, offsets, cent, weights, nbits, docs=docs[:0]).shape == (3, 0)
+
+
+@pytest.mark.parametrize("dim", [8, 128])
+def test_maxsim_residual_long_pages_and_negative_scores(rng, dim):
+    # pages longer than one decoded block (32 rows), all-negative similarities kept negative (nothing padded)
+    x, offsets = ragged_store(rng, [70, 33, 32, 31, 0, 1], dim=dim)
+    cent, cutoffs, weights = codec(rng, x, 4, 2)
+    codes, packed = encode_residual(x, cent, cutoffs, 2)
+    dec = decode_residual(codes, packed, cent, weights, 2)
+    q = [-dec[-1:], rng.standard_normal((17, dim)).astype(np.float32)]
+    got = maxsim_residual_csr(q, codes, packed, offsets, cent, weights, 2)
+    finite_close(got, maxsim_reference(q, dec, offsets), rtol=1e-5, atol=1e-3)
+    assert got[0, 5] < 0 and np.isneginf(got[:, 4]).all()
 
 
 def test_kmeans_recovers_three_obvious_clusters(rng):

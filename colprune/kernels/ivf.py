@@ -8,9 +8,12 @@ by the centroid interaction ``sum_i max_{j in doc} qcs[i, codes[j]]`` before exa
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba import njit, prange
 
 from ..errors import InvalidInputError
+from .maxsim import FASTMATH, balanced_bounds, threads
 
 __all__ = ["inverted_lists", "probe_docs", "centroid_maxsim"]
 
@@ -134,17 +137,33 @@ def centroid_maxsim(query_centroid_scores, codes, offsets, docs) -> np.ndarray:
     n_docs = offsets.size - 1
     if docs.size and (int(docs.min()) < 0 or int(docs.max()) >= n_docs):
         raise InvalidInputError(f"docs must be document indices in [0, {n_docs})")
-    docs = docs.astype(np.int64)
-    out = np.full(docs.size, -np.inf, dtype=np.float32)
+    docs = np.ascontiguousarray(docs, dtype=np.int64)
+    out = np.empty(docs.size, dtype=np.float32)
     if qcs.shape[0] == 0:
         out[:] = 0.0
         return out
-    lo, hi = offsets[docs], offsets[docs + 1]
-    full = np.flatnonzero(hi > lo)
-    if full.size:
-        n = hi[full] - lo[full]
-        starts = np.concatenate([[0], np.cumsum(n)[:-1]])
-        rows = np.repeat(lo[full] - starts, n) + np.arange(int(n.sum()))
-        best = np.maximum.reduceat(qcs[:, codes[rows].astype(np.int64)], starts, axis=1)
-        out[full] = best.sum(axis=0, dtype=np.float32)
+    if docs.size:
+        work = np.concatenate([[0], np.cumsum(offsets[docs + 1] - offsets[docs] + 1)])
+        with threads(None):
+            bounds = balanced_bounds(work, 4 * numba.get_num_threads())
+            _centroid_maxsim(np.ascontiguousarray(qcs.T), np.ascontiguousarray(codes), offsets, docs, bounds, out)
     return out
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _centroid_maxsim(qcsT, codes, offsets, docs, bounds, out) -> None:
+    # qcsT: (K, m), so each vector's code reads one contiguous row of m scores
+    m = qcsT.shape[1]
+    for ch in prange(bounds.size - 1):
+        best = np.empty(m, dtype=np.float32)
+        for k in range(bounds[ch], bounds[ch + 1]):
+            d = docs[k]
+            best[:] = -np.inf
+            for j in range(offsets[d], offsets[d + 1]):
+                row = qcsT[np.int64(codes[j])]
+                for i in range(m):
+                    best[i] = max(best[i], row[i])
+            s = np.float32(0.0)
+            for i in range(m):
+                s += best[i]
+            out[k] = s

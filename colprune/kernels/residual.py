@@ -13,10 +13,15 @@ float64 oracles the tests compare against.
 
 from __future__ import annotations
 
+import functools
+
+import numba
 import numpy as np
+from numba import njit, prange
 
 from ..errors import InvalidInputError
-from .maxsim import as_query_batch, maxsim_csr
+from ._tiles import float_tile, stable
+from .maxsim import FASTMATH, QUERY_BLOCK, as_query_batch, balanced_bounds, pack_query_groups, sum_per_query, threads, tile_shape
 
 __all__ = [
     "NBITS",
@@ -260,19 +265,44 @@ def encode_residual(x, centroids, cutoffs, nbits: int) -> tuple[np.ndarray, np.n
         raise InvalidInputError(f"cutoffs must be (dim, 2**nbits - 1) = ({dim}, {(1 << nbits) - 1}), got {cutoffs.shape}")
     codes = assign_centroids(x, centroids)
     x = _float2d(x, "x", dim)
-    packed = np.empty((x.shape[0], dim * nbits // 8), dtype=np.uint8)
-    for a in range(0, x.shape[0], _ASSIGN_CHUNK):
-        r = x[a:a + _ASSIGN_CHUNK] - centroids[codes[a:a + _ASSIGN_CHUNK]]
-        b = (r[:, :, None] >= cutoffs[None, :, :]).sum(axis=2)  # = searchsorted(side="right") on sorted cutoffs
-        packed[a:a + _ASSIGN_CHUNK] = pack_buckets(b, nbits)
+    packed = np.zeros((x.shape[0], dim * nbits // 8), dtype=np.uint8)
+    if x.shape[0]:
+        with threads(None):
+            _bucketise(x, centroids, codes, cutoffs, np.int64(nbits), packed)
     return codes, packed
+
+
+@njit(parallel=True, cache=True)
+def _bucketise(x, cent, codes, cutoffs, nbits, packed) -> None:
+    # b_d = number of cutoffs <= r_d (searchsorted side="right" on ascending cutoffs), packed low bits first
+    for j in prange(x.shape[0]):
+        c = codes[j]
+        for t in range(x.shape[1]):
+            r = x[j, t] - cent[c, t]
+            b = 0
+            for u in range(cutoffs.shape[1]):
+                b += cutoffs[t, u] <= r
+            packed[j, (t * nbits) >> 3] |= np.uint8(b << ((t * nbits) & 7))
+
+
+@njit(parallel=True, cache=True)
+def _decode(codes, packed, cent, weights, nbits, out) -> None:
+    mask = (1 << nbits) - 1
+    for j in prange(codes.shape[0]):
+        c = codes[j]
+        for t in range(out.shape[1]):
+            b = (packed[j, (t * nbits) >> 3] >> ((t * nbits) & 7)) & mask
+            out[j, t] = cent[c, t] + weights[t, b]
 
 
 def decode_residual(codes, packed, centroids, weights, nbits: int) -> np.ndarray:
     """Decode to ``(N, dim)`` float32: ``centroids[codes] + weights[d, bucket_d]``."""
     codes, packed, centroids, weights, nbits = check_residual_store(codes, packed, centroids, weights, nbits)
-    b = unpack_buckets(packed, nbits)
-    return (centroids[codes] + weights[np.arange(centroids.shape[1]), b]).astype(np.float32)
+    out = np.empty((codes.shape[0], centroids.shape[1]), dtype=np.float32)
+    if codes.size:
+        with threads(None):
+            _decode(codes, packed, centroids, weights, np.int64(nbits), out)
+    return out
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -310,5 +340,128 @@ def maxsim_residual_csr(queries, codes, packed, offsets, centroids, weights, nbi
         if docs.size and (int(docs.min()) < 0 or int(docs.max()) >= n_docs):
             raise InvalidInputError(f"docs must be document indices in [0, {n_docs})")
         docs = np.ascontiguousarray(docs, dtype=np.int64)
-    vectors = decode_residual(codes, packed, centroids, weights, nbits)
-    return maxsim_csr(qv, qoff, vectors, offsets, n_threads=n_threads, docs=docs)
+    docs = np.arange(n_docs, dtype=np.int64) if docs is None else docs
+    out = np.empty((qoff.size - 1, docs.size), dtype=np.float32)
+    if out.size == 0:
+        return out
+    dim = centroids.shape[1]
+    with threads(n_threads):
+        work = np.concatenate([[0], np.cumsum(offsets[docs + 1] - offsets[docs])])
+        bounds = balanced_bounds(work, 4 * numba.get_num_threads())
+        shape = tile_shape(None, qoff, False)
+        if shape is None:
+            scratch = np.empty(((bounds.size - 1) * RESIDUAL_BLOCK, dim), dtype=np.float32)
+            _plain_kernel(dim, nbits)(qv, qoff, codes, packed, offsets, docs, centroids, weights, bounds, scratch, out)
+        else:
+            width, rv, c = shape
+            qpk = pack_query_groups(qv, qoff, width, False)[0]
+            scratch = np.empty(((bounds.size - 1) * RESIDUAL_BLOCK, dim), dtype=np.float32)
+            _tile_kernel(dim, nbits, width, rv, c)(qpk, qoff, codes, packed, offsets, docs, centroids, weights, bounds,
+                                                   scratch, out)
+    return out
+
+
+# decoded vectors per block: 32 x dim float32 (16 KB at dim 128) stay in L1 while every query row passes
+RESIDUAL_BLOCK = 32
+
+
+@functools.cache
+def _decoder(dim: int, nbits: int):
+    mask = (1 << nbits) - 1
+
+    @njit(cache=True, inline="always")
+    def decode_rows(codes, packed, cent, weights, a, n, scratch, base) -> None:
+        # rows a..a+n decoded into scratch[base:base+n]; dim and nbits are constants, so the loop unrolls
+        for j in range(n):
+            c = codes[a + j]
+            for t in range(dim):
+                b = (packed[a + j, (t * nbits) >> 3] >> ((t * nbits) & 7)) & mask
+                scratch[base + j, t] = cent[c, t] + weights[t, b]
+
+    return stable(decode_rows, f"residual_decode:{dim}:{nbits}")
+
+
+@functools.cache
+def _plain_kernel(dim: int, nbits: int):
+    """Portable loops: decode a block, then every query row against it (LLVM vectorises the dots)."""
+    decode_rows = _decoder(dim, nbits)
+    DB = RESIDUAL_BLOCK
+
+    @njit(parallel=True, cache=True, fastmath=FASTMATH)
+    def kernel(qv, qoff, codes, packed, doff, docs, cent, weights, bounds, scratch, out) -> None:
+        m = qv.shape[0]
+        for ch in prange(bounds.size - 1):
+            best = np.empty(m, dtype=np.float32)
+            base = ch * DB
+            for k in range(bounds[ch], bounds[ch + 1]):
+                d = docs[k]
+                best[:] = -np.inf
+                for a in range(doff[d], doff[d + 1], DB):
+                    n = min(DB, doff[d + 1] - a)
+                    decode_rows(codes, packed, cent, weights, a, n, scratch, base)
+                    for i0 in range(0, m, QUERY_BLOCK):
+                        i1 = min(i0 + QUERY_BLOCK, m)
+                        for j in range(base, base + n):
+                            for i in range(i0, i1):
+                                acc = np.float32(0.0)
+                                for t in range(dim):
+                                    acc += qv[i, t] * scratch[j, t]
+                                best[i] = max(best[i], acc)
+                sum_per_query(best, qoff, out, k)
+
+    return kernel
+
+
+@functools.cache
+def _tile_kernel(dim: int, nbits: int, width: int, rv: int, c: int):
+    """Register tiles (AVX2/AVX-512, as the float kernels): decode a block, score it with every query group."""
+    decode_rows = _decoder(dim, nbits)
+    DB = RESIDUAL_BLOCK
+    row_bytes, group_bytes, best_bytes = dim * 4, dim * width * 4, width * 4
+
+    def runner(r):
+        tC, t2, t1 = float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1)
+
+        @njit(inline="always")
+        def run(qa, da, n, ba) -> None:
+            j = 0
+            while j + c <= n:
+                tC(qa, da + j * row_bytes, ba)
+                j += c
+            while j + 2 <= n:
+                t2(qa, da + j * row_bytes, ba)
+                j += 2
+            if j < n:
+                t1(qa, da + j * row_bytes, ba)
+
+        return stable(run, f"residual_run:{dim}:{width}:{r}:{c}")
+
+    run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)
+
+    @njit(parallel=True, cache=True)
+    def kernel(qpk, qoff, codes, packed, doff, docs, cent, weights, bounds, scratch, out) -> None:
+        # queries packed back to back (pack_query_groups, aligned=False): best[i] is query row i
+        ng = qpk.shape[0]
+        qbase = qpk.ctypes.data
+        for ch in prange(bounds.size - 1):
+            best = np.empty(ng * width, dtype=np.float32)
+            ba0 = best.ctypes.data
+            base = ch * DB
+            sa = scratch[base:].ctypes.data
+            for k in range(bounds[ch], bounds[ch + 1]):
+                d = docs[k]
+                best[:] = -np.inf
+                for a in range(doff[d], doff[d + 1], DB):
+                    n = min(DB, doff[d + 1] - a)
+                    decode_rows(codes, packed, cent, weights, a, n, scratch, base)
+                    for g in range(0, ng, rv):
+                        nr = min(rv, ng - g)
+                        if nr == rv:
+                            run_a(qbase + g * group_bytes, sa, n, ba0 + g * best_bytes)
+                        elif nr == 1:
+                            run_1(qbase + g * group_bytes, sa, n, ba0 + g * best_bytes)
+                        else:
+                            run_b(qbase + g * group_bytes, sa, n, ba0 + g * best_bytes)
+                sum_per_query(best, qoff, out, k)
+
+    return kernel
