@@ -150,6 +150,26 @@ def test_single_centroid_and_all_equal_vectors(rng):
     assert_array_equal(decode_residual(codes, packed, cent[:1], weights, 2), x)
 
 
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_torch_residual_matches_reference(rng, nbits):
+    pytest.importorskip("torch")
+    from colprune.kernels import TorchScorer, maxsim_residual_torch
+
+    x, offsets = ragged_store(rng, [5, 0, 1, 40, 12], dim=16)
+    cent, cutoffs, weights = codec(rng, x, 4, nbits)
+    codes, packed = encode_residual(x, cent, cutoffs, nbits)
+    queries = [rng.standard_normal((m, 16)).astype(np.float32) for m in (3, 8)]
+    ref = maxsim_residual_reference(queries, codes, packed, offsets, cent, weights, nbits)
+    got = maxsim_residual_torch(queries, codes, packed, offsets, cent, weights, nbits, device="cpu")
+    finite_close(got, ref, rtol=1e-5, atol=1e-4)
+    # small blocks: pages split across several decodes
+    scorer = TorchScorer.from_residual(codes, packed, offsets, cent, weights, nbits, device="cpu", max_block_bytes=2048)
+    finite_close(scorer.scores(queries), ref, rtol=1e-5, atol=1e-4)
+    assert f"residual{nbits}" in repr(scorer)
+    with pytest.raises(InvalidInputError, match="codes"):
+        TorchScorer.from_residual(codes + 4, packed, offsets, cent, weights, nbits, device="cpu")
+
+
 def test_invalid_inputs(rng):
     x = rng.standard_normal((20, 12)).astype(np.float32)
     cent = x[:4].copy()

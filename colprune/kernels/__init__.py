@@ -54,7 +54,7 @@ from .residual import (
 )
 from .summary import page_centroids
 from .topk import topk
-from .torch_maxsim import TorchScorer, maxsim_torch
+from .torch_maxsim import TorchScorer, maxsim_residual_torch, maxsim_torch
 
 __all__ = [
     "TorchScorer",
@@ -86,6 +86,7 @@ __all__ = [
     "maxsim_reference",
     "maxsim_residual_csr",
     "maxsim_residual_reference",
+    "maxsim_residual_torch",
     "maxsim_scores",
     "maxsim_torch",
     "pack_binary",

@@ -11,6 +11,10 @@ Precision: on CUDA the default compute dtype is float16 (bfloat16 where asked) w
 accumulation and a float32 product (``torch.mm(..., out_dtype=float32)`` where this torch has
 it); on CPU the default is float32. Per-page maxima and per-query sums are float32.
 
+Residual-coded stores (:mod:`colprune.kernels.residual`) stay compressed on the device
+(:meth:`TorchScorer.from_residual`): each block is decoded there by indexing,
+``centroids[codes] + weights[d, bucket_d]``, then scored as a float block.
+
 torch is imported only when a scorer is built, never at ``colprune.kernels`` import.
 """
 
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from .maxsim import as_array, as_query_batch
+from .residual import check_residual_store
 
-__all__ = ["TorchScorer", "maxsim_torch"]
+__all__ = ["TorchScorer", "maxsim_torch", "maxsim_residual_torch"]
 
 _DEFAULT_BLOCK_BYTES = 256 << 20
 
@@ -50,15 +56,7 @@ class TorchScorer:
 
     def __init__(self, vectors, offsets, *, device=None, dtype=None, max_block_bytes: int = _DEFAULT_BLOCK_BYTES):
         torch = _torch()
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dtype is None:
-            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        elif isinstance(dtype, str):
-            dtype = {"float32": torch.float32, "float16": torch.float16, "half": torch.float16,
-                     "bfloat16": torch.bfloat16}[dtype]
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
-        self.dtype = dtype
+        self._device_and_dtype(device, dtype)
         offsets = np.ascontiguousarray(as_array(offsets), dtype=np.int64)
         if hasattr(vectors, "detach"):
             v = vectors.detach()
@@ -72,18 +70,78 @@ class TorchScorer:
         if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != v.shape[0] \
                 or (np.diff(offsets) < 0).any():
             raise ValueError(f"offsets must rise from 0 to len(vectors)={v.shape[0]}")
-        self.dim = int(v.shape[1])
+        self.vectors = v.to(device=self.device, dtype=self.dtype).contiguous()  # resident
+        self.residual = None
+        self._store(offsets, int(v.shape[1]), max_block_bytes)
+
+    @classmethod
+    def from_residual(cls, codes, packed, offsets, centroids, weights, nbits: int, *, device=None, dtype=None,
+                      max_block_bytes: int = _DEFAULT_BLOCK_BYTES) -> TorchScorer:
+        """A residual-coded store (:func:`~colprune.kernels.encode_residual`) resident, compressed, on the device.
+
+        Scores are exact with respect to the decoded vectors (up to the compute ``dtype``).
+        ``codes (N,) uint16``, ``packed (N, dim*nbits//8) uint8``, ``centroids (K, dim)``,
+        ``weights (dim, 2**nbits)``, ``nbits`` in {1, 2, 4}; other arguments as for the constructor.
+        """
+        torch = _torch()
+        codes, packed, centroids, weights, nbits = check_residual_store(codes, packed, centroids, weights, nbits)
+        offsets = np.ascontiguousarray(as_array(offsets), dtype=np.int64)
+        if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != codes.size \
+                or (np.diff(offsets) < 0).any():
+            raise InvalidInputError(f"offsets must rise from 0 to len(codes)={codes.size}")
+        self = cls.__new__(cls)
+        self._device_and_dtype(device, dtype)
+        dev = self.device
+        self.vectors = None
+        self.residual = {
+            "codes": torch.from_numpy(codes.astype(np.int32)).to(dev),
+            "packed": torch.from_numpy(packed).to(dev),
+            "centroids": torch.from_numpy(centroids).to(dev, torch.float32),
+            "weights": torch.from_numpy(weights.reshape(-1)).to(dev, torch.float32),
+            "shifts": torch.arange(0, 8, nbits, dtype=torch.uint8, device=dev),
+            "nbits": nbits,
+        }
+        self._store(offsets, int(centroids.shape[1]), max_block_bytes)
+        return self
+
+    def _device_and_dtype(self, device, dtype) -> None:
+        torch = _torch()
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        elif isinstance(dtype, str):
+            dtype = {"float32": torch.float32, "float16": torch.float16, "half": torch.float16,
+                     "bfloat16": torch.bfloat16}[dtype]
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        self.dtype = dtype
+
+    def _store(self, offsets: np.ndarray, dim: int, max_block_bytes: int) -> None:
+        torch = _torch()
+        self.dim = dim
         self.offsets = offsets
         self.n_docs = offsets.size - 1
         self.max_block_bytes = int(max_block_bytes)
-        self.vectors = v.to(device=self.device, dtype=dtype).contiguous()  # resident
         self.lengths = torch.from_numpy(np.diff(offsets)).to(self.device)
-        self._out_dtype_mm = self.device.type == "cuda" and dtype != torch.float32
+        self._out_dtype_mm = self.device.type == "cuda" and self.dtype != torch.float32
+
+    def _block(self, a: int, b: int):
+        # rows a..b as (b - a, dim) in the compute dtype: a view of a float store, decoded from a residual one
+        if self.residual is None:
+            return self.vectors[a:b]
+        r = self.residual
+        nbits = r["nbits"]
+        buckets = (r["packed"][a:b].unsqueeze(-1) >> r["shifts"]) & ((1 << nbits) - 1)  # (n, bytes, 8 / nbits)
+        buckets = buckets.reshape(b - a, self.dim).long()
+        index = buckets + (1 << nbits) * _torch().arange(self.dim, device=self.device)  # weights[d, bucket_d], flat
+        return (r["centroids"][r["codes"][a:b].long()] + r["weights"][index]).to(self.dtype)
 
     def _blocks(self, rows: int):
         # consecutive pages whose similarity block (vectors x rows, float32) fits the budget;
         # a page larger than the budget is a block by itself
-        per_block = max(1, self.max_block_bytes // (4 * max(rows, 1)))
+        # a residual block's decoding temporaries (int64 bucket indices, float32 rows) take ~32 bytes a dimension
+        per_vector = 4 * max(rows, 1) + (0 if self.residual is None else 32 * self.dim)
+        per_block = max(1, self.max_block_bytes // per_vector)
         d = 0
         while d < self.n_docs:
             limit = self.offsets[d] + per_block
@@ -127,13 +185,14 @@ class TorchScorer:
                 if a == b:  # only empty pages
                     out[:, d0:d1] = -torch.inf
                     continue
-                sim = self._similarities(self.vectors[a:b], qT)  # (vectors, rows) float32
+                sim = self._similarities(self._block(a, b), qT)  # (vectors, rows) float32
                 best = torch.segment_reduce(sim, "max", lengths=lengths, axis=0, initial=-torch.inf)  # (pages, rows)
                 out[:, d0:d1] = torch.segment_reduce(best.T.contiguous(), "sum", lengths=qlen, axis=0)
         return out.cpu().numpy()
 
     def __repr__(self) -> str:
-        return (f"TorchScorer({self.n_docs} pages, {self.vectors.shape[0]} vectors, dim {self.dim}, "
+        kind = "" if self.residual is None else f", residual{self.residual['nbits']}"
+        return (f"TorchScorer({self.n_docs} pages, {int(self.offsets[-1])} vectors, dim {self.dim}{kind}, "
                 f"{self.device}, {str(self.dtype).replace('torch.', '')})")
 
 
@@ -142,3 +201,10 @@ def maxsim_torch(queries, vectors, offsets, *, device=None, dtype=None,
     """One-shot :class:`TorchScorer` ``(vectors, offsets).scores(queries)``; keep a scorer
     instead when the same store is searched more than once (the upload is the slow part)."""
     return TorchScorer(vectors, offsets, device=device, dtype=dtype, max_block_bytes=max_block_bytes).scores(queries)
+
+
+def maxsim_residual_torch(queries, codes, packed, offsets, centroids, weights, nbits: int, *, device=None, dtype=None,
+                          max_block_bytes: int = _DEFAULT_BLOCK_BYTES) -> np.ndarray:
+    """One-shot :meth:`TorchScorer.from_residual` ``(...).scores(queries)``: ``(n_queries, n_docs)`` float32."""
+    return TorchScorer.from_residual(codes, packed, offsets, centroids, weights, nbits, device=device, dtype=dtype,
+                                     max_block_bytes=max_block_bytes).scores(queries)
