@@ -9,7 +9,9 @@ from typing import Any
 
 from ..errors import NotFoundError, SettingsMismatchError, UsageError
 from ..index.layout import CODECS
-from ..study import DEFAULT_GRID, GRID_HELP, run_study
+from ..study import DEFAULT_GRID, GRID_HELP, choose, run_studies, run_study
+from ..study.choose import RULE, choice_lines, choice_markdown
+from ..study.multi import dataset_names
 from .common import Command
 from .options import is_quiet, quiet_if_asked
 
@@ -17,8 +19,9 @@ __all__ = ["STUDY"]
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    if not os.path.isdir(args.dataset):
-        raise NotFoundError(f"{args.dataset}: no such dataset folder")
+    for d in args.dataset:
+        if not os.path.isdir(d):
+            raise NotFoundError(f"{d}: no such dataset folder")
     grid = DEFAULT_GRID
     if args.grid:
         if not os.path.exists(args.grid):
@@ -48,15 +51,27 @@ def cmd_study(args: argparse.Namespace) -> int:
             raise SettingsMismatchError(f"the student {args.query_encoder} was distilled from {teacher!r}; the study "
                                         f"encodes pages with {args.encoder!r}: pass --encoder {teacher}")
         kw["query_encoder"] = args.query_encoder
-    run_study(args.dataset, args.encoder, args.out, grid=grid, budgets=budgets, methods=methods, codecs=codecs,
-              progress=not is_quiet(args), quantize=args.quantize, paired_reference=args.paired_to, **kw)
+    kw |= {"grid": grid, "budgets": budgets, "methods": methods, "codecs": codecs, "progress": not is_quiet(args),
+           "quantize": args.quantize, "keep_variants": not args.drop_variants}
+    if len(args.dataset) > 1:  # each in its own folder, then pooled
+        run_studies(args.dataset, args.encoder, args.out, choose_method=args.choose, reference=args.paired_to or "ward",
+                    paired_reference=args.paired_to or "ward", **kw)
+        return 0
+    rows = run_study(args.dataset[0], args.encoder, args.out, paired_reference=args.paired_to, **kw)
+    if args.choose:
+        choice = choose({dataset_names(args.dataset)[0]: rows}, reference=args.paired_to or "ward")
+        with open(os.path.join(args.out, "results.md"), "a") as f:
+            f.write(choice_markdown(choice))
+        for line in choice_lines(choice):
+            print(line)
     return 0
 
 
 def _study_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, metavar="FOLDER",
+    p.add_argument("--dataset", required=True, metavar="FOLDER", action="append",
                    help="a BEIR folder (corpus.jsonl, text or page images), a folder of PDFs or page images with "
-                        "queries.jsonl and qrels/test.tsv, or a ViDoRe folder (Arrow or parquet): see below")
+                        "queries.jsonl and qrels/test.tsv, or a ViDoRe folder (Arrow or parquet): see below. Give it "
+                        "again for more datasets: each runs in OUT/NAME, and OUT/results.md pools them")
     p.add_argument("--encoder", default="minilm", help="encoder name, local path or hub id (default minilm)")
     p.add_argument("--query-encoder", default=None, metavar="PATH",
                    help="encode the queries with a student distilled from --encoder (pages stay --encoder's)")
@@ -70,6 +85,13 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codecs", default=None, help="comma-separated codecs to evaluate (default float16,int8)")
     p.add_argument("--paired-to", default=None, metavar="METHOD",
                    help="also give each method's paired per-query difference to METHOD at the same budget (e.g. ward)")
+    p.add_argument("--choose", action="store_true",
+                   help="apply the rule that picks the recommended method (the best worst-case retention among "
+                        "attention-adaptive methods meeting the bars against Ward and random; see below) and print "
+                        "it with the flags to build it; needs ward and random among the methods")
+    p.add_argument("--drop-variants", action="store_true",
+                   help="remove each derived index once it is scored (the scores stay cached in OUT): for collections "
+                        "whose variants do not all fit on disk")
     p.add_argument("--out", required=True, help="output folder (also the cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -91,7 +113,8 @@ def _study_description() -> str:
             "                (N from 1, paths relative to that folder), built as `colprune build` does\n"
             "                (e.g. ../shared/data/financebench-dev)\n"
             "  ViDoRe        a Hugging Face set saved with save_to_disk or as parquet: corpus/, queries/,\n"
-            "                relevant_docs/ or qrels/ (needs pyarrow: pip install colprune[study])\n\n" + GRID_HELP)
+            "                relevant_docs/ or qrels/ (needs pyarrow: pip install colprune[study])\n\n" + GRID_HELP
+            + "\n\n--choose: " + RULE)
 
 
 STUDY = Command(
@@ -102,6 +125,9 @@ STUDY = Command(
         "colprune study --dataset ds/ --encoder minilm --methods default,random --budgets 0.5,0.25,0.1 --out s/",
         "colprune study --dataset ds/ --encoder minilm --grid grid.json --out s/",
         "colprune study --dataset ds/ --encoder minilm --query-encoder student/ --methods default --out s-student/",
+        "colprune study --dataset ../shared/data/financebench-dev --dataset ../shared/data/financebench-more "
+        "--dataset ../shared/data/msmarco-5k --methods default,ward,random,adaptive-cluster --budgets 0.5,0.25,0.1,0.05 "
+        "--codecs float16 --choose --out study/   # pooled, and the rule's pick",
     ],
     _study_arguments, cmd_study, description=_study_description(),
 )

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from ..errors import InvalidInputError
 from .adaptive_ward import AdaptiveWard
 from .base import PrunedPage, Pruner, check_page
+from .coverage import AdaptiveCluster, AdaptiveSpread
 from .entropy_top import EntropyTop
 from .entropy_ward import EntropyWard
 from .merging import GridPooling, HierarchicalPooling, KMeansPooling, Merger, PruneThenMerge, SequentialPooling
@@ -36,6 +37,8 @@ __all__ = [
     "AdaptiveWard",
     "EntropyWard",
     "EntropyTop",
+    "AdaptiveSpread",
+    "AdaptiveCluster",
     "make_pruner",
     "check_page",
 ]
@@ -55,6 +58,8 @@ PRUNERS: dict[str, type[Pruner]] = {
     "adaptive-ward": AdaptiveWard,
     "entropy-ward": EntropyWard,
     "entropy-top": EntropyTop,
+    "adaptive-spread": AdaptiveSpread,
+    "adaptive-cluster": AdaptiveCluster,
 }
 
 

@@ -9,7 +9,9 @@ single-vector first stage uses it too, as :func:`colprune.distill.page_means`).
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+from typing import Any, Callable
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from ..index import Index
 from .datasets import Dataset
 from .metrics import bm25_rank, hit_at, ndcg_at, recall_at
 
-__all__ = ["evaluate", "per_query", "page_means", "meanpool", "bm25", "METRICS"]
+__all__ = ["evaluate", "per_query", "page_means", "meanpool", "bm25", "cached", "identity", "METRICS"]
 
 #: The per-query figures :func:`per_query` gives, in this order.
 METRICS = ("hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10", "recall@10", "recall@100")
@@ -95,3 +97,29 @@ def bm25(ds: Dataset, qids: list[str]) -> dict[str, Any] | None:
     rankings = bm25_rank([texts[i] for i in ids], [ds.queries[q] for q in qids], k=100)
     return {"per_query": per_query([[ids[i] for i in r] for r in rankings], qids, ds),
             "keep_ratio": float("nan"), "bytes_per_page": float("nan")}
+
+
+def identity(full: Index, qids: list[str]) -> dict[str, Any]:
+    """What an evaluation of a variant of ``full`` depends on besides the variant: the full index's
+    pages and vectors, and the judged queries (a key for :func:`cached`)."""
+    return {"pages": len(full), "vectors": int(full.info()["vectors"]), "encoder": full.encoder, "queries": list(qids)}
+
+
+def cached(path: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``, kept in the JSON file ``path`` under ``key`` and read back while ``key`` is the
+    same: a re-run (one more method, another dataset beside, ``--choose``) scores nothing twice, and
+    the derived index need not be kept. ``key`` must be JSON (lists, not tuples)."""
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                got = json.load(f)
+            if got.get("key") == key:
+                return got["evaluation"]
+        except (OSError, ValueError, AttributeError):
+            pass  # unreadable or another format: score again
+    ev = compute()
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"key": key, "evaluation": ev}, f)
+    os.replace(tmp, path)
+    return ev

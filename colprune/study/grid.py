@@ -63,6 +63,9 @@ DEFAULT_GRID: dict[str, Any] = {
         {"name": "adaptive-ward", "pruner": "adaptive-ward", "signal": "cls", "budget": True},
         {"name": "entropy-ward", "pruner": "entropy-ward", "signal": "cls", "budget": True},
         {"name": "entropy-top", "pruner": "entropy-top", "signal": "cls", "budget": True},
+        {"name": "adaptive-ward-indegree", "pruner": "adaptive-ward", "signal": "indegree", "budget": True},
+        {"name": "adaptive-spread", "pruner": "adaptive-spread", "signal": "indegree", "budget": True},
+        {"name": "adaptive-cluster", "pruner": "adaptive-cluster", "signal": "indegree", "budget": True},
         DEFAULT_METHOD,
     ],
 }

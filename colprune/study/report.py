@@ -12,8 +12,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from .metrics import bootstrap_ci
 
-__all__ = ["COLUMNS", "REFERENCES", "row", "summary_lines", "write_results", "write_per_query", "write_paired", "paired_to",
-           "pareto_frontier", "pareto_plot"]
+__all__ = ["COLUMNS", "REFERENCES", "row", "budget_of", "summary_lines", "write_results", "write_per_query", "write_paired",
+           "paired_to", "pareto_frontier", "pareto_plot"]
 
 COLUMNS = ["method", "params", "keep_ratio", "codec", "bytes_per_page", "hit@1", "hit@5", "hit@10", "ndcg@5",
            "ndcg@10", "recall@10", "recall@100", "retention", "ndcg@10_lo", "ndcg@10_hi", "delta_ndcg@10", "delta_lo",
@@ -82,7 +82,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     head = f"{'method':<20} {'budget':>6} {'setting':<24} {'codec':<8} {'keep':>6} {'bytes/page':>10} {'nDCG@10':>7} {'Δ':>7}"
     out = [head]
     for r in rows:
-        budget = _budget_of(r["params"]) or "-"
+        budget = budget_of(r["params"]) or "-"
         keep = "-" if r["keep_ratio"] != r["keep_ratio"] else f"{r['keep_ratio']:.1%}"
         size = "-" if r["bytes_per_page"] != r["bytes_per_page"] else f"{r['bytes_per_page']:,.0f}"
         setting = (r.get("solved") or r["params"])[:24]  # what a budget solved, or the parameters given
@@ -112,7 +112,8 @@ def write_paired(per_query_csv: str, reference: str, results_md: str) -> None:
                      f"[{t['lo']:+.3f}, {t['hi']:+.3f}] |\n" for t in table)
 
 
-def _budget_of(params: str) -> str | None:
+def budget_of(params: str) -> str | None:
+    """The ``budget=B`` of a row's params (as written), or None for a row without a budget."""
     for part in params.split():
         if part.startswith("budget="):
             return part.split("=", 1)[1]
@@ -131,7 +132,7 @@ def paired_to(per_query_csv: str, reference: str) -> list[dict[str, Any]]:
     per: dict[tuple[str, str, str], dict[str, float]] = {}
     with open(per_query_csv, newline="") as f:
         for r in csv.DictReader(f):
-            b = _budget_of(r["params"])
+            b = budget_of(r["params"])
             if b is not None:
                 per.setdefault((r["method"], b, r["codec"]), {})[r["query_id"]] = float(r["ndcg@10"])
     refs = {(b, c): v for (m, b, c), v in per.items() if m == reference}
