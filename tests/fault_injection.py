@@ -316,7 +316,7 @@ def _doc_hashes(f: h5py.File) -> None:
     moff = f[layout.DOC_META_OFFSETS][()]
     meta = f[layout.DOC_META_BYTES][()]
     sig = sorted(f[layout.SIGNALS]) if layout.SIGNALS in f else []
-    groups = {"vectors": [n for n in (layout.VECTORS, layout.SCALES) if n in f], "rerank": [layout.RERANK],
+    groups = {"vectors": [n for n in (layout.VECTORS, layout.SCALES, layout.CODES) if n in f], "rerank": [layout.RERANK],
               "aux": [layout.POSITIONS, layout.IMPORTANCE, layout.PATCH_MASK] + [f"{layout.SIGNALS}/{k}" for k in sig]}
     data = {n: f[n][()] for names in groups.values() for n in names if n in f}
     for g, names in groups.items():
@@ -848,7 +848,7 @@ def _attr_crafts(c: dict) -> None:
     c["format attr array"] = _attr("format", np.array([b"colprune-segment"] * 2))
     c["format attr int"] = _attr("format", 3)
     c["format attr missing"] = _attr("format", None)
-    c["format_version attr 4"] = _attr("format_version", 4)
+    c["format_version attr 5"] = _attr("format_version", 5)
     c["codec attr array"] = _attr("codec", np.array([b"float16"] * 3))
     c["summary_centroids attr 3"] = _attr("summary_centroids", 3)
     c["summary_centroids attr 0"] = _attr("summary_centroids", 0)
@@ -952,7 +952,7 @@ def _manifest_crafts(c: dict) -> None:
               ("segments", 0, "checksum"): ["5", '"abc"', '"ABCDEF0123456789"', "null"],
               ("segments", 0, "deletes", "checksum"): ["5", '"0"'],
               ("dim",): ["1e999", '"16"', "16.0", "true", "0", str(2**40)],
-              ("version",): ['"5"', "5.0", "1e999"], ("format_version",): ['"3"', "3.0", "4"],
+              ("version",): ['"5"', "5.0", "1e999"], ("format_version",): ['"3"', "3.0", "5"],
               ("format",): ["null", '"colprune-segment"'], ("codec",): ["null", '"float64"', "16"],
               ("summary_centroids",): ["1e999", "-1", '"2"'], ("rerank",): ['"no"', "1"], ("merged",): ['"no"', "0"],
               ("signals",): ['"cls"', '["cls", "cls"]', '["a/b"]', "[1]", "null", '["cls", "other"]', "[]"],

@@ -3,7 +3,9 @@
 A collection's settings (``codec``, ``dim``, ``rerank``, ``signals``, ``merged``,
 ``summary_centroids``) are read from its manifest dict. ``float16``/``float32`` store the
 vectors as they are, ``int8`` one code per value and a scale per vector, ``binary`` sign bits
-(packed in 64-bit words) and optionally a float16 rerank copy. Every block also carries the
+(packed in 64-bit words) and optionally a float16 rerank copy, the residual codecs a centroid
+code and a quantised residual per vector (with the collection's
+:class:`~colprune.index.codebook.Codebook`, passed as ``codebook``). Every block also carries the
 page's int8 centroid summary for two-stage search when the collection keeps one.
 """
 
@@ -48,10 +50,14 @@ def int8_summary(vectors: np.ndarray, lengths: np.ndarray, centroids: int) -> tu
     return codes, scales, np.diff(coff)
 
 
-def _encode_vectors(settings: dict[str, Any], ids, lengths, flat: np.ndarray) -> dict[str, np.ndarray]:
+def _encode_vectors(settings: dict[str, Any], ids, lengths, flat: np.ndarray, codebook=None) -> dict[str, np.ndarray]:
     codec = settings["codec"]
     vec: dict[str, np.ndarray] = {}
-    if codec == "float16" and flat.dtype == np.float16:
+    if codec in L.RESIDUAL_CODECS:
+        if codebook is None:
+            raise ValueError(f"encoding {codec} needs the collection's codebook")
+        vec[L.CODES], vec[L.VECTORS] = codebook.encode(flat)
+    elif codec == "float16" and flat.dtype == np.float16:
         vec[L.VECTORS] = flat
     elif codec == "float32":
         vec[L.VECTORS] = flat.astype(np.float32, copy=False)
@@ -77,13 +83,18 @@ def _encode_vectors(settings: dict[str, Any], ids, lengths, flat: np.ndarray) ->
 
 
 def encode_block(settings: dict[str, Any], ids, meta_json, lengths, n_original, grid_rows, flat, positions, importance,
-                 patch_mask, signals: dict[str, np.ndarray], covers: list[np.ndarray] | None) -> Block:
+                 patch_mask, signals: dict[str, np.ndarray], covers: list[np.ndarray] | None, codebook=None) -> Block:
     """Encode validated pages, given as flat per-vector arrays, into the collection's stored form.
 
     ``settings`` is the collection's manifest; ``flat`` is (N, dim) float32, or float16 already
-    checked finite when the codec is float16; ``lengths`` (n,) splits it into pages.
+    checked finite when the codec is float16; ``lengths`` (n,) splits it into pages; ``codebook``
+    the collection's :class:`~colprune.index.codebook.Codebook` (residual codecs: the block then
+    records its summed squared reconstruction error).
     """
-    vec = _encode_vectors(settings, ids, lengths, flat)
+    vec = _encode_vectors(settings, ids, lengths, flat, codebook)
+    sq_error = None
+    if L.CODES in vec:
+        sq_error = codebook.error(flat, (vec[L.CODES], vec[L.VECTORS])) * flat.shape[0]
     vec[L.POSITIONS] = positions.astype(np.int32, copy=False)
     vec[L.IMPORTANCE] = importance.astype(np.float32, copy=False)
     vec[L.PATCH_MASK] = patch_mask.astype(np.uint8, copy=False)
@@ -98,12 +109,13 @@ def encode_block(settings: dict[str, Any], ids, meta_json, lengths, n_original, 
     if centroids:  # on a worker thread (the kernel releases the GIL) while the writer copies vectors
         summary = _summary_pool().submit(int8_summary, vec[L.VECTORS], np.asarray(lengths, np.int64), centroids)
     return Block(list(ids), list(meta_json), np.asarray(lengths, np.int64), np.asarray(n_original, np.int64),
-                 np.array(grid_rows, np.int32).reshape(-1, 2), vec, cover_lengths, cover_rows, summary)
+                 np.array(grid_rows, np.int32).reshape(-1, 2), vec, cover_lengths, cover_rows, summary, sq_error)
 
 
 def pages_block(settings: dict[str, Any], ids, pages: list[PrunedPage], kept: list[dict[str, np.ndarray]],
-                meta_json: list[str], grid_rows) -> Block:
-    """Pruned pages (with their kept signals, metadata JSON and grid rows) as one encoded block."""
+                meta_json: list[str], grid_rows, codebook=None) -> Block:
+    """Pruned pages (with their kept signals, metadata JSON and grid rows) as one encoded block (``codebook``:
+    the collection's, for residual codecs)."""
     if settings["codec"] == "float16" and all(p.vectors.dtype == np.float16 for p in pages):
         flat = np.concatenate([p.vectors for p in pages])  # already finite halves (check_page)
     else:
@@ -116,15 +128,20 @@ def pages_block(settings: dict[str, Any], ids, pages: list[PrunedPage], kept: li
         np.array([p.n_original for p in pages], np.int64), grid_rows, flat,
         np.concatenate([p.positions for p in pages]), np.concatenate([p.importance for p in pages]),
         np.concatenate([p.patch_mask for p in pages]),
-        {name: np.concatenate([s[name] for s in kept]) for name in settings["signals"]}, covers)
+        {name: np.concatenate([s[name] for s in kept]) for name in settings["signals"]}, covers, codebook)
 
 
-def decode_vectors(settings: dict[str, Any], data: dict[str, np.ndarray], seg: Segment, lo: int, hi: int) -> np.ndarray:
+def decode_vectors(settings: dict[str, Any], data: dict[str, np.ndarray], seg: Segment, lo: int, hi: int,
+                   codebook=None) -> np.ndarray:
     """Stored vectors of documents ``lo..hi`` of ``seg`` as floats: int8 dequantised, binary from its
-    rerank copy or as ±1 signs."""
+    rerank copy or as ±1 signs, residual codecs decoded with ``codebook`` (float32)."""
     codec = settings["codec"]
     if codec in ("float16", "float32"):
         return data[L.VECTORS]
+    if codec in L.RESIDUAL_CODECS:
+        if codebook is None:
+            raise ValueError(f"decoding {codec} needs the collection's codebook")
+        return codebook.decode(data[L.CODES], data[L.VECTORS])
     if codec == "int8":
         return dequantize_int8(data[L.VECTORS], data[L.SCALES])
     if settings["rerank"]:
@@ -133,9 +150,9 @@ def decode_vectors(settings: dict[str, Any], data: dict[str, np.ndarray], seg: S
     return np.where(bits > 0, 1.0, -1.0).astype(np.float32)
 
 
-def decode_pages(settings: dict[str, Any], seg: Segment, lo: int, hi: int) -> list[Page]:
-    """Documents ``lo..hi`` of ``seg`` as :class:`Page` objects (deleted ones included)."""
-    vec = decode_vectors(settings, seg.read_vectors(lo, hi), seg, lo, hi)
+def decode_pages(settings: dict[str, Any], seg: Segment, lo: int, hi: int, codebook=None) -> list[Page]:
+    """Documents ``lo..hi`` of ``seg`` as :class:`Page` objects (deleted ones included; ``codebook``: residual codecs)."""
+    vec = decode_vectors(settings, seg.read_vectors(lo, hi), seg, lo, hi, codebook)
     aux = seg.aux(lo, hi)
     meta = seg.metadata_range(lo, hi)
     n_orig = seg.doc_table(L.DOC_N_ORIGINAL)
@@ -158,6 +175,4 @@ def decode_pages(settings: dict[str, Any], seg: Segment, lo: int, hi: int) -> li
 
 def empty_vectors(settings: dict[str, Any]) -> np.ndarray:
     """A (0, width) array of the codec's stored dtype."""
-    dim = int(settings["dim"])
-    width = (dim + 63) // 64 * 8 if settings["codec"] == "binary" else dim
-    return np.zeros((0, width), L.CODECS[settings["codec"]])
+    return np.zeros((0, L.vector_width(int(settings["dim"]), settings["codec"])), L.CODECS[settings["codec"]])

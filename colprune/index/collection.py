@@ -1,17 +1,16 @@
-"""The multi-vector index (format version 3): a collection directory of immutable segments.
+"""The multi-vector index (format version 4): a collection directory of immutable segments.
 
-``Index`` is the public API: create/open, add, upsert, delete, compact, search (exact,
-streaming with bounded memory; two-stage over persisted summaries; metadata filters),
-derive, verify. Each change is one commit: new segment and deletion files are written and
-made durable first, then one manifest naming the live state is renamed into place. Readers
-open one manifest (a consistent snapshot) and are never blocked by the writer; one writer
-at a time holds the collection's lock. Version 1 and 2 files (one HDF5 file each) open
-read-only through the same API. See ``docs/format.md``.
+``Index`` is the public API: create/open, add, upsert, delete, compact, search (exact, streaming
+with bounded memory; two-stage over persisted summaries; the centroid index of residual codecs;
+metadata filters), derive, verify. Each change is one commit: new segment, deletion and codebook
+files are written and made durable first, then one manifest naming the live state is renamed
+into place. Readers open one manifest (a consistent snapshot) and are never blocked by the
+writer; one writer at a time holds the collection's lock. Format 3 collections open read-write
+(they stay format 3); version 1 and 2 files open read-only. See ``docs/format.md``.
 
-``Index`` is a façade: reading and search live in :mod:`~colprune.index.view` and
-:mod:`~colprune.index.search`, input checks in :mod:`~colprune.index.prepare`, encoding in
-:mod:`~colprune.index.codecs`, commits in :mod:`~colprune.index.write`, compaction in
-:mod:`~colprune.index.compact`, derive/upgrade in :mod:`~colprune.index.derive`.
+``Index`` is a façade over :mod:`~colprune.index.view` (reads, search), :mod:`~colprune.index.prepare`,
+:mod:`~colprune.index.codecs`, :mod:`~colprune.index.write`, :mod:`~colprune.index.compact`,
+:mod:`~colprune.index.training` (codebooks) and :mod:`~colprune.index.derive`.
 """
 
 from __future__ import annotations
@@ -29,10 +28,12 @@ from . import compact as C
 from . import derive as D
 from . import layout as L
 from . import manifest as M
+from . import training as T
 from . import write as W
+from .layout import stored_bytes as codec_bytes
 from .leftovers import warn_leftovers
 from .prepare import Prepared, check_packed, packed_blocks, prepare_pages, resolve_pruner
-from .records import MAX_ID_BYTES, Hit, Page, check_count, check_delete, check_ids, codec_bytes, unknown_ids
+from .records import MAX_ID_BYTES, Hit, Page, check_count, check_delete, check_ids, unknown_ids
 from .segment import Block
 from .snapshot import DEFAULT_MEMORY_BUDGET
 from .view import IndexView
@@ -46,7 +47,7 @@ class MergeSkippedWarning(ColpruneWarning):
 
 
 class Index(IndexView):
-    """A multi-vector index: a collection directory of immutable segments (format version 3).
+    """A multi-vector index: a collection directory of immutable segments (format version 4).
 
     Use :meth:`create` or :meth:`open`, preferably as a context manager. Every change
     (:meth:`add`, :meth:`upsert`, :meth:`delete`, :meth:`compact`) is crash-safe: it is
@@ -66,13 +67,10 @@ class Index(IndexView):
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> Index:
-        """Open a collection (or a version 1/2 file, read-only).
+        """Open a collection (or a version 1/2 file, read-only), as :meth:`IndexView.open` says.
 
-        ``mode="r"`` reads the newest committed version (or ``version=``), a snapshot that
-        later commits do not change (:meth:`refresh` moves to the newest); ``"a"`` also
-        writes, holding the writer lock. Folders left beside it by killed overwrites are
-        reported once per process (a :class:`~colprune.index.leftovers.LeftoverWarning`;
-        ``colprune gc`` removes them).
+        Folders left beside it by killed overwrites are reported once per process (a
+        :class:`~colprune.index.leftovers.LeftoverWarning`; ``colprune gc`` removes them).
         """
         index = super().open(path, mode, **kwargs)
         warn_leftovers(index.path)
@@ -108,7 +106,10 @@ class Index(IndexView):
             error says so). Folders killed overwrites left beside ``path`` are removed.
         dim : embedding dimension (128 for ColPali/ColQwen2).
         dtype : the vector codec: ``"float16"`` (default), ``"float32"``, ``"int8"`` (per-vector
-            scale) or ``"binary"`` (sign bits).
+            scale), ``"binary"`` (sign bits), or ``"residual1"``/``"residual2"``/``"residual4"``: a centroid
+            id and a 1/2/4-bit residual per dimension (``dim * nbits`` a multiple of 8), with a codebook
+            trained on the first write (a sample of at most 131,072 of its vectors) and inverted lists
+            for ``search(candidates=...)``.
         rerank : for ``"binary"``: also keep float16 vectors to rerank the Hamming shortlist
             exactly (costs the float16 bytes on disk; ``False`` drops them).
         signals : names of extra per-vector importance signals to store.
@@ -131,6 +132,9 @@ class Index(IndexView):
             raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
         if int(dim) > L.MAX_DIM:  # readers refuse larger dims as hostile
             raise InvalidInputError(f"dim must be at most {L.MAX_DIM}, got {dim}")
+        if int(dim) * L.residual_bits(dtype) % 8:
+            raise InvalidInputError(f"{dtype} packs {L.residual_bits(dtype)} bits per dimension into bytes: dim * "
+                                    f"{L.residual_bits(dtype)} must be a multiple of 8, got dim {dim}")
         for name in signals:
             if not isinstance(name, str) or not name or "/" in name:
                 raise InvalidInputError(f"bad signal name {name!r}")
@@ -257,26 +261,59 @@ class Index(IndexView):
                      None if importance is None else [importance[off[i] : off[i + 1]] for i in range(len(ids))],
                      pruner=resolved, metadata=metadata, commit_every=commit_every, signal=signal)
             return
-        blocks = packed_blocks(self._snap, self.path, ids, vectors, lengths, off, importance, metadata, commit_every)
-        self._commit_blocks(blocks, resolved.config(), replace=False, signal=signal)
+        with W.undo_on_error(self._root):  # a codebook trained for pages then refused is removed
+            cb = self._codebook(lambda: T.flat_sample(vectors)) if len(ids) else None
+            blocks = packed_blocks(self._snap, self.path, ids, vectors, lengths, off, importance, metadata, commit_every, cb)
+        self._commit_blocks(blocks, resolved.config(), replace=False, signal=signal, codebook=cb)
+
+    def _codebook(self, sample):
+        """The codebook to encode with (residual codecs; None for others): the collection's, or one trained now on
+        ``sample()`` and written (the next commit names it)."""
+        if not L.residual_bits(self.codec):
+            return None
+        if self._snap.codebook is not None:
+            return self._snap.codebook
+        return T.new_codebook(self._root, sample(), self.codec)
+
+    def train_codebook(self, vectors) -> None:
+        """Train the codebook of an empty residual collection on ``vectors`` (N, dim), a sample of what it will hold
+        (at most 131,072 rows used), and commit it: later writes all encode with it."""
+        self._check_writable()
+        if not L.residual_bits(self.codec) or len(self):
+            raise InvalidInputError(f"train_codebook trains an empty residual collection; {self.path} is {self.codec} "
+                                    f"with {len(self)} pages (retrain a filled one: compact(retrain=True))")
+        with W.undo_on_error(self._root):
+            cb = self._codebook(lambda: T.flat_sample(np.asarray(vectors, np.float32).reshape(-1, self.dim)))
+            self._commit({**W.next_body(self._snap.manifest), "codebook": {"name": cb.name, "checksum": cb.checksum}})
 
     def _write(self, prepared: Prepared, step: int, *, replace: bool, signal: str | None = None) -> None:
         if prepared.ids:
-            self._commit_blocks(W.prepared_blocks(self._snap.manifest, prepared, step), prepared.config,
-                                replace=replace, signal=signal)
+            cb = self._codebook(lambda: T.prepared_sample(prepared))
+            self._commit_blocks(W.prepared_blocks(self._snap.manifest, prepared, step, cb), prepared.config,
+                                replace=replace, signal=signal, codebook=cb)
 
-    def _commit_blocks(self, blocks: Iterable[Block], config: dict[str, Any], *, replace: bool, signal: str | None) -> None:
-        """Write and commit each block as a new segment (replacing live pages of the same ids when ``replace``), then merge."""
+    def _commit_blocks(self, blocks: Iterable[Block], config: dict[str, Any], *, replace: bool, signal: str | None,
+                       codebook=None) -> None:
+        """Write and commit each block as a new segment (replacing live pages of the same ids when ``replace``), then merge.
+
+        ``codebook``: the residual codecs' (the first commit names it when it was trained for these blocks)."""
         for block in blocks:
             with W.undo_on_error(self._root):
-                entry = W.write_segment(self._root, self._snap.manifest, [block], block.n_vectors)
                 body = W.next_body(self._snap.manifest)
+                if codebook is not None:
+                    body["codebook"] = {"name": codebook.name, "checksum": codebook.checksum}
+                entry = W.write_segment(self._root, body, [block], block.n_vectors,
+                                        0 if codebook is None else codebook.n_centroids)
                 W.record_pruner(body, config, signal, empty=not len(self))
                 if replace:
                     rows = self._snap.id_rows()
                     W.delete_rows(self._root, self._snap, body, [rows[i] for i in block.ids if i in rows])
                 body["segments"].append(entry)
                 self._commit(body)
+            drift = None if self.__dict__.get("_drifted") else T.drift_message(self.path, entry, self._snap.codebook)
+            if drift is not None:  # once per open index
+                self._drifted = True
+                warnings.warn(T.CodebookDriftWarning(drift), stacklevel=4)
         self._merge_small()
 
     def _merge_small(self) -> None:
@@ -327,11 +364,10 @@ class Index(IndexView):
     def record_skipped(self, reasons: dict[str, str]) -> None:
         """Record sources a build could not embed (id or path -> reason), in one commit."""
         self._check_writable()
-        if not reasons:
-            return
-        body = W.next_body(self._snap.manifest)
-        body.setdefault("skipped", {}).update({str(k): str(v) for k, v in reasons.items()})
-        self._commit(body)
+        if reasons:
+            body = W.next_body(self._snap.manifest)
+            body.setdefault("skipped", {}).update({str(k): str(v) for k, v in reasons.items()})
+            self._commit(body)
 
     def clear_skipped(self, ids: Sequence[str] | None = None) -> None:
         """Forget skipped records (all, or those of ``ids``), e.g. before retrying them."""
@@ -344,9 +380,11 @@ class Index(IndexView):
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def compact(self, *, memory_budget: int | None = None) -> dict[str, Any]:
+    def compact(self, *, memory_budget: int | None = None, retrain: bool = False) -> dict[str, Any]:
         """Rewrite segments with deleted pages, and merge small ones; one commit.
 
+        ``retrain`` (residual codecs): train a new codebook on a sample of the live vectors (decoded) and
+        re-encode every segment with it, in the same one commit (the old codebook file is then collected).
         Returns ``{"bytes_before", "bytes_after", "segments_before", "segments_after"}``. A
         crash at any moment leaves the old state or the new one; readers that opened before
         keep reading their snapshot.
@@ -355,10 +393,15 @@ class Index(IndexView):
         before = self.info()["file_bytes"]
         n_before = len(self._snap.segments)
         plan = C.compaction_plan(self._snap)
-        if plan:
+        budget = memory_budget or self.memory_budget
+        if retrain:
+            with W.undo_on_error(self._root):
+                self._commit(T.retrain(self._root, self._snap, budget, W.next_body(self._snap.manifest)))
+            self._drifted = False
+        elif plan:
             body = W.next_body(self._snap.manifest)
             with W.undo_on_error(self._root):
-                self._commit(C.rewrite(self._root, self._snap, plan, memory_budget or self.memory_budget, body))
+                self._commit(C.rewrite(self._root, self._snap, plan, budget, body))
         after = self.info()["file_bytes"]
         return {"bytes_before": before, "bytes_after": after, "segments_before": n_before,
                 "segments_after": len(self._snap.segments)}
@@ -405,6 +448,8 @@ class Index(IndexView):
                            signals=self.signal_names, merged=self.merged or pruner.merges, rerank=rerank,
                            summary_centroids=self._snap.manifest.get("summary_centroids") or 4, pruner=config, _aside=True)
         try:
+            if L.residual_bits(dst.codec):  # trained on a sample of this collection, not on the first batch
+                dst.train_codebook(T.sample_live(self._snap))
             D.copy_pages(self.iter_pages(batch_size), len(self), lambda pages: D.reprune(pages, pruner, config, signal),
                          dst._write_all, batch_size=batch_size, progress=progress, desc=f"prune ({pruner.name})")
             if self.skipped:
@@ -434,6 +479,8 @@ class Index(IndexView):
                            merged=self.merged, rerank=self.has_rerank if rerank is None else rerank,
                            summary_centroids=cent, pruner=cfg, _aside=True)
         try:
+            if L.residual_bits(dst.codec) and len(self):
+                dst.train_codebook(T.sample_live(self._snap))
             D.copy_pages(self.iter_pages(), len(self), lambda pages: D.as_stored(pages, cfg), dst._write_all,
                          progress=progress, desc=desc)
             if skipped and self.skipped:

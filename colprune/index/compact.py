@@ -8,14 +8,13 @@ stored form (no decoding), as one new segment and returns the manifest body that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from . import layout as L
 from .codecs import int8_summary
-from .records import codec_bytes
 from .segment import Block, Segment
 from .snapshot import Snapshot
 from .write import write_segment
@@ -76,7 +75,7 @@ def live_blocks(snap: Snapshot, settings: dict[str, Any], si: int, budget: int) 
     seg = snap.segments[si]
     dele = snap.deleted[si]
     off = seg.offsets
-    rows_per = max(1, budget // max(1, codec_bytes(snap.codec, snap.dim)))
+    rows_per = max(1, budget // max(1, L.stored_bytes(snap.codec, snap.dim)))
     lo = 0
     while lo < seg.n_docs:
         hi = max(lo + 1, int(np.searchsorted(off, off[lo] + rows_per, side="right")) - 1)
@@ -125,12 +124,17 @@ def _summary(settings: dict[str, Any], seg: Segment, kept_docs: np.ndarray, keep
     return int8_summary(vec[L.VECTORS], lengths[keep].astype(np.int64), centroids)
 
 
-def rewrite(root: str, snap: Snapshot, groups: list[list[int]], budget: int, body: dict[str, Any]) -> dict[str, Any]:
+def rewrite(root: str, snap: Snapshot, groups: list[list[int]], budget: int, body: dict[str, Any], *,
+            transform: Callable[[Block], Block] | None = None, n_centroids: int | None = None) -> dict[str, Any]:
     """Write each group of ``snap``'s segments as one new segment of its live pages (none if it has none).
 
     ``body`` is the next manifest (its settings decide the new segments'); returns it with each
-    group's entries replaced by the new segment's, ready to commit.
+    group's entries replaced by the new segment's, ready to commit. ``transform`` changes each block
+    before it is written (a retrain re-encodes it with ``body``'s new codebook of ``n_centroids``;
+    default: the snapshot's codebook's).
     """
+    if n_centroids is None:
+        n_centroids = snap.codebook.n_centroids if snap.codebook is not None else 0
     replaced: dict[int, dict[str, Any] | None] = {}
     for group in groups:
         n_vec = 0
@@ -140,7 +144,9 @@ def rewrite(root: str, snap: Snapshot, groups: list[list[int]], budget: int, bod
             n_vec += int(seg.n_vectors if dele is None else np.diff(seg.offsets)[~dele].sum())
             live += seg.n_docs - (0 if dele is None else int(dele.sum()))
         blocks = (b for si in group for b in live_blocks(snap, body, si, budget))
-        replaced[group[0]] = write_segment(root, body, blocks, n_vec) if live else None
+        if transform is not None:
+            blocks = map(transform, blocks)
+        replaced[group[0]] = write_segment(root, body, blocks, n_vec, n_centroids) if live else None
         for si in group[1:]:
             replaced[si] = None
     body["segments"] = [replaced[si] if si in replaced else s for si, s in enumerate(body["segments"])

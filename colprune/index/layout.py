@@ -40,14 +40,23 @@ __all__ = [
     "SIGNALS",
     "COVERS_ROWS",
     "COVERS_OFFSETS",
+    "CODES",
+    "IVF_OFFSETS",
+    "IVF_DOCS",
+    "RESIDUAL_CODECS",
+    "COLLECTION_VERSIONS",
+    "residual_bits",
+    "stored_bytes",
     "codec_of",
     "vector_width",
     "check_file",
 ]
 
 FORMAT_NAME = "colprune-index"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = frozenset({1, 2, 3})
+FORMAT_VERSION = 4
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+#: versions stored as a collection folder (3: no codebooks; 4: adds the residual codecs and their codebooks)
+COLLECTION_VERSIONS = frozenset({3, 4})
 #: versions stored as one HDF5 file (read only since version 3)
 FILE_VERSIONS = frozenset({1, 2})
 
@@ -103,7 +112,10 @@ MAX_DIM = 1 << 20
 
 STORED_DTYPES = {"float16": np.float16, "float32": np.float32}
 # codec -> dtype of the `vectors` dataset (v2); v1 files are float16/float32 only
-CODECS = {"float16": np.float16, "float32": np.float32, "int8": np.int8, "binary": np.uint8}
+CODECS = {"float16": np.float16, "float32": np.float32, "int8": np.int8, "binary": np.uint8,
+          "residual1": np.uint8, "residual2": np.uint8, "residual4": np.uint8}
+#: residual codecs (format 4) -> bits per dimension of the quantised residual
+RESIDUAL_CODECS = {"residual1": 1, "residual2": 2, "residual4": 4}
 
 # encoding-type of every object (v1/v2 names; segments add _SEGMENT_ENCODINGS), stamped by set_segment_encoding
 _ENCODINGS = {
@@ -131,8 +143,24 @@ _ENCODINGS = {
 
 
 def vector_width(dim: int, codec: str) -> int:
-    """Columns of the ``vectors`` dataset: ``dim``, or ``dim`` bits packed into whole 64-bit words (binary)."""
+    """Columns of the ``vectors`` dataset: ``dim``, ``dim`` bits packed into whole 64-bit words (binary), or
+    ``dim * nbits / 8`` bytes of packed residual buckets (residual codecs)."""
+    if codec in RESIDUAL_CODECS:
+        return int(dim) * RESIDUAL_CODECS[codec] // 8
     return (int(dim) + 63) // 64 * 8 if codec == "binary" else int(dim)
+
+
+def residual_bits(codec: str) -> int:
+    """Bits per dimension of a residual codec; 0 for the others."""
+    return RESIDUAL_CODECS.get(codec, 0)
+
+
+def stored_bytes(codec: str, dim: int) -> int:
+    """Stored bytes per vector: float16 2·dim, float32 4·dim, int8 dim + 4 (scale), binary dim/8 (in 64-bit
+    words), residual 2 (centroid code) + dim·nbits/8 (the codebook's own bytes not counted)."""
+    if codec in RESIDUAL_CODECS:
+        return 2 + vector_width(dim, codec)
+    return {"float16": 2 * dim, "float32": 4 * dim, "int8": dim + 4, "binary": (dim + 63) // 64 * 8}[codec]
 
 
 def _text(value: Any) -> str:
@@ -187,20 +215,22 @@ def text_attr(f: h5py.File, key: str) -> str:
     return _text(f.attrs.get(key, ""))
 
 
-# -- format version 3: a collection directory ---------------------------------------------
-# COLLECTION/COLPRUNE            marker: JSON {"format": ..., "format_version": 3}
+# -- format versions 3 and 4: a collection directory ---------------------------------------
+# COLLECTION/COLPRUNE            marker: JSON {"format": ..., "format_version": 3 or 4}
 # COLLECTION/LOCK                the writer lock (flock); "PID HOST" of the writer, for messages only
 # COLLECTION/manifests/<v>.json  one immutable commit record per version (20-digit v)
 # COLLECTION/segments/<name>.h5  immutable HDF5 segment files
 # COLLECTION/deletes/<name>      deletion bitmaps, immutable, one per (segment, version)
+# COLLECTION/codebooks/<name>.h5 immutable codebooks of the residual codecs (format 4), named by the manifest
 # COLLECTION/tmp/                writes in progress; anything left there is garbage
-COLLECTION_FORMAT = FORMAT_NAME  # a collection is a colprune index, format 3
+COLLECTION_FORMAT = FORMAT_NAME  # a collection is a colprune index, format 3 or 4
 SEGMENT_FORMAT = "colprune-segment"
 MARKER = "COLPRUNE"
 LOCK = "LOCK"
 MANIFESTS = "manifests"
 SEGMENTS = "segments"
 DELETES = "deletes"
+CODEBOOKS = "codebooks"
 TMP = "tmp"
 HASH_ALGO = "xxh3_64"
 
@@ -220,10 +250,24 @@ A_N_DOCS = "n_docs"
 A_N_VECTORS = "n_vectors"
 A_SUMMARY_CENTROIDS = "summary_centroids"
 A_FIELD = "field"
+# residual codecs (format 4): per-vector centroid codes and per-segment inverted lists
+CODES = "codes"  # (N,) uint16: the centroid of each vector (its residual is in `vectors`)
+IVF_OFFSETS = "ivf/offsets"  # (K + 1,) int64: centroid c's pages are ivf/docs[offsets[c]:offsets[c + 1]]
+IVF_DOCS = "ivf/docs"  # (M,) int32: ascending distinct documents of the segment per centroid
+A_CODEBOOK = "codebook"  # segment attribute: the name of the codebook its codes index
+# a codebook file (codebooks/<name>.h5): datasets and attributes
+CODEBOOK_FORMAT = "colprune-codebook"
+CB_CENTROIDS = "centroids"  # (K, dim) float16
+CB_CUTOFFS = "cutoffs"  # (dim, 2**nbits - 1) float32
+CB_WEIGHTS = "weights"  # (dim, 2**nbits) float32
+A_NBITS = "nbits"
+A_N_CENTROIDS = "n_centroids"
+A_N_TRAINED = "n_trained"
+A_TRAIN_ERROR = "train_error"
 
 # per-document hash groups: each document's rows of these datasets, hashed together
 DOC_HASH_GROUPS = {
-    "vectors": (VECTORS, SCALES),
+    "vectors": (VECTORS, SCALES, CODES),
     "rerank": (RERANK,),
     "aux": (POSITIONS, IMPORTANCE, PATCH_MASK, SIGNALS, COVERS_ROWS),
     "meta": (DOC_META_BYTES,),
@@ -237,11 +281,15 @@ _SEGMENT_ENCODINGS = {
     FILTERS: "metadata-columns",
     CHECKS: "per-document-hashes",
     "summary": "first-stage-summary",
+    CODES: "per-vector",
+    "ivf": "inverted-lists",
+    IVF_OFFSETS: "csr-offsets",
+    IVF_DOCS: "csr-values",
 }
 
 
-def set_segment_encoding(f: h5py.File) -> None:
-    """Stamp every object of a new segment file with ``encoding-type`` and ``encoding-version``."""
+def set_segment_encoding(f: h5py.File, version: int = FORMAT_VERSION) -> None:
+    """Stamp every object of a new segment file with ``encoding-type`` and ``encoding-version`` (``version``)."""
 
     def stamp(name: str, obj) -> None:
         etype = _SEGMENT_ENCODINGS.get(name) or _ENCODINGS.get(name)
@@ -249,16 +297,20 @@ def set_segment_encoding(f: h5py.File) -> None:
             parent = name.split("/")[0]
             etype = {SIGNALS: "per-vector", CHECKS: "per-document-hash", FILTERS: "metadata-column"}.get(parent, "data")
         obj.attrs[ENCODING_TYPE] = etype
-        obj.attrs[ENCODING_VERSION] = str(FORMAT_VERSION)
+        obj.attrs[ENCODING_VERSION] = str(version)
 
     stamp("/", f)
     f.visititems(stamp)
 
 
-def segment_attrs(dim: int, codec: str, n_docs: int, n_vectors: int, summary_centroids: int) -> dict[str, Any]:
+def segment_attrs(dim: int, codec: str, n_docs: int, n_vectors: int, summary_centroids: int, *,
+                  version: int = FORMAT_VERSION, codebook: str | None = None) -> dict[str, Any]:
+    """Root attributes of a segment of a collection of format ``version`` (its codebook's name for residual codecs)."""
+    extra = {} if codebook is None else {A_CODEBOOK: codebook}
     return {
+        **extra,
         A_FORMAT: SEGMENT_FORMAT,
-        A_FORMAT_VERSION: FORMAT_VERSION,
+        A_FORMAT_VERSION: int(version),
         A_DIM: int(dim),
         A_CODEC: codec,
         A_DTYPE: np.dtype(CODECS[codec]).name,

@@ -173,12 +173,16 @@ def _file_name(name: Any, pattern: re.Pattern) -> bool:
 
 def _settings_problem(m: dict[str, Any], version: int) -> str | None:
     """What in the manifest's settings (everything but its segments) breaks the format's rules, or None."""
-    if m["format"] != L.COLLECTION_FORMAT or m["format_version"] != L.FORMAT_VERSION or type(m["format_version"]) is not int:
+    if (m["format"] != L.COLLECTION_FORMAT or type(m["format_version"]) is not int
+            or m["format_version"] not in L.COLLECTION_VERSIONS):
         return f"format {m['format']!r} version {m['format_version']!r}"
     if type(m["version"]) is not int or m["version"] != version:
         return f"it says version {m['version']!r}, its file name {version}"
     if not _count(m["dim"], 1, MAX_DIM) or not isinstance(m["codec"], str) or m["codec"] not in L.CODECS:
         return f"dim {m['dim']!r}, codec {m['codec']!r}"
+    problem = _codebook_problem(m)
+    if problem is not None:
+        return problem
     for key in ("rerank", "merged"):
         if type(m[key]) is not bool:
             return f"{key!r} is {m[key]!r}, not true or false"
@@ -200,6 +204,22 @@ def _settings_problem(m: dict[str, Any], version: int) -> str | None:
         return "'skipped' is not an object of source -> reason"
     if not isinstance(m["segments"], list):
         return "'segments' is not a list"
+    return None
+
+
+def _codebook_problem(m: dict[str, Any]) -> str | None:
+    """What in the manifest's codec and codebook entry breaks the format's rules (format 4), or None."""
+    bits = L.residual_bits(m["codec"])
+    book = m.get("codebook")
+    if bits and (m["format_version"] < 4 or m["dim"] * bits % 8):
+        return f"codec {m['codec']} needs format version 4 and dim * {bits} a multiple of 8 (dim {m['dim']})"
+    if book is None:
+        return "a residual collection with segments names no codebook" if bits and m["segments"] else None
+    if not bits:
+        return f"codec {m['codec']} has no codebook, the manifest names {book!r}"
+    if not isinstance(book, dict) or not _file_name(book.get("name"), _SEGMENT_NAME) or \
+            not isinstance(book.get("checksum"), str) or not _HEX16.fullmatch(book["checksum"]):
+        return f"codebook entry {book!r} (an object with a file name and a 16-hex checksum)"
     return None
 
 
@@ -249,7 +269,9 @@ def _manifest_problem(m: dict[str, Any], version: int) -> str | None:
 
 def new_manifest(dim: int, codec: str, *, encoder: str | None, rerank: bool, signals, merged: bool,
                  summary_centroids: int) -> dict[str, Any]:
+    extra = {"codebook": None} if codec in L.RESIDUAL_CODECS else {}  # set by the first write (format 4)
     return {
+        **extra,
         "format": L.COLLECTION_FORMAT,
         "format_version": L.FORMAT_VERSION,
         "version": 0,
@@ -380,11 +402,15 @@ def collect_garbage(root: str, current: int) -> None:
             referenced.add(s["name"])
             if s.get("deletes"):
                 referenced.add(s["deletes"]["name"])
+        if body.get("codebook"):
+            referenced.add(body["codebook"]["name"])
     for v in versions:
         if v not in keep:
             _unlink(os.path.join(mdir, L.manifest_name(v)))
-    for sub in (L.SEGMENTS, L.DELETES):
+    for sub in (L.SEGMENTS, L.DELETES, L.CODEBOOKS):
         folder = os.path.join(root, sub)
+        if sub == L.CODEBOOKS and not os.path.isdir(folder):  # format 3, or no residual codec
+            continue
         for name in os.listdir(folder):
             if name not in referenced:
                 _unlink(os.path.join(folder, name))

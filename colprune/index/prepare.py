@@ -142,8 +142,9 @@ def check_packed(ids: list, vectors, lengths, importance, metadata, dim: int):
 
 def packed_blocks(snap: Snapshot, path: str, ids: list, vectors: np.ndarray, lengths: np.ndarray, off: np.ndarray,
                   importance: np.ndarray | None, metadata: Sequence[dict | None] | None,
-                  commit_every: int | None) -> Iterator[Block]:
-    """Unpruned packed pages, validated (vectorised) before the first block, as encoded blocks of ``commit_every`` pages."""
+                  commit_every: int | None, codebook=None) -> Iterator[Block]:
+    """Unpruned packed pages, validated (vectorised) before the first block, as encoded blocks of ``commit_every`` pages
+    (``codebook``: the collection's, residual codecs)."""
     n = len(ids)
     check_new_ids(snap, ids, replacing=False, path=path)
     for name, arr in (("embeddings", vectors), ("importance", None if importance is None else importance[:, None])):
@@ -155,10 +156,10 @@ def packed_blocks(snap: Snapshot, path: str, ids: list, vectors: np.ndarray, len
     if vectors.dtype != np.float16 or snap.codec != "float16":
         vectors = vectors.astype(np.float32, copy=False)
     step = n if commit_every is None else check_count(commit_every, "commit_every")
-    return _packed_blocks(snap.manifest, ids, vectors, lengths, off, importance, meta, step)
+    return _packed_blocks(snap.manifest, ids, vectors, lengths, off, importance, meta, step, codebook)
 
 
-def _packed_blocks(settings, ids, vectors, lengths, off, importance, meta, step) -> Iterator[Block]:
+def _packed_blocks(settings, ids, vectors, lengths, off, importance, meta, step, codebook) -> Iterator[Block]:
     n = len(ids)
     for lo in range(0, n, max(step, 1)):
         hi = min(lo + step, n)
@@ -166,4 +167,4 @@ def _packed_blocks(settings, ids, vectors, lengths, off, importance, meta, step)
         positions = np.arange(b - a, dtype=np.int64) - np.repeat(off[lo:hi] - a, lengths[lo:hi])
         imp = np.full(b - a, np.nan, np.float32) if importance is None else importance[a:b]
         yield encode_block(settings, ids[lo:hi], meta[lo:hi], lengths[lo:hi], lengths[lo:hi], [NO_GRID] * (hi - lo),
-                           vectors[a:b], positions, imp, np.ones(b - a, np.uint8), {}, None)
+                           vectors[a:b], positions, imp, np.ones(b - a, np.uint8), {}, None, codebook)

@@ -24,7 +24,9 @@ from .records import MAX_ID_BYTES, check_id
 
 __all__ = ["guarded", "hash_bytes", "whole_hashed", "open_h5_safely", "check_no_outside_reads", "check_storage",
            "check_offsets", "int_attr", "str_attr", "decode_ids", "check_ids_as_written", "decode_metadata",
-           "ANY", "expected_datasets", "check_summary", "check_filter_values", "compare_columns"]
+           "ANY", "expected_datasets", "check_shapes", "check_summary", "check_filter_values", "compare_columns",
+           "check_codes", "check_ivf", "filter_fields", "map_contiguous",
+           "check_agrees", "check_no_twins"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -281,11 +283,12 @@ ANY = -1
 
 
 def expected_datasets(n: int, v: int, dim: int, codec: str, *, rerank: bool, merged: bool, signals: list[str],
-                      summary: bool, filters: list[str]) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """Dataset name -> ``(shape, dtype)`` of a format-3 segment of ``n`` documents and ``v`` vectors.
+                      summary: bool, filters: list[str], n_centroids: int = 0) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Dataset name -> ``(shape, dtype)`` of a format-3/4 segment of ``n`` documents and ``v`` vectors.
 
     ``rerank``, ``merged`` and ``summary`` say which optional parts it holds, ``signals`` its
-    signal names, ``filters`` its ``filters/<key>`` groups; :data:`ANY` marks a data-dependent length.
+    signal names, ``filters`` its ``filters/<key>`` groups, ``n_centroids`` the codebook's K (residual
+    codecs); :data:`ANY` marks a data-dependent length.
     """
     want: dict[str, tuple[tuple[int, ...], Any]] = {
         L.VECTORS: ((v, L.vector_width(dim, codec)), L.CODECS[codec]), L.POSITIONS: ((v,), np.int32),
@@ -294,6 +297,9 @@ def expected_datasets(n: int, v: int, dim: int, codec: str, *, rerank: bool, mer
         L.DOC_META_OFFSETS: ((n + 1,), np.int64), L.DOC_ID_BYTES: ((ANY,), np.uint8), L.DOC_META_BYTES: ((ANY,), np.uint8)}
     if codec == "int8":
         want[L.SCALES] = ((v,), np.float32)
+    if codec in L.RESIDUAL_CODECS:
+        want[L.CODES] = ((v,), np.uint16)
+        want[L.IVF_OFFSETS], want[L.IVF_DOCS] = ((n_centroids + 1,), np.int64), ((ANY,), np.int32)
     if rerank:
         want[L.RERANK] = ((v, dim), np.float16)
     if merged:
@@ -344,3 +350,104 @@ def compare_columns(stored: dict[str, tuple[np.ndarray, np.ndarray, list[str]]],
         if not np.array_equal(num[lo:hi], g_num, equal_nan=True) or not np.array_equal(codes[lo:hi], mapped):
             raise CorruptionError(f"{path}: filter column {field!r} disagrees with the metadata of documents {lo}..{hi} "
                                   "(a filter would return other pages)")
+
+
+def check_shapes(datasets: dict[str, h5py.Dataset], want: dict[str, tuple[tuple[int, ...], Any]], path: str) -> None:
+    """Every dataset ``want`` names (see :func:`expected_datasets`) is in ``datasets`` with its exact shape and dtype."""
+    for name, (shape, dtype) in want.items():
+        ds = datasets.get(name)
+        if ds is None:
+            raise CorruptionError(f"{path}: missing dataset {name!r}")
+        if len(ds.shape) != len(shape) or any(a != b for a, b in zip(ds.shape, shape) if b != ANY) \
+                or ds.dtype != np.dtype(dtype):
+            raise CorruptionError(f"{path}: {name} is {ds.shape} {ds.dtype}, expected "
+                                  f"{tuple('any' if x == ANY else x for x in shape)} {np.dtype(dtype)}")
+
+
+def check_codes(codes: np.ndarray, n_centroids: int, what: str) -> None:
+    """Centroid codes index the codebook: every one below ``n_centroids`` (a kernel would read past it otherwise)."""
+    if codes.size and int(codes.max()) >= n_centroids:
+        raise CorruptionError(f"{what}: a centroid code ({int(codes.max())}) is outside the codebook's {n_centroids} "
+                              "centroids (damaged, or a segment of another codebook)")
+
+
+def check_ivf(list_off: np.ndarray, list_docs: np.ndarray, n_centroids: int, n_docs: int, what: str) -> np.ndarray:
+    """A segment's inverted lists: ``(K + 1,)`` offsets from 0 to M, non-decreasing; every doc in ``0..n_docs``.
+
+    Returns the offsets as int64 (``verify`` also compares the lists with what the codes give)."""
+    off = check_offsets(list_off, n_centroids, list_docs.shape[0], f"{what}/offsets")
+    if list_docs.size and (int(list_docs.min()) < 0 or int(list_docs.max()) >= n_docs):
+        raise CorruptionError(f"{what}/docs: a page outside the segment's {n_docs} (damaged)")
+    return off
+
+
+def filter_fields(f: h5py.File, path: str) -> dict[str, str]:
+    """A segment's ``filters/<key>`` group -> the metadata field it indexes (attributes only); each field once."""
+    grp = f.get(L.FILTERS)
+    if grp is None:
+        return {}
+    if not isinstance(grp, h5py.Group):
+        raise CorruptionError(f"{path}: {L.FILTERS} is not a group")
+    out: dict[str, str] = {}
+    for key in grp.keys():
+        base = f"{L.FILTERS}/{key}"
+        if not isinstance(grp[key], h5py.Group) or L.A_FIELD not in grp[key].attrs:
+            raise CorruptionError(f"{path}: {base} is not a filter column (a group with a 'field' attribute)")
+        out[base] = str_attr(grp[key], L.A_FIELD, path, 1 << 16)
+    if len(set(out.values())) != len(out):
+        raise CorruptionError(f"{path}: two filter columns index the same metadata field")
+    return out
+
+
+def map_contiguous(f: h5py.File, path: str, size: int) -> dict[str, tuple[int, np.dtype, tuple]]:
+    """Raw file ranges ``name -> (start, dtype, row shape)`` of a segment's contiguous datasets (read with ``pread``),
+    each checked contiguous, unfiltered and inside the file's ``size`` bytes."""
+    out = {}
+    for name in (L.VECTORS, L.SCALES, L.RERANK, L.CODES):
+        if name not in f:
+            continue
+        ds = f[name]
+        plist = ds.id.get_create_plist()
+        if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters():
+            raise CorruptionError(f"{path}: {name} must be contiguous and unfiltered")
+        start = ds.id.get_offset()
+        nbytes = ds.id.get_storage_size()
+        want = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
+        if want and (start is None or nbytes != want or start < 0 or start + nbytes > size):
+            raise CorruptionError(f"{path}: {name} lies outside the file (truncated?)")
+        out[name] = (start or 0, ds.dtype, ds.shape[1:])
+    return out
+
+
+def check_agrees(body: dict[str, Any], entry: dict[str, Any], seg: Any) -> None:
+    """A segment holds what the manifest says of it: its counts, and the collection's signals, covers, rerank copy and
+    summaries."""
+    if (seg.n_docs, seg.n_vectors) != (entry["n_docs"], entry["n_vectors"]):
+        raise CorruptionError(f"{seg.path}: holds {seg.n_docs} docs / {seg.n_vectors} vectors, the manifest says "
+                              f"{entry['n_docs']} / {entry['n_vectors']}")
+    mine = (seg.signal_names, seg.merged, seg.has_rerank, seg.summary_centroids)
+    theirs = (sorted(body["signals"]), body["merged"], body["rerank"], body.get("summary_centroids", 0))
+    if mine != theirs:
+        raise CorruptionError(f"{seg.path}: holds signals {mine[0]}, covers {mine[1]}, rerank copy {mine[2]}, "
+                              f"{mine[3]}-centroid summaries; the manifest says "
+                              f"{theirs[0]}, {theirs[1]}, {theirs[2]}, {theirs[3]}")
+
+
+def check_no_twins(segments: list[Any], deleted: list[np.ndarray | None]) -> None:
+    """Two segments whose id lists hash alike hold the same ids row by row: no row may be live in both.
+
+    The cheap part of ids-unique-over-live-pages, at open (hashes from the checksum records);
+    :meth:`Snapshot.check_unique_ids` checks the rest where ids are read.
+    """
+    by_ids: dict[tuple, int] = {}
+    for si, seg in enumerate(segments):
+        if seg.legacy or not seg.n_docs:
+            continue
+        key = (seg.checks.get(L.DOC_ID_BYTES), seg.checks.get(L.DOC_ID_OFFSETS))
+        other = by_ids.setdefault(key, si)
+        if other != si:
+            a, b = deleted[other], deleted[si]
+            live = np.ones(seg.n_docs, bool) if a is None else ~a
+            if (live & (np.ones(seg.n_docs, bool) if b is None else ~b)).any():
+                raise CorruptionError(f"{segments[other].path} and {seg.path} hold the same page ids, live in both "
+                                      "(a segment listed twice?); ids are unique over a collection's live pages")

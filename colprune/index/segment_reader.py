@@ -21,6 +21,7 @@ import numpy as np
 import xxhash
 
 from ..errors import CorruptionError, FormatError
+from ..kernels import inverted_lists
 from ..kernels.checks import first_nonfinite_row
 from . import layout as L
 from . import segment_checks as SC
@@ -32,7 +33,6 @@ from .segment_writer import metadata_columns
 __all__ = ["Segment"]
 
 
-
 class Segment:
     """Read access to one sealed segment file; see the module docstring.
 
@@ -41,13 +41,16 @@ class Segment:
     path : the segment file
     checksum : hex checksum of its checksum record, from the manifest
     dim, codec : what the collection expects
+    codebook : ``(name, K)`` of the collection's codebook (residual codecs): the segment must name it
     """
 
     legacy = False
 
-    def __init__(self, path: str, checksum: str | None, dim: int, codec: str) -> None:
+    def __init__(self, path: str, checksum: str | None, dim: int, codec: str,
+                 codebook: tuple[str, int] | None = None) -> None:
         self.path = path
         self._reset()
+        self.codebook_name, self.n_centroids = codebook if codebook is not None else (None, 0)
         self.f, self._fd, self.file_size = open_h5(path)
         try:
             self._open(checksum, dim, codec)
@@ -65,6 +68,7 @@ class Segment:
         self._filters: dict[str, tuple] | None = None
         self._filter_groups: dict[str, str] = {}
         self._summary: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._ivf: tuple[np.ndarray, np.ndarray] | None = None
         self.checks: dict[str, str] = {}
         self.checks_record_hash: str | None = None
 
@@ -75,7 +79,7 @@ class Segment:
         """Validate the file in order: header and checksum record, dataset shapes, storage, the offsets."""
         datasets = self._check_header(checksum, dim, codec)
         self._check_datasets(datasets, dim, codec)
-        self._map_contiguous()
+        self._raw = SC.map_contiguous(self.f, self.path, self.file_size)
         SC.check_storage(datasets, self.path, self.file_size)
         self._read_offsets()
 
@@ -99,8 +103,13 @@ class Segment:
         self.dim, self.codec = SC.int_attr(f, L.A_DIM, 1, L.MAX_DIM, path), SC.str_attr(f, L.A_CODEC, path, 64)
         if (self.dim, self.codec) != (dim, codec):
             raise CorruptionError(f"{path}: holds dim {self.dim} {self.codec}, the collection {dim} {codec}")
-        if SC.int_attr(f, L.A_FORMAT_VERSION, 0, L.MAX_COUNT, path) != L.FORMAT_VERSION:
-            raise FormatError(f"{path}: segment format version {f.attrs[L.A_FORMAT_VERSION]}, not {L.FORMAT_VERSION}")
+        version = SC.int_attr(f, L.A_FORMAT_VERSION, 0, L.MAX_COUNT, path)
+        if version not in L.COLLECTION_VERSIONS or (codec in L.RESIDUAL_CODECS and version < 4):
+            raise FormatError(f"{path}: segment format version {version} ({codec}), not one of "
+                              f"{sorted(L.COLLECTION_VERSIONS)} (residual codecs: 4)")
+        if codec in L.RESIDUAL_CODECS and SC.str_attr(f, L.A_CODEBOOK, path, 256) != self.codebook_name:
+            raise CorruptionError(f"{path}: encoded with codebook {SC.str_attr(f, L.A_CODEBOOK, path, 256)!r}, the "
+                                  f"collection's is {self.codebook_name!r} (a segment of another codebook)")
         self.n_docs = SC.int_attr(f, L.A_N_DOCS, 0, L.MAX_COUNT, path)
         self.n_vectors = SC.int_attr(f, L.A_N_VECTORS, 0, L.MAX_COUNT, path)
         if self.n_vectors < self.n_docs:
@@ -116,19 +125,16 @@ class Segment:
         f, path, n, v = self.f, self.path, self.n_docs, self.n_vectors
         if codec != "int8" and L.SCALES in datasets or codec != "binary" and self.has_rerank:
             raise CorruptionError(f"{path}: holds {L.SCALES if L.SCALES in datasets else L.RERANK}, which codec {codec} has not")
-        self._filter_groups = self._read_filter_fields()
+        self._filter_groups = SC.filter_fields(f, path)
+        residual = codec in L.RESIDUAL_CODECS
+        if not residual and any(name in datasets for name in (L.CODES, L.IVF_OFFSETS, L.IVF_DOCS)):
+            raise CorruptionError(f"{path}: holds centroid codes or inverted lists, which codec {codec} has not")
         want = SC.expected_datasets(self.n_docs, self.n_vectors, dim, codec, rerank=self.has_rerank,
-                                 merged=self.merged or L.COVERS_ROWS in f, signals=self.signal_names,
-                                 summary=self.summary_centroids > 0, filters=list(self._filter_groups))
-        for name, (shape, dtype) in want.items():
-            ds = datasets.get(name)
-            if ds is None:
-                raise CorruptionError(f"{path}: missing dataset {name!r}")
-            if len(ds.shape) != len(shape) or any(a != b for a, b in zip(ds.shape, shape) if b != SC.ANY) \
-                    or ds.dtype != np.dtype(dtype):
-                raise CorruptionError(f"{path}: {name} is {ds.shape} {ds.dtype}, expected "
-                                      f"{tuple('any' if x == SC.ANY else x for x in shape)} {np.dtype(dtype)}")
-        bounds = {L.DOC_ID_BYTES: (n, n * MAX_ID_BYTES), L.DOC_META_BYTES: (2 * n, L.MAX_COUNT),
+                                    merged=self.merged or L.COVERS_ROWS in f, signals=self.signal_names,
+                                    summary=self.summary_centroids > 0, filters=list(self._filter_groups),
+                                    n_centroids=self.n_centroids)
+        SC.check_shapes(datasets, want, path)
+        bounds = {L.DOC_ID_BYTES: (n, n * MAX_ID_BYTES), L.DOC_META_BYTES: (2 * n, L.MAX_COUNT), L.IVF_DOCS: (n, v),
                   L.COVERS_ROWS: (v, L.MAX_COUNT), L.SUMMARY_CODES: (min(n, 1) * (self.summary_centroids > 0), v)}
         for base in self._filter_groups:
             bounds[f"{base}/{L.FILTER_DICT_OFFSETS}"] = (1, n + 1)
@@ -142,23 +148,6 @@ class Segment:
         for name in whole_hashed(f):
             if name not in self.checks:
                 raise CorruptionError(f"{path}: dataset {name!r} has no checksum")
-
-    def _read_filter_fields(self) -> dict[str, str]:
-        """``filters/<key>`` group -> the metadata field it indexes (attributes only); each field once."""
-        grp = self.f.get(L.FILTERS)
-        if grp is None:
-            return {}
-        if not isinstance(grp, h5py.Group):
-            raise CorruptionError(f"{self.path}: {L.FILTERS} is not a group")
-        out: dict[str, str] = {}
-        for key in grp.keys():
-            base = f"{L.FILTERS}/{key}"
-            if not isinstance(grp[key], h5py.Group) or L.A_FIELD not in grp[key].attrs:
-                raise CorruptionError(f"{self.path}: {base} is not a filter column (a group with a 'field' attribute)")
-            out[base] = SC.str_attr(grp[key], L.A_FIELD, self.path, 1 << 16)
-        if len(set(out.values())) != len(out):
-            raise CorruptionError(f"{self.path}: two filter columns index the same metadata field")
-        return out
 
     def _read_offsets(self) -> None:
         """The arrays every read relies on, verified and checked before anything else is read."""
@@ -176,23 +165,6 @@ class Segment:
         if self.merged:
             self._cov_off = check_offsets(self._whole(L.COVERS_OFFSETS), self.n_vectors, f[L.COVERS_ROWS].shape[0],
                                           f"{path}: covers/offsets")
-
-    def _map_contiguous(self) -> None:
-        """Raw file ranges of the contiguous datasets (read with ``pread``), each inside the file."""
-        f, path, size = self.f, self.path, self.file_size
-        for name in (L.VECTORS, L.SCALES, L.RERANK):
-            if name not in f:
-                continue
-            ds = f[name]
-            plist = ds.id.get_create_plist()
-            if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters():
-                raise CorruptionError(f"{path}: {name} must be contiguous and unfiltered")
-            start = ds.id.get_offset()
-            nbytes = ds.id.get_storage_size()
-            want = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
-            if want and (start is None or nbytes != want or start < 0 or start + nbytes > size):
-                raise CorruptionError(f"{path}: {name} lies outside the file (truncated?)")
-            self._raw[name] = (start or 0, ds.dtype, ds.shape[1:])
 
     def close(self) -> None:
         if self._fd is not None:
@@ -298,7 +270,7 @@ class Segment:
         return sum(v.nbytes for v in self.resident.values())
 
     def vector_bytes(self) -> int:
-        names = [n for n in (L.VECTORS, L.SCALES, L.RERANK) if n in self.f]
+        names = [n for n in (L.VECTORS, L.SCALES, L.RERANK, L.CODES) if n in self.f]
         return sum(int(np.prod(self.f[n].shape)) * self.f[n].dtype.itemsize for n in names)
 
     @guarded
@@ -310,7 +282,7 @@ class Segment:
         HDF5 call: this is the two-stage rerank's read path.
         """
         docs = np.asarray(docs, np.int64)
-        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES) if n in self._raw or n in self.f]
+        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES, L.CODES) if n in self._raw or n in self.f]
         off = self.offsets
         lengths = off[docs + 1] - off[docs]
         breaks = np.flatnonzero(np.diff(docs) != 1) + 1  # runs of consecutive documents
@@ -348,16 +320,22 @@ class Segment:
         return data, lengths
 
     def _check_finite(self, data: dict[str, np.ndarray], which: str) -> None:
-        """Stored float vectors and int8 scales must be finite (NaN scores would rank arbitrarily)."""
+        """Stored float vectors and int8 scales must be finite (NaN scores would rank arbitrarily); centroid codes
+        must index the codebook."""
+        if L.CODES in data:
+            SC.check_codes(data[L.CODES], self.n_centroids, f"{self.path}: {which}")
         for v in data.values():
             if v.dtype.kind == "f" and (first_nonfinite_row(v) >= 0 if v.ndim == 2 else not np.isfinite(v).all()):
                 raise CorruptionError(f"{self.path}: non-finite stored vectors in {which}")
 
     @guarded
     def read_vectors(self, lo: int, hi: int, *, rerank: bool = False) -> dict[str, np.ndarray]:
-        """Stored vectors of documents ``lo..hi`` (and int8 scales), verified; keys are dataset names."""
+        """Stored vectors of documents ``lo..hi`` (and int8 scales, or residual codes), verified; keys are dataset names.
+
+    Residual codecs: ``vectors`` holds the packed residuals ``(N, dim * nbits / 8)`` uint8 and ``codes``
+    the centroid ids ``(N,)`` uint16, each below the codebook's K."""
         a, b = int(self.offsets[lo]), int(self.offsets[hi])
-        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES) if n in self._raw or n in self.f]
+        names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES, L.CODES) if n in self._raw or n in self.f]
         if self.resident is not None:
             return {n: self.resident[n][a:b] for n in names}
         data = {n: self.rows(n, a, b) for n in names}
@@ -467,6 +445,18 @@ class Segment:
         return self._filters
 
     @guarded
+    def inverted_lists(self) -> tuple[np.ndarray, np.ndarray]:
+        """Residual codecs: ``(list_offsets (K + 1,) int64, list_docs (M,) int32)``, centroid ``c``'s pages (rows of
+        this segment, ascending) in ``list_docs[list_offsets[c]:list_offsets[c + 1]]``; verified and checked."""
+        if self._ivf is None:
+            if self.n_centroids == 0:
+                raise FormatError(f"{self.path}: a {self.codec} segment has no inverted lists")
+            docs = self._whole(L.IVF_DOCS)
+            self._ivf = (SC.check_ivf(self._whole(L.IVF_OFFSETS), docs, self.n_centroids, self.n_docs, f"{self.path}: ivf"),
+                         docs)
+        return self._ivf
+
+    @guarded
     def verify(self) -> None:
         """Check every byte of the segment against its checksums, and what the checksums cannot: ids by the
         writer's rules, metadata as JSON objects, filter columns equal to the metadata they index."""
@@ -484,6 +474,10 @@ class Segment:
         SC.check_ids_as_written(self.ids, self.path)
         self.summary()
         self._verify_filters(step)
+        if self.n_centroids:  # the lists are what the codes give (a crafted list would hide or invent candidates)
+            got = inverted_lists(self.read_vectors(0, self.n_docs)[L.CODES], self.offsets, self.n_centroids)
+            if not all(np.array_equal(a, b) for a, b in zip(self.inverted_lists(), got)):
+                raise CorruptionError(f"{self.path}: the inverted lists (ivf/*) disagree with the centroid codes")
 
     def _verify_filters(self, step: int) -> None:
         """The filter columns are exactly what the writer derives from the metadata (read ``step`` documents at a time)."""

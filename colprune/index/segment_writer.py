@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import xxhash
 
+from ..kernels import inverted_lists
 from . import layout as L
 from .segment_checks import hash_bytes, whole_hashed
 
@@ -35,12 +36,13 @@ __all__ = ["Block", "SegmentWriter", "SegmentFile", "metadata_columns"]
 class Block:
     """Consecutive documents in stored form, as a segment holds them.
 
-    ``vec`` maps per-vector dataset names (``vectors``, ``scales``, ``rerank_vectors``,
+    ``vec`` maps per-vector dataset names (``vectors``, ``scales``, ``rerank_vectors``, ``codes``,
     ``positions``, ``importance``, ``patch_mask``, ``signals/<name>``) to ``(N, ...)`` arrays;
     ``lengths`` ``(n,)`` gives each document's vector count. ``cover_lengths`` ``(N,)`` and
     ``cover_rows`` are the merged rows each vector covers (merged collections only);
     ``summary`` is ``(codes (C, dim) int8, scales (C,), counts (n,))``, a Future of it (computed
-    while the writer copies the vectors), or None.
+    while the writer copies the vectors), or None. ``sq_error`` is the summed squared reconstruction
+    error of a residual block's vectors as encoded (None when not measured: copied in stored form).
     """
 
     ids: list[str]
@@ -52,6 +54,7 @@ class Block:
     cover_lengths: np.ndarray | None = None
     cover_rows: np.ndarray | None = None
     summary: tuple[np.ndarray, np.ndarray, np.ndarray] | Future | None = None
+    sq_error: float | None = None
 
     @property
     def n_docs(self) -> int:
@@ -182,8 +185,12 @@ class SegmentWriter:
     """
 
     def __init__(self, path: str, *, dim: int, codec: str, rerank: bool, signal_names: Sequence[str],
-                 merged: bool, n_vectors: int, summary_centroids: int) -> None:
+                 merged: bool, n_vectors: int, summary_centroids: int, format_version: int = L.FORMAT_VERSION,
+                 codebook: tuple[str, int] | None = None) -> None:
         self.path, self.dim, self.codec = path, dim, codec
+        self.format_version = int(format_version)
+        self.codebook = codebook  # (name, K): residual codecs
+        self.sq_error: float | None = 0.0
         self.merged, self.signal_names = merged, list(signal_names)
         self.summary_centroids = int(summary_centroids)
         self.n_vectors_total = int(n_vectors)
@@ -200,7 +207,9 @@ class SegmentWriter:
             f.create_dataset(L.SCALES, (n,), np.float32)
         if codec == "binary" and rerank:
             f.create_dataset(L.RERANK, (n, dim), np.float16)
-        self._contiguous = [n for n in (L.VECTORS, L.SCALES, L.RERANK) if n in f]
+        if codebook is not None:
+            f.create_dataset(L.CODES, (n,), np.uint16)
+        self._contiguous = [n for n in (L.VECTORS, L.SCALES, L.RERANK, L.CODES) if n in f]
         # everything else is gathered here and written once, contiguous, at its exact size
         self._parts: dict[str, list[np.ndarray]] = {}
         self.n_docs = self.n_vectors = 0
@@ -210,6 +219,7 @@ class SegmentWriter:
         self._cover_lengths: list[np.ndarray] = []
         self._summary_counts: list[np.ndarray] = []
         self._meta: list[str] = []
+        self._codes: list[np.ndarray] = []
         self._doc_hashes: dict[str, list[np.ndarray]] = {g: [] for g in self._groups()}
 
     def _groups(self) -> list[str]:
@@ -231,6 +241,9 @@ class SegmentWriter:
         for name in self._contiguous:
             f[name][v0 : v0 + nv] = b.vec[name]
             self._check()
+        if self.codebook is not None:
+            self._codes.append(np.asarray(b.vec[L.CODES], np.uint16))
+            self.sq_error = None if self.sq_error is None or b.sq_error is None else self.sq_error + b.sq_error
         for name in (L.POSITIONS, L.IMPORTANCE, L.PATCH_MASK, *(f"{L.SIGNALS}/{k}" for k in self.signal_names)):
             self._extend(name, b.vec[name])
         self._extend(L.DOC_N_ORIGINAL, np.asarray(b.n_original, np.int64))
@@ -297,11 +310,13 @@ class SegmentWriter:
         self._check()
         checks = {name: f"{hash_bytes(f[name][()]):016x}" for name in whole_hashed(f)}
         self._check()
-        for key, value in L.segment_attrs(self.dim, self.codec, self.n_docs, self.n_vectors, self.summary_centroids).items():
+        attrs = L.segment_attrs(self.dim, self.codec, self.n_docs, self.n_vectors, self.summary_centroids,
+                                version=self.format_version, codebook=None if self.codebook is None else self.codebook[0])
+        for key, value in attrs.items():
             f.attrs[key] = value
         record = json.dumps(checks, sort_keys=True)
         f.attrs[L.A_CHECKS] = record
-        L.set_segment_encoding(f)
+        L.set_segment_encoding(f, self.format_version)
         f.close()
         self.sink.sync()
         self.sink.close()
@@ -333,6 +348,12 @@ class SegmentWriter:
             f.create_dataset(name, data=_csr(np.concatenate(lengths) if lengths else np.zeros(0, np.int64)))
         for g, parts in self._doc_hashes.items():
             f.create_dataset(f"{L.CHECKS}/{g}", data=np.concatenate(parts) if parts else np.zeros(0, np.uint64))
+        if self.codebook is not None:  # the inverted lists: centroid -> the segment's pages holding a vector of it
+            codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.uint16)
+            doc_off = f[L.OFFSETS][()]
+            list_off, list_docs = inverted_lists(codes, doc_off, int(self.codebook[1]))
+            f.create_dataset(L.IVF_OFFSETS, data=np.asarray(list_off, np.int64))
+            f.create_dataset(L.IVF_DOCS, data=np.asarray(list_docs, np.int32))
 
     def abort(self) -> None:
         """Close the file unfinished (the caller removes it); never raises.

@@ -24,12 +24,13 @@ from ..errors import ColpruneError, CorruptionError, FormatError, InvalidInputEr
 from ..kernels import dequantize_int8, int8_corrections
 from . import layout as L
 from . import manifest as M
-from .codecs import decode_pages, int8_summary
+from .codebook import Codebook, read_codebook
+from .codecs import decode_pages, decode_vectors, int8_summary
 from .files import check_folder, json_depth, open_h5
 from .filters import filter_mask
-from .records import Hit, Page, codec_bytes
+from .records import Hit, Page
 from .segment import LegacySegment, Segment
-from .segment_checks import int_attr, str_attr
+from .segment_checks import check_agrees, check_no_twins, int_attr, str_attr
 
 __all__ = ["Snapshot", "load_collection", "open_legacy", "DEFAULT_MEMORY_BUDGET", "check_agrees", "check_no_twins"]
 
@@ -50,14 +51,19 @@ class Snapshot:
         Cumulative document counts: segment ``si`` holds positions ``bases[si]:bases[si + 1]``.
     memory_budget : int
         Bytes of vectors search reads at a time by default.
+    codebook : Codebook or None
+        The residual codecs' :class:`~colprune.index.codebook.Codebook` the manifest names (None: other
+        codecs, or a residual collection nothing was written to yet).
 
     A snapshot stays readable while the :class:`~colprune.index.Index` that made it shows it;
     after a commit, :meth:`~colprune.index.Index.refresh` or ``close`` its dropped segments are closed.
     """
 
     def __init__(self, manifest: dict[str, Any], segments: list[Segment], deleted: list[np.ndarray | None], *,
-                 previous: Snapshot | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
+                 previous: Snapshot | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 codebook: Codebook | None = None) -> None:
         self.manifest = manifest
+        self.codebook = codebook
         self.segments = list(segments)
         self.deleted = list(deleted)
         self.memory_budget = int(memory_budget)
@@ -121,7 +127,7 @@ class Snapshot:
 
     @property
     def bytes_per_vector(self) -> int:
-        return codec_bytes(self.codec, self.dim)
+        return L.stored_bytes(self.codec, self.dim)
 
     # -- live pages and ids ----------------------------------------------------------------
 
@@ -224,7 +230,7 @@ class Snapshot:
 
     def pages(self, si: int, lo: int, hi: int) -> list[Page]:
         """Documents ``lo..hi`` of segment ``si`` (deleted ones included), decoded."""
-        return decode_pages(self.manifest, self.segments[si], lo, hi)
+        return decode_pages(self.manifest, self.segments[si], lo, hi, self.codebook)
 
     def iter_pages(self, batch_size: int = 1024) -> Iterator[Page]:
         """Every live page in commit order, read ``batch_size`` documents at a time."""
@@ -272,7 +278,8 @@ class Snapshot:
                 s = seg.summary()
                 if s is None:  # older files and summary-less segments: computed here, not stored
                     data = seg.read_vectors(0, seg.n_docs)
-                    codes, sc, cnt = int8_summary(data[L.VECTORS], np.diff(seg.offsets), n_centroids or 4)
+                    vec = decode_vectors(self.manifest, data, seg, 0, seg.n_docs, self.codebook)
+                    codes, sc, cnt = int8_summary(vec, np.diff(seg.offsets), n_centroids or 4)
                 else:
                     codes, sc, cnt = s[0], s[1], np.diff(s[2])
                 parts.append(codes)
@@ -375,28 +382,41 @@ def _close_new(segments: list[Segment], have: list[Segment]) -> None:
             seg.close()
 
 
-def _open_segments(root: str, body: dict[str, Any], have: list[Segment]) -> list[Segment]:
+def _open_segments(root: str, body: dict[str, Any], have: list[Segment], codebook: Codebook | None) -> list[Segment]:
     # segments already open stay open: files are immutable, a name is one content
     by_name = {os.path.basename(seg.path): seg for seg in have}
     segments: list[Segment] = []
+    book = None if codebook is None else (codebook.name, codebook.n_centroids)
     try:
         for s in body["segments"]:
             old = by_name.get(s["name"])
-            if old is not None and old.checks_record_hash == s["checksum"]:
+            if old is not None and old.checks_record_hash == s["checksum"] and old.codebook_name == (book or (None,))[0]:
                 segments.append(old)
             else:
-                segments.append(Segment(os.path.join(root, L.SEGMENTS, s["name"]), s["checksum"], body["dim"], body["codec"]))
+                segments.append(Segment(os.path.join(root, L.SEGMENTS, s["name"]), s["checksum"], body["dim"], body["codec"],
+                                        book))
     except BaseException:
         _close_new(segments, have)
         raise
     return segments
 
 
-def load_collection(root: str, version: int | None, have: list[Segment]) -> tuple[int, dict[str, Any], list[Segment], list]:
+def _codebook(root: str, body: dict[str, Any], have: Codebook | None) -> Codebook | None:
+    """The codebook ``body`` names (``have`` when it is that one: a codebook file is immutable), read and checked."""
+    entry = body.get("codebook")
+    if entry is None:
+        return None
+    if have is not None and (have.name, have.checksum) == (entry["name"], entry["checksum"]):
+        return have
+    return read_codebook(root, entry, int(body["dim"]), body["codec"])
+
+
+def load_collection(root: str, version: int | None, have: list[Segment], have_codebook: Codebook | None = None,
+                    ) -> tuple[int, dict[str, Any], list[Segment], list, Codebook | None]:
     """Open manifest ``version`` (default: the newest) of the collection at ``root``.
 
-    Returns ``(format_version, manifest, segments, deleted)``; segments in ``have`` (already open) are reused
-    when the manifest names them, new ones are opened (and closed again on failure).
+    Returns ``(format_version, manifest, segments, deleted, codebook)``; segments in ``have`` (already open)
+    and ``have_codebook`` are reused when the manifest names them, new ones are opened (and closed again on failure).
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no index at {root}")
@@ -417,7 +437,13 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
                 continue  # the newest manifest was collected between listing and reading it
             raise
         try:
-            segments = _open_segments(root, body, have)
+            codebook = _codebook(root, body, have_codebook)
+        except M.MissingFileError:
+            if version is None and attempt < attempts - 1 and M.latest_version(root) != body["version"]:
+                continue  # collected by a retrain after a newer commit: read the newest version
+            raise
+        try:
+            segments = _open_segments(root, body, have, codebook)
         except FileNotFoundError:
             if version is None and attempt < attempts - 1 and M.latest_version(root) != body["version"]:
                 continue
@@ -437,38 +463,4 @@ def load_collection(root: str, version: int | None, have: list[Segment]) -> tupl
             _close_new(segments, have)
             raise
         break
-    return format_version, body, segments, deleted
-
-
-def check_agrees(body: dict[str, Any], entry: dict[str, Any], seg: Segment) -> None:
-    """A segment holds what the manifest says of it: its counts, and the collection's signals, covers, rerank copy and
-    summaries."""
-    if (seg.n_docs, seg.n_vectors) != (entry["n_docs"], entry["n_vectors"]):
-        raise CorruptionError(f"{seg.path}: holds {seg.n_docs} docs / {seg.n_vectors} vectors, the manifest says "
-                              f"{entry['n_docs']} / {entry['n_vectors']}")
-    mine = (seg.signal_names, seg.merged, seg.has_rerank, seg.summary_centroids)
-    theirs = (sorted(body["signals"]), body["merged"], body["rerank"], body.get("summary_centroids", 0))
-    if mine != theirs:
-        raise CorruptionError(f"{seg.path}: holds signals {mine[0]}, covers {mine[1]}, rerank copy {mine[2]}, "
-                              f"{mine[3]}-centroid summaries; the manifest says "
-                              f"{theirs[0]}, {theirs[1]}, {theirs[2]}, {theirs[3]}")
-
-
-def check_no_twins(segments: list[Segment], deleted: list[np.ndarray | None]) -> None:
-    """Two segments whose id lists hash alike hold the same ids row by row: no row may be live in both.
-
-    The cheap part of ids-unique-over-live-pages, at open (hashes from the checksum records);
-    :meth:`Snapshot.check_unique_ids` checks the rest where ids are read.
-    """
-    by_ids: dict[tuple, int] = {}
-    for si, seg in enumerate(segments):
-        if seg.legacy or not seg.n_docs:
-            continue
-        key = (seg.checks.get(L.DOC_ID_BYTES), seg.checks.get(L.DOC_ID_OFFSETS))
-        other = by_ids.setdefault(key, si)
-        if other != si:
-            a, b = deleted[other], deleted[si]
-            live = np.ones(seg.n_docs, bool) if a is None else ~a
-            if (live & (np.ones(seg.n_docs, bool) if b is None else ~b)).any():
-                raise CorruptionError(f"{segments[other].path} and {seg.path} hold the same page ids, live in both "
-                                      "(a segment listed twice?); ids are unique over a collection's live pages")
+    return format_version, body, segments, deleted, codebook

@@ -3,7 +3,8 @@
 :func:`file_holds` splits a snapshot's file bytes by what they store (vectors, the rerank copy,
 signals, covers, metadata, summaries); :func:`storage_report` completes an ``info()`` dict
 (of an :class:`~colprune.index.Index` or a sharded collection) with file bytes per page and
-what the files hold, estimating when the index cannot say; :func:`path_bytes` sizes a file or folder.
+what the files hold, estimating when the index cannot say; :func:`path_bytes` sizes a file or folder;
+:func:`codebook_info` describes a residual collection's codebook (its bytes amortised per page).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 from . import layout as L
 from .snapshot import Snapshot
 
-__all__ = ["file_holds", "storage_report", "path_bytes", "HOLDS"]
+__all__ = ["file_holds", "storage_report", "path_bytes", "codebook_info", "HOLDS"]
 
-#: the parts ``info()["holds"]`` reports
-HOLDS = ("vectors", "rerank", "signals", "covers", "metadata", "summaries", "other")
+#: the parts ``info()["holds"]`` reports (residual codecs: their codes count as vectors; ``ivf`` the inverted
+#: lists, ``codebook`` the codebook file)
+HOLDS = ("vectors", "rerank", "signals", "covers", "metadata", "summaries", "ivf", "codebook", "other")
 
 
 def _datasets(f) -> list[tuple[str, Any]]:
@@ -29,8 +31,10 @@ def _datasets(f) -> list[tuple[str, Any]]:
 
 
 def _part(name: str) -> str:
-    if name in (L.VECTORS, L.SCALES):
+    if name in (L.VECTORS, L.SCALES, L.CODES):
         return "vectors"
+    if name.startswith("ivf/"):
+        return "ivf"
     if name == L.RERANK:
         return "rerank"
     if name.startswith(L.SIGNALS + "/"):
@@ -57,8 +61,23 @@ def file_holds(snap: Snapshot, root: str | None) -> tuple[int, dict[str, int]]:
         for sub in (L.MANIFESTS, L.DELETES):
             folder = os.path.join(root, sub)
             file_bytes += sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
+        book = snap.manifest.get("codebook")
+        if book:
+            holds["codebook"] = os.path.getsize(os.path.join(root, L.CODEBOOKS, book["name"]))
+            file_bytes += holds["codebook"]
     holds["other"] = max(0, file_bytes - sum(v for k, v in holds.items() if k != "other"))
     return file_bytes, holds
+
+
+def codebook_info(snap: Snapshot, root: str | None, n_docs: int) -> dict[str, Any] | None:
+    """A residual collection's codebook for ``info()``: name, K, nbits, dim, vectors trained on, training error,
+    file bytes and those bytes per live page (``n_docs``); None for other codecs or before the first write."""
+    cb = snap.codebook
+    if cb is None:
+        return None
+    size = os.path.getsize(os.path.join(root, L.CODEBOOKS, cb.name)) if root else 0
+    return {"name": cb.name, "n_centroids": cb.n_centroids, "nbits": cb.nbits, "dim": cb.dim, "n_trained": cb.n_trained,
+            "train_error": cb.train_error, "bytes": size, "bytes_per_page": (size / n_docs) if n_docs else None}
 
 
 def path_bytes(path: str) -> int:

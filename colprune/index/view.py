@@ -20,11 +20,12 @@ from ..pruning import Pruner, make_pruner
 from . import layout as L
 from . import manifest as M
 from . import search as S
+from .candidates import check_candidates
 from .codecs import empty_vectors
 from .leftovers import find_leftovers
-from .records import Hit, Page, check_queries, check_search, check_two_stage, codec_bytes, default_rerank
+from .records import Hit, Page, check_queries, check_search, check_two_stage, default_rerank
 from .snapshot import DEFAULT_MEMORY_BUDGET, Snapshot, load_collection, open_legacy
-from .storage import file_holds
+from .storage import codebook_info, file_holds
 from .write import put_in_place, writing
 
 __all__ = ["IndexView"]
@@ -67,16 +68,18 @@ class IndexView:
 
     def _load(self, version: int | None) -> None:
         have = [] if self._held is None else self._held.segments
-        self.format_version, manifest, segments, deleted = load_collection(self._root, version, have)
-        self._show(manifest, segments, deleted)
+        book = None if self._held is None else self._held.codebook
+        self.format_version, manifest, segments, deleted, codebook = load_collection(self._root, version, have, book)
+        self._show(manifest, segments, deleted, codebook)
 
-    def _show(self, manifest: dict[str, Any], segments: list, deleted: list) -> None:
+    def _show(self, manifest: dict[str, Any], segments: list, deleted: list, codebook=None) -> None:
         old = self._held
         if old is not None:
             for seg in old.segments:
                 if seg not in segments:
                     seg.close()
-        self._held = Snapshot(manifest, segments, deleted, previous=old, memory_budget=self._memory_budget)
+        self._held = Snapshot(manifest, segments, deleted, previous=old, memory_budget=self._memory_budget,
+                              codebook=codebook)
 
     @property
     def _snap(self) -> Snapshot:
@@ -186,8 +189,14 @@ class IndexView:
 
     @property
     def codec(self) -> str:
-        """The vector codec (``float16``, ``float32``, ``int8`` or ``binary``)."""
+        """The vector codec (``float16``, ``float32``, ``int8``, ``binary``, ``residual1``/``2``/``4``)."""
         return self._snap.codec
+
+    @property
+    def codebook(self):
+        """The residual codecs' :class:`~colprune.index.codebook.Codebook` (None for other codecs, or before the
+        first write trained it)."""
+        return self._snap.codebook
 
     dtype = codec
 
@@ -236,7 +245,8 @@ class IndexView:
 
     @property
     def bytes_per_vector(self) -> int:
-        return codec_bytes(self.codec, self.dim)
+        """Stored bytes per vector (residual codecs: code + residual; the codebook's bytes not counted)."""
+        return L.stored_bytes(self.codec, self.dim)
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -330,6 +340,7 @@ class IndexView:
             "file_bytes": file_bytes, "file_bytes_per_page": per(file_bytes), "stored_bytes_per_page": per(file_bytes),
             "holds": holds, "skipped": len(snap.manifest.get("skipped", {})),
             "pruner": self.pruner_config, "encoder": self.encoder,
+            "bytes_per_vector": self.bytes_per_vector, "codebook": codebook_info(snap, None if legacy else self._root, n_docs),
         }
 
     def verify(self) -> dict[str, Any]:
@@ -367,6 +378,7 @@ class IndexView:
         n_threads: int | None = None,
         rerank: int | None = None,
         candidates: int | None = None,
+        nprobe: int | None = None,
         n_centroids: int | None = None,
         where: dict[str, Any] | None = None,
         memory_budget: int | None = None,
@@ -387,7 +399,12 @@ class IndexView:
         candidates : int >= 1, optional
             Two-stage search (float codecs): rank every page by its persisted int8 centroid
             summary, then score the best ``candidates`` per query exactly, reading only their
-            vectors from disk. Recall below 1 is possible.
+            vectors from disk. Residual codecs (``candidates >= k``): search through the centroid
+            index, each query token probing its ``nprobe`` nearest centroids' inverted lists, the
+            pages found ranked by centroid-level MaxSim, the best ``candidates`` per segment scored
+            exactly on their decoded residuals. Recall below 1 is possible.
+        nprobe : int >= 1, optional
+            Residual codecs with ``candidates``: centroids each query token probes (default 4).
         n_centroids : ignored unless it differs from the stored summary's (then an error says so).
         where : dict, optional
             Metadata filter applied before scoring: ``{"field": value}`` (equality),
@@ -409,15 +426,17 @@ class IndexView:
         k, rerank, candidates = check_search(k, rerank, candidates)
         qv, qoff, single = check_queries(queries, self.dim)
         snap = self._snap
-        masks = snap.masks(where)
-        n_q = qoff.size - 1
-        budget = memory_budget or self.memory_budget
+        probe = check_candidates(snap.codec, k, candidates, nprobe, snap.codebook.n_centroids if snap.codebook else 1)
+        masks, n_q, budget = snap.masks(where), qoff.size - 1, memory_budget or self.memory_budget
         if len(snap) == 0:
             idx, val = [np.zeros(0, np.int64)] * n_q, [np.zeros(0, np.float32)] * n_q
         elif device is not None:
             if candidates is not None:
                 raise InvalidInputError("device= scores every page exactly; it does not combine with candidates=")
             idx, val = self._device_search(qv, qoff, k, masks, device)
+        elif probe is not None:
+            self.warm(budget // 2)
+            idx, val = S.centroid_search(snap, qv, qoff, k, candidates, probe, masks, n_threads, budget // 2)
         elif candidates is not None:
             check_two_stage(self.codec, snap.summary_centroids, n_centroids)
             self.warm(budget // 2)

@@ -138,8 +138,8 @@ def commit_manifest(root: str, body: dict[str, Any]) -> None:
 def segment_bytes(settings: dict[str, Any], n_vectors: int, n_docs: int = 0) -> int:
     """About how many bytes a segment of ``n_vectors`` vectors (``n_docs`` pages) takes: what a write needs."""
     dim, codec = int(settings["dim"]), settings["codec"]
-    per_vector = L.vector_width(dim, codec) * np.dtype(L.CODECS[codec]).itemsize + 9 + 4 * len(settings["signals"])
-    per_vector += 4 * (codec == "int8") + 2 * dim * bool(settings.get("rerank")) + 12 * bool(settings.get("merged"))
+    per_vector = L.stored_bytes(codec, dim) + 9 + 4 * len(settings["signals"]) + 4 * bool(L.residual_bits(codec))
+    per_vector += 2 * dim * bool(settings.get("rerank")) + 12 * bool(settings.get("merged"))
     per_doc = 96 + int(settings.get("summary_centroids") or 0) * (dim + 4)
     return int(n_vectors) * per_vector + int(n_docs) * per_doc + 16384
 
@@ -158,20 +158,26 @@ def _unlink(path: str) -> None:
         pass
 
 
-def write_segment(root: str, settings: dict[str, Any], blocks: Iterable[Block], n_vectors: int) -> dict[str, Any]:
+def write_segment(root: str, settings: dict[str, Any], blocks: Iterable[Block], n_vectors: int,
+                  n_centroids: int = 0) -> dict[str, Any]:
     """Write ``blocks`` (``n_vectors`` in all) as one new segment file, durable and in ``segments/``.
 
-    ``settings`` is the manifest (body) the segment belongs to. Returns its manifest entry. A failed
-    write raises :class:`~colprune.errors.WriteError` and leaves no file behind.
+    ``settings`` is the manifest (body) the segment belongs to (its format version, and for residual
+    codecs its codebook, whose ``n_centroids`` the inverted lists need). Returns its manifest entry
+    (residual blocks encoded here add ``error``: the mean squared reconstruction error of the
+    segment's vectors). A failed write raises :class:`~colprune.errors.WriteError` and leaves no file behind.
     """
     name = M.unique_name("seg", ".h5")
     tmp = os.path.join(root, L.TMP, name)
     dest = os.path.join(root, L.SEGMENTS, name)
     w = None
+    book = settings.get("codebook")
     try:
         w = SegmentWriter(tmp, dim=int(settings["dim"]), codec=settings["codec"], rerank=bool(settings["rerank"]),
                           signal_names=list(settings["signals"]), merged=bool(settings["merged"]), n_vectors=n_vectors,
-                          summary_centroids=settings.get("summary_centroids", 0))
+                          summary_centroids=settings.get("summary_centroids", 0),
+                          format_version=int(settings.get("format_version", L.FORMAT_VERSION)),
+                          codebook=None if not book else (book["name"], int(n_centroids)))
         for b in blocks:
             w.write(b)
         checksum = w.close()
@@ -184,8 +190,11 @@ def write_segment(root: str, settings: dict[str, Any], blocks: Iterable[Block], 
             raise write_error(e, f"segment {name}", root, segment_bytes(settings, n_vectors, w.n_docs if w else 0)) from e
         raise
     M.fsync_dir(os.path.dirname(dest))
-    return {"name": name, "n_docs": w.n_docs, "n_vectors": w.n_vectors, "checksum": checksum,
-            "bytes": os.path.getsize(dest), "deletes": None}
+    entry = {"name": name, "n_docs": w.n_docs, "n_vectors": w.n_vectors, "checksum": checksum,
+             "bytes": os.path.getsize(dest), "deletes": None}
+    if book and w.sq_error is not None and w.n_vectors:
+        entry["error"] = w.sq_error / w.n_vectors
+    return entry
 
 
 def delete_rows(root: str, snap: Snapshot, body: dict[str, Any], rows: Iterable[tuple[int, int]]) -> None:
@@ -231,12 +240,12 @@ def record_pruner(body: dict[str, Any], config: dict[str, Any], signal: str | No
         body["pruner"]["signal"] = signal
 
 
-def prepared_blocks(settings: dict[str, Any], prepared: Prepared, step: int) -> Iterator[Block]:
-    """Prepared pages as encoded blocks of ``step`` pages."""
+def prepared_blocks(settings: dict[str, Any], prepared: Prepared, step: int, codebook=None) -> Iterator[Block]:
+    """Prepared pages as encoded blocks of ``step`` pages (``codebook``: the collection's, residual codecs)."""
     ids, pages, kept, meta, grids, _ = prepared
     for lo in range(0, len(ids), step):
         hi = min(lo + step, len(ids))
-        yield pages_block(settings, ids[lo:hi], pages[lo:hi], kept[lo:hi], meta[lo:hi], grids[lo:hi])
+        yield pages_block(settings, ids[lo:hi], pages[lo:hi], kept[lo:hi], meta[lo:hi], grids[lo:hi], codebook)
 
 
 
@@ -271,7 +280,7 @@ def make_collection(path: str, body: dict[str, Any], *, overwrite: bool, aside: 
                 os.makedirs(os.path.join(tmp, sub))
             M.write_manifest(tmp, body)
             M.atomic_write(tmp, L.MARKER, json.dumps({"format": L.COLLECTION_FORMAT,
-                                                      "format_version": L.FORMAT_VERSION}).encode())
+                                                      "format_version": body["format_version"]}).encode())
             M.fsync_dir(tmp)
         if not exists and not aside:
             _rename_new(tmp, path)
