@@ -11,6 +11,16 @@ peak RSS while searching (each search phase runs in a fresh process), delete 10%
 (time, bytes reclaimed against the deleted pages' bytes, recall after), a filtered search
 selecting 1% of the pages. ``--peers`` adds LanceDB (``pip install lancedb``) on the first
 ``--peer-pages`` pages, side by side with colprune on the same pages.
+
+``--residual`` adds the residual codec (``residual2``) and its centroid index on the same pages:
+codebook training time, build time against float16 (both without summaries, chunk by chunk
+interleaved on the first ``--raw-pages`` pages), bytes per page, and in a fresh process the first
+query and the steady one-at-a-time latency of ``search(candidates=N, nprobe=P)`` for each
+``--probe N/P``, recall@10 against exact search on the same decoded vectors (and against float16
+exact when that ran), exact search's latency, and peak RSS. ``--residual-only`` skips the float16
+phases (ingest, two-stage, delete/compact), e.g. to reach more pages in the same time.
+
+    python bench/scale.py --pages 100000 --residual-only --json
 """
 
 from __future__ import annotations
@@ -287,6 +297,107 @@ def search_child_exact_single(path: str, qfile: str, budget: int | None) -> tupl
     return ms, rss
 
 
+RESIDUAL_SEARCH = r"""
+import json, sys, time
+import numpy as np
+import colprune as cp
+path, qfile, probes, exact_queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+qs = [np.asarray(q, np.float32) for q in json.load(open(qfile))]
+out = {}
+t = time.perf_counter()
+index = cp.Index.open(path)
+out["open_s"] = time.perf_counter() - t
+c0, p0 = probes[0]
+t = time.perf_counter()
+index.search(qs[0], k=10, candidates=c0, nprobe=p0)
+out["first_query_ms"] = (time.perf_counter() - t) * 1e3
+out["rss_after_first_query_mb"] = peak_mb()
+runs = {}
+for c, p in probes:
+    got, ts = [], []
+    for q in qs:
+        t = time.perf_counter(); hs = index.search(q, k=10, candidates=c, nprobe=p); ts.append(time.perf_counter() - t)
+        got.append([h.id for h in hs])
+    runs[f"{c}/{p}"] = {"candidates": c, "nprobe": p, "steady_ms": float(np.median(ts)) * 1e3,
+                        "p90_ms": float(np.percentile(ts, 90)) * 1e3, "ids": got}
+    t = time.perf_counter(); index.search(qs, k=10, candidates=c, nprobe=p)
+    runs[f"{c}/{p}"]["batch_ms_per_query"] = (time.perf_counter() - t) * 1e3 / len(qs)
+out["probes"] = runs
+out["rss_after_candidates_mb"] = peak_mb()
+t = time.perf_counter()
+exact = index.search(qs[:exact_queries], k=10)
+out["exact_batch_ms_per_query"] = (time.perf_counter() - t) * 1e3 / exact_queries
+t = time.perf_counter()
+index.search(qs[0], k=10)
+out["exact_single_ms"] = (time.perf_counter() - t) * 1e3
+out["exact_ids"] = [[h.id for h in hs] for hs in exact]
+out["peak_rss_mb"] = peak_mb()
+print(json.dumps(out))
+"""
+
+
+def residual(args, tmp: str, float_exact: list | None) -> dict:
+    """The residual codec and its centroid index on the same pages (see the module docstring)."""
+    import colprune as cp
+    from colprune.synthetic import stream_corpus
+
+    chunks, queries, relevant = stream_corpus(args.pages, **corpus_args(args))
+    path, fpath = os.path.join(tmp, "residual.cpx"), os.path.join(tmp, "float16-nosum.cpx")
+    codec = args.residual_codec
+    out: dict = {"codec": codec}
+    t_res = t_f16 = t_res_cmp = 0.0
+    cmp_pages = 0
+    with cp.Index.create(path, dim=128, dtype=codec, summary_centroids=0) as index, \
+            cp.Index.create(fpath, dim=128, dtype="float16", summary_centroids=0) as f16:
+        for ids, vectors, lengths, imp in chunks:
+            meta = [{"bucket": int(p[5:]) % 100, "n": int(p[5:])} for p in ids]
+            if not len(index):
+                t = time.perf_counter()
+                index.train_codebook(vectors)  # what the first add would do: train on a sample of its vectors
+                out["train_codebook_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            index.add_packed(ids, vectors, lengths, imp, metadata=meta)
+            dt = time.perf_counter() - t
+            t_res += dt
+            if cmp_pages < args.raw_pages:  # float16 on the same chunk, right after: same load on the machine
+                t = time.perf_counter()
+                f16.add_packed(ids, vectors, lengths, imp, metadata=meta)
+                t_f16 += time.perf_counter() - t
+                t_res_cmp += dt
+                cmp_pages += len(ids)
+            print(f"  residual: {len(index):,} pages ({len(index) / t_res:,.0f} pages/s)", file=sys.stderr, flush=True)
+        cb = index.snapshot().codebook
+        out["codebook"] = {"n_centroids": int(cb.centroids.shape[0]), "n_trained": int(cb.n_trained),
+                           "train_error": float(cb.train_error)}
+        info, finfo = index.info(), f16.info()
+    out["build"] = {
+        "pages_per_s": args.pages / t_res, "seconds": t_res, "compared_pages": cmp_pages,
+        "residual_s_on_compared": t_res_cmp, "float16_s_on_compared": t_f16,
+        "overhead_vs_float16_pct": (t_res_cmp / t_f16 - 1) * 100 if t_f16 else None,
+    }
+    out["store"] = {"file_bytes_per_page": info["file_bytes_per_page"], "vector_bytes_per_page": info["vector_bytes_per_page"],
+                    "float16_file_bytes_per_page": finfo["file_bytes_per_page"], "holds": info["holds"],
+                    "segments": info["segments"]}
+    shutil.rmtree(fpath, ignore_errors=True)
+    qfile = os.path.join(tmp, "residual-queries.json")
+    json.dump([q.tolist() for q in queries], open(qfile, "w"))
+    probes = [[int(a) for a in p.split("/")] for p in args.probe.split(",")]
+    s = run_child(RESIDUAL_SEARCH, path, qfile, json.dumps(probes), args.exact_queries)
+    exact = s.pop("exact_ids")
+    n = len(exact)
+    for r in s["probes"].values():
+        got = r.pop("ids")
+        r["recall@10_vs_exact_residual"] = recall(got[:n], exact)
+        if float_exact is not None:
+            r["recall@10_vs_exact_float16"] = recall(got, float_exact)
+        r["top1_is_query_page"] = float(np.mean([bool(g) and g[0] == q for g, q in zip(got, relevant)]))
+    if float_exact is not None:
+        s["exact_residual_recall@10_vs_exact_float16"] = recall(exact, float_exact[:n])
+    s["exact_queries"] = n
+    out["search"] = s
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pages", type=int, default=1_000_000)
@@ -301,9 +412,17 @@ def main(argv=None) -> int:
     p.add_argument("--peer-pages", type=int, default=20_000)
     p.add_argument("--peer-flat", type=int, default=3, help="queries timed on LanceDB's flat search (~80 s each at 20,000 pages)")
     p.add_argument("--json", action="store_true", help="only the JSON object on stdout")
+    p.add_argument("--residual", action="store_true", help="add the residual codec and its centroid index")
+    p.add_argument("--residual-only", action="store_true", help="only the residual phase (no float16 phases)")
+    p.add_argument("--residual-codec", default="residual2", choices=("residual1", "residual2", "residual4"))
+    p.add_argument("--probe", default="200/4,1000/4,1000/8,4000/8",
+                   help="candidates/nprobe pairs timed through the centroid index (the first also times the first query)")
+    p.add_argument("--exact-queries", type=int, default=20, help="queries searched exactly for the recall reference")
     args = p.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="colprune-scale-", dir=args.dir)
-    need = args.pages * 100 * 256 * 2.2 + args.raw_pages * 100 * 256 * 2
+    need = (0 if args.residual_only else args.pages * 100 * 256 * 2.2) + args.raw_pages * 100 * 256 * 2
+    if args.residual or args.residual_only:
+        need += args.pages * 100 * 40 * 1.2
     free = shutil.disk_usage(tmp).free
     if free < need:
         print(f"scale: needs ~{need / 1e9:.0f} GB free in {tmp}, has {free / 1e9:.0f} GB; use --pages or --dir", file=sys.stderr)
@@ -311,6 +430,11 @@ def main(argv=None) -> int:
     res: dict = {"cpu": cpu_line(), "pages": args.pages, "queries": args.queries, "candidates": args.candidates,
                  "centroids_per_page": args.centroids, "load_average": os.getloadavg()}
     try:
+        if args.residual_only:
+            res["residual"] = residual(args, tmp, None)
+            res["load_average_after"] = os.getloadavg()
+            print(json.dumps(res) if args.json else json.dumps(res, indent=1))
+            return 0
         path = os.path.join(tmp, "pages.cpx")
         queries, relevant = build(args, path, res)
         print("PHASE " + json.dumps(res["ingest"]), file=sys.stderr, flush=True)
@@ -330,6 +454,9 @@ def main(argv=None) -> int:
         # the page each query was drawn from: found by the shortlist? (ranks 2-10 are near-ties of one topic)
         s["two_stage_top1_is_query_page"] = float(np.mean([bool(t) and t[0] == r for t, r in zip(two, relevant)]))
         res["search"] = s
+        if args.residual:
+            res["residual"] = residual(args, tmp, exact)
+            print("PHASE " + json.dumps(res["residual"]), file=sys.stderr, flush=True)
         print("PHASE " + json.dumps({k: res[k] for k in ("ingest", "store", "search")}), file=sys.stderr, flush=True)
         # delete 10%, compact, search again
         with cp.Index.open(path, mode="a") as index:

@@ -9,10 +9,9 @@ then scores only a shortlist:
 2. per segment, each query token probes its ``P`` best centroids and the union of their lists
    is the segment's probed pages (:func:`colprune.kernels.probe_docs`); deleted pages and pages a
    ``where`` filter rejects are dropped **before** any scoring;
-3. the probed pages are ranked by centroid-level MaxSim, ``sum_i max_j qcs[i, code_j]``
-   (:func:`colprune.kernels.centroid_maxsim`, PLAID's centroid interaction): each segment keeps
-   its best ``N``, then the best ``N`` over all segments (one codebook, so centroid scores of
-   different segments compare);
+3. the probed pages of every segment are ranked together by centroid-level MaxSim,
+   ``sum_i max_j qcs[i, code_j]`` (:func:`colprune.kernels.centroid_maxsim`, PLAID's centroid
+   interaction; one codebook, so scores of different segments compare) and the best ``N`` kept;
 4. those ``N`` pages are scored exactly on their decoded residuals
    (:func:`colprune.kernels.maxsim_residual_csr`), or on the float16 rerank copy when the
    collection keeps one, and the top ``k`` returned.
@@ -21,7 +20,9 @@ then scores only a shortlist:
 smaller values trade recall for speed. Defaults: :data:`DEFAULT_NPROBE`.
 
 The per-segment centroid ids and lists are read once per process and held in memory (2 bytes per
-vector plus 4 bytes per list entry), keyed by the open segment, which is immutable.
+vector plus 4 bytes per list entry), keyed by the open segment, which is immutable. A query's
+work follows the pages it probes, not the collection: nothing is scanned whole per query but a
+bit per page.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from . import layout as L
 from .snapshot import Snapshot
 
 __all__ = ["DEFAULT_NPROBE", "RESIDUAL_CODECS", "check_candidates", "segment_candidates", "centroid_candidates",
-           "segment_index"]
+           "segment_index", "top_centroids", "probe_segment"]
 
 #: centroids each query token probes when ``nprobe`` is not given
 DEFAULT_NPROBE = 4
@@ -116,34 +117,69 @@ def segment_candidates(qcs: np.ndarray, nprobe: int, list_offsets: np.ndarray, l
 
 
 def segment_index(seg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A residual segment's ``(codes (N,) uint16, list_offsets (K+1,) int64, list_docs (M,) int32)``, read once."""
+    """A residual segment's ``(codes (N,) uint16, list_offsets (K+1,) int64, list_docs (M,) int32)``, read once.
+
+    The lists are read verified (:meth:`Segment.inverted_lists`). The codes are read whole and
+    unverified (their checksums cover each page's codes with its residuals): they only rank the
+    shortlist, every id is checked below K before it indexes anything
+    (:func:`~colprune.kernels.centroid_maxsim`), and the pages returned are scored on vectors read
+    verified (:func:`~colprune.index.search.rescore`).
+    """
     got = _INDEXES.get(seg)
     if got is None:
         list_offsets, list_docs = seg.inverted_lists()
-        got = (_codes_of(seg), np.asarray(list_offsets, np.int64), np.asarray(list_docs))
+        if seg.resident is not None and L.CODES in seg.resident:
+            codes = seg.resident[L.CODES]
+        else:
+            codes = seg.rows(L.CODES, 0, seg.n_vectors)
+        got = (np.ascontiguousarray(codes, np.uint16), np.asarray(list_offsets, np.int64), np.asarray(list_docs))
         _INDEXES[seg] = got
     return got
 
 
-def _codes_of(seg) -> np.ndarray:
-    """Every vector's centroid id in the segment, verified, holding no more than a block of packed residuals."""
-    if seg.resident is not None and L.CODES in seg.resident:
-        return np.ascontiguousarray(seg.resident[L.CODES])
-    read_codes = getattr(seg, "read_codes", None)
-    if read_codes is not None:
-        return np.ascontiguousarray(read_codes())
-    out = np.empty(seg.n_vectors, np.uint16)
-    off = seg.offsets
-    step = 16384  # documents a read
-    for lo in range(0, seg.n_docs, step):
-        hi = min(lo + step, seg.n_docs)
-        out[off[lo] : off[hi]] = seg.read_vectors(lo, hi)[L.CODES]
-    return out
+def top_centroids(qcs: np.ndarray, nprobe: int) -> np.ndarray:
+    """The centroids some query token ranks among its ``nprobe`` best (ties to the lower id): sorted unique ids."""
+    m, k = qcs.shape
+    if nprobe >= k:
+        return np.arange(k)
+    thr = -np.partition(-qcs, nprobe - 1, axis=1)[:, nprobe - 1 : nprobe]
+    above = qcs > thr
+    tied = qcs == thr
+    need = nprobe - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    return np.flatnonzero(chosen.any(axis=0))
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(starts[i], ends[i])``: (sum of lengths,) int64."""
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    firsts = np.zeros(lens.size, np.int64)
+    np.cumsum(lens[:-1], out=firsts[1:])
+    return np.repeat(starts - firsts, lens) + np.arange(total, dtype=np.int64)
+
+
+def probe_segment(cents: np.ndarray, list_offsets: np.ndarray, list_docs: np.ndarray, n_docs: int,
+                  live: np.ndarray | None) -> np.ndarray:
+    """The live rows listed under any of the centroids ``cents``: (n,) int64, ascending (what
+    :func:`~colprune.kernels.probe_docs` finds, with the mask applied)."""
+    mark = np.zeros(n_docs, bool)
+    mark[list_docs[_ranges(list_offsets[cents], list_offsets[cents + 1])]] = True
+    if live is not None:
+        mark &= live
+    return np.flatnonzero(mark)
 
 
 def centroid_candidates(snap: Snapshot, qv: np.ndarray, qoff: np.ndarray, candidates: int, nprobe: int,
                         masks: Sequence[np.ndarray | None]) -> np.ndarray:
     """Each query's best ``candidates`` live pages by centroid MaxSim over the probed pages of every segment.
+
+    Per query: the centroids its tokens probe (:func:`top_centroids`), the live pages listed under
+    them in each segment (:func:`probe_segment`), their codes gathered into one store and ranked
+    by :func:`~colprune.kernels.centroid_maxsim` in one call, the best ``candidates`` kept (ties to
+    the lower position).
 
     Returns
     -------
@@ -152,26 +188,33 @@ def centroid_candidates(snap: Snapshot, qv: np.ndarray, qoff: np.ndarray, candid
     n_q = qoff.size - 1
     centroids = snap.codebook.centroids
     qcs_all = np.ascontiguousarray(qv @ centroids.T, dtype=np.float32)  # (T, K): every token against every centroid
-    pos: list[list[np.ndarray]] = [[] for _ in range(n_q)]
-    val: list[list[np.ndarray]] = [[] for _ in range(n_q)]
-    for si, seg in enumerate(snap.segments):
-        live = masks[si]
-        if seg.n_docs == 0 or (live is not None and not live.any()):
-            continue
-        codes, list_offsets, list_docs = segment_index(seg)
-        base = int(snap.bases[si])
-        for q in range(n_q):
-            docs, cs = segment_candidates(qcs_all[qoff[q] : qoff[q + 1]], nprobe, list_offsets, list_docs, codes,
-                                          seg.offsets, live, candidates)
-            pos[q].append(docs + base)
-            val[q].append(cs)
+    indexes = [None if seg.n_docs == 0 or (m is not None and not m.any()) else segment_index(seg)
+               for seg, m in zip(snap.segments, masks)]
     out = np.full((n_q, max(1, candidates)), -1, np.int64)
     for q in range(n_q):
-        p = np.concatenate(pos[q]) if pos[q] else np.zeros(0, np.int64)
-        v = np.concatenate(val[q]) if val[q] else np.zeros(0, np.float32)
+        qcs = qcs_all[qoff[q] : qoff[q + 1]]
+        cents = top_centroids(qcs, nprobe)
+        pos, codes, lengths = [], [], []
+        for si, ix in enumerate(indexes):
+            if ix is None:
+                continue
+            seg_codes, list_offsets, list_docs = ix
+            off = snap.segments[si].offsets
+            docs = probe_segment(cents, list_offsets, list_docs, off.size - 1, masks[si])
+            if docs.size:
+                pos.append(docs + snap.bases[si])
+                codes.append(seg_codes[_ranges(off[docs], off[docs + 1])])
+                lengths.append(off[docs + 1] - off[docs])
+        if not pos:
+            continue
+        p = np.concatenate(pos)
+        sub_off = np.zeros(p.size + 1, np.int64)
+        np.cumsum(np.concatenate(lengths), out=sub_off[1:])
+        cs = np.asarray(centroid_maxsim(qcs, np.concatenate(codes), sub_off, np.arange(p.size)), np.float32)
+        ok = np.isfinite(cs)
+        if not ok.all():
+            p, cs = p[ok], cs[ok]
         if p.size > candidates:
-            keep = np.sort(topk(v[None, :], candidates)[0][0])  # positions ascend across segments: ties to the lower
-            p = p[keep]
+            p = p[np.sort(topk(cs[None, :], candidates)[0][0])]  # positions ascend: ties go to the lower one
         out[q, : p.size] = p
     return out
-
