@@ -24,7 +24,8 @@ import colprune as cp
 from colprune.index import layout
 from colprune.index.segment import hash_bytes
 
-__all__ = ["KILLER", "make_reference", "Worker", "flip_bits", "overwrite_bytes", "truncate", "CRAFTS", "craft"]
+__all__ = ["KILLER", "make_reference", "Worker", "flip_bits", "overwrite_bytes", "truncate", "CRAFTS", "craft",
+           "make_residual_reference", "RESIDUAL_CRAFTS"]
 
 DIM = 16
 
@@ -1094,3 +1095,154 @@ def copy_of(reference: str, dest: str) -> str:
         shutil.rmtree(dest)
     shutil.copytree(reference, dest)
     return dest
+
+
+# -- residual collections (format 4): crafted codebooks, codes and inverted lists
+#
+# Each craft takes a fresh copy of :func:`make_residual_reference` and returns the path of the file it
+# damaged: reading the collection must raise a colprune error naming that file.
+
+RESIDUAL_DIM = 16
+
+
+def make_residual_reference(path: str) -> None:
+    """A small residual2 collection: 2 segments, a deletion, metadata, a codebook."""
+    rng = np.random.default_rng(12)
+    with cp.Index.create(path, dim=RESIDUAL_DIM, dtype="residual2") as index:
+        for s in range(2):
+            ids = [f"r{s}-{i}" for i in range(10)]
+            embs = [rng.standard_normal((int(rng.integers(2, 9)), RESIDUAL_DIM)).astype(np.float32) for _ in ids]
+            index.add(ids, embs, metadata=[{"src": f"f{i % 3}.pdf"} for i in range(10)])
+        index.delete(["r0-3"])
+
+
+def _codebook_path(root: str) -> str:
+    return os.path.join(root, layout.CODEBOOKS, _body(root)["codebook"]["name"])
+
+
+def _reseal_codebook(root: str) -> None:
+    """Recompute the codebook's checksum record from what it holds, and the manifest's checksum of it."""
+    import xxhash
+
+    path = _codebook_path(root)
+    with h5py.File(path, "r+") as f:
+        record = json.dumps({n: f"{hash_bytes(np.ascontiguousarray(f[n][()])):016x}" for n in f}, sort_keys=True)
+        f.attrs[layout.A_CHECKS] = record
+    body = _body(root)
+    body["codebook"]["checksum"] = f"{xxhash.xxh3_64_intdigest(record.encode()):016x}"
+    _write_manifest(root, body)
+
+
+def _codebook_edit(fn, *, reseal: bool = True):
+    def craft_fn(root: str) -> str:
+        path = _codebook_path(root)
+        with h5py.File(path, "r+") as f:
+            fn(f)
+        if reseal:
+            _reseal_codebook(root)
+        return path
+
+    return craft_fn
+
+
+def _segment_edit(fn, seg: int = 0):
+    def craft_fn(root: str) -> str:
+        path = _segments(root)[seg]
+        with h5py.File(path, "r+") as f:
+            fn(f)
+        _reseal(root, path)
+        return path
+
+    return craft_fn
+
+
+def _set_data(name: str, value_fn):
+    def fn(f: h5py.File) -> None:
+        data = f[name][()]
+        new = np.asarray(value_fn(data.copy()))
+        if new.shape == data.shape and new.dtype == data.dtype:
+            f[name][...] = new
+        else:
+            _replace(f, name, new)
+
+    return fn
+
+
+def _first_set(value_fn):
+    def fn(d):
+        d.flat[0] = value_fn(d)
+        return d
+
+    return fn
+
+
+def _unlink_codebook(root: str) -> str:
+    path = _codebook_path(root)
+    os.unlink(path)
+    return path
+
+
+def _codebook_link(root: str) -> str:
+    path = _codebook_path(root)
+    os.unlink(path)
+    os.symlink("/etc/passwd", path)
+    return path
+
+
+def _codebooks_folder_link(root: str) -> str:
+    folder = os.path.join(root, layout.CODEBOOKS)
+    outside = _outside(root)
+    shutil.copytree(folder, os.path.join(outside, "codebooks"))
+    shutil.rmtree(folder)
+    os.symlink(os.path.join(outside, "codebooks"), folder)
+    return folder
+
+
+def _manifest_codebook(value):
+    def craft_fn(root: str) -> str:
+        body = _body(root)
+        body["codebook"] = value(body["codebook"])
+        _write_manifest(root, body)
+        return _latest(root)
+
+    return craft_fn
+
+
+def _residual_crafts() -> dict:
+    c: dict = {}
+    c["codebook byte flipped (not resealed)"] = _codebook_edit(_set_data(layout.CB_WEIGHTS, lambda w: w + 1), reseal=False)
+    c["codebook n_centroids attr K - 1"] = _codebook_edit(lambda f: f.attrs.__setitem__(layout.A_N_CENTROIDS,
+                                                                                         f.attrs[layout.A_N_CENTROIDS] - 1))
+    c["codebook n_centroids attr 70000"] = _codebook_edit(lambda f: f.attrs.__setitem__(layout.A_N_CENTROIDS, 70000))
+    c["codebook dim attr 8"] = _codebook_edit(lambda f: f.attrs.__setitem__(layout.A_DIM, 8))
+    c["codebook nbits attr 4"] = _codebook_edit(lambda f: f.attrs.__setitem__(layout.A_NBITS, 4))
+    c["codebook centroids one row short"] = _codebook_edit(_set_data(layout.CB_CENTROIDS, lambda x: x[:-1]))
+    c["codebook weights float64"] = _codebook_edit(_set_data(layout.CB_WEIGHTS, lambda x: x.astype(np.float64)))
+    c["codebook NaN centroid"] = _codebook_edit(_set_data(layout.CB_CENTROIDS, _first_set(lambda d: np.nan)))
+    c["codebook cutoffs unsorted"] = _codebook_edit(_set_data(layout.CB_CUTOFFS, lambda x: x[:, ::-1].copy()))
+    c["codebook train_error NaN"] = _codebook_edit(lambda f: f.attrs.__setitem__(layout.A_TRAIN_ERROR, np.nan))
+    c["codebook format attr"] = _codebook_edit(lambda f: f.attrs.__setitem__(layout.A_FORMAT, "colprune-segment"))
+    c["codebook extra dataset"] = _codebook_edit(lambda f: f.create_dataset("extra", data=np.zeros(3)))
+    c["codebook missing"] = _unlink_codebook
+    c["codebook links to /etc/passwd"] = _codebook_link
+    c["codebooks/ links to a copy outside"] = _codebooks_folder_link
+    c["manifest names no codebook"] = _manifest_codebook(lambda b: None)
+    c["manifest codebook name ../x.h5"] = _manifest_codebook(lambda b: {**b, "name": "../x.h5"})
+    c["manifest codebook checksum of another"] = lambda root: (_manifest_codebook(lambda b: {**b, "checksum": "0" * 16})(root)
+                                                               and _codebook_path(root))  # the file that disagrees
+    c["codes[0] = 32768 (>= K)"] = _segment_edit(_set_data(layout.CODES, _first_set(lambda d: 1 << 15)))
+    c["codes uint32"] = _segment_edit(_set_data(layout.CODES, lambda d: d.astype(np.uint32)))
+    c["codes missing"] = _segment_edit(lambda f: f.__delitem__(layout.CODES))
+    c["ivf/docs[0] = n_docs"] = _segment_edit(_set_data(layout.IVF_DOCS, _first_set(lambda d: 10)))
+    c["ivf/docs[0] = -1"] = _segment_edit(_set_data(layout.IVF_DOCS, _first_set(lambda d: -1)))
+    c["ivf/offsets decreasing"] = _segment_edit(_set_data(layout.IVF_OFFSETS, lambda d: d[::-1].copy()))
+    c["ivf/offsets one short"] = _segment_edit(_set_data(layout.IVF_OFFSETS, lambda d: d[:-1]))
+    c["ivf/docs a list emptied (valid structure, wrong lists)"] = _segment_edit(_set_data(
+        layout.IVF_OFFSETS, lambda d: np.r_[d[0], d[2:], d[-1]].astype(np.int64) if len(d) > 2 else d))
+    c["segment names another codebook"] = _segment_edit(lambda f: f.attrs.__setitem__(layout.A_CODEBOOK, "cb-other.h5"))
+    c["segment without codebook attr"] = _segment_edit(lambda f: f.attrs.__delitem__(layout.A_CODEBOOK))
+    c["segment format_version 3"] = _segment_edit(lambda f: f.attrs.__setitem__(layout.A_FORMAT_VERSION, 3))
+    return c
+
+
+RESIDUAL_CRAFTS = _residual_crafts()

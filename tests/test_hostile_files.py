@@ -16,7 +16,15 @@ import h5py
 import numpy as np
 import pytest
 from conftest import GOLDEN
-from fault_injection import CRAFTS, VALID_CRAFTS, copy_of, craft, make_reference
+from fault_injection import (
+    CRAFTS,
+    RESIDUAL_CRAFTS,
+    VALID_CRAFTS,
+    copy_of,
+    craft,
+    make_reference,
+    make_residual_reference,
+)
 
 import colprune as cp
 from colprune.errors import CorruptionError, FormatError
@@ -291,3 +299,35 @@ def test_read_regular_refuses_more_than_its_bound(tmp_path):
 
 def test_every_craft_is_known_to_the_fuzz_suite():
     assert len(CRAFTS) >= 250
+
+
+# -- residual collections: codebooks, codes and inverted lists ------------------------------------
+
+@pytest.fixture(scope="module")
+def residual_reference(tmp_path_factory) -> str:
+    ref = str(tmp_path_factory.mktemp("hostile-residual") / "ref")
+    make_residual_reference(ref)
+    return ref
+
+
+def read_residual(path: str) -> None:
+    """Everything a reader of a residual collection does: open, every page, exact and candidates search, verify."""
+    q = np.ones((2, 16), np.float32)
+    with cp.Index.open(path) as ix:
+        list(ix.iter_pages())
+        ix.search(q, k=3, where={"src": "f1.pdf"})
+        ix.search(q, k=3, candidates=5)
+        ix.verify()
+
+
+def test_the_residual_reference_reads_cleanly(residual_reference, tmp_path):
+    read_residual(copy_of(residual_reference, str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_CRAFTS))
+def test_a_damaged_codebook_codes_or_lists_is_refused_naming_the_file(residual_reference, tmp_path, deadline, name):
+    path = copy_of(residual_reference, str(tmp_path / "c"))
+    damaged = RESIDUAL_CRAFTS[name](path)
+    with pytest.raises((CorruptionError, FormatError)) as info:
+        read_residual(path)
+    assert damaged in str(info.value), str(info.value)

@@ -37,14 +37,15 @@ def commands() -> list[Command]:
     """:data:`COMMANDS`, registered on first use: the command modules import the store and the
     kernels, which ``colprune --version`` does not need (``colprune.cli.COMMANDS`` calls this)."""
     global _registered
-    from . import build, demo, distill, gc, maintenance, prune, search, serve, study
+    from . import build, demo, distill, gc, maintenance, prune, retrain, search, serve, study
     from .common import COMMANDS, register
 
     if not _registered:
         _registered = True
         # the order ``colprune --help`` lists them
         for command in (build.BUILD, prune.PRUNE, search.SEARCH, maintenance.INFO, maintenance.REPACK, maintenance.DELETE,
-                        maintenance.COMPACT, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE, maintenance.SHOW,
+                        maintenance.COMPACT, retrain.RETRAIN, maintenance.VERIFY, maintenance.SUMMARIZE, maintenance.UPGRADE,
+                        maintenance.SHOW,
                         gc.GC, serve.SERVE, study.STUDY, distill.DISTILL_QUERIES, demo.DEMO):
             register(command)
     return COMMANDS

@@ -183,8 +183,9 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="PDFs, images, .txt/.md files or folders of them; or embedding files (.pt, .npz, .npy)")
     p.add_argument("-o", "--output", required=True, help="index to create, or to extend if it exists")
-    p.add_argument("--dtype", default=None, choices=sorted(CODECS),
-                   help="vector codec of a new index (default float16); appending keeps the index's")
+    p.add_argument("--codec", "--dtype", dest="dtype", default=None, choices=sorted(CODECS),
+                   help="vector codec of a new index (default float16; residual1/2/4: a centroid id and a 1/2/4-bit "
+                        "residual per dimension, codebook trained on the first commit); appending keeps the index's")
     p.add_argument("--no-rerank", action="store_true",
                    help="--dtype binary: keep no float16 rerank copy (the vectors take only their binary codes; "
                         "search ranks by Hamming MaxSim alone)")

@@ -37,7 +37,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("pages", f"{docs:,}"),
         ("vectors", f"{info['vectors']:,} kept of {info['original_vectors']:,}"
                     + ("" if info["keep_ratio"] is None else f" ({info['keep_ratio']:.1%})")),
-        ("codec", f"{info['codec']}, dim {info['dim']}" + (", with a float16 rerank copy" if info.get("rerank_vectors") else "")),
+        ("codec", f"{info['codec']}, dim {info['dim']}" + (", with a float16 rerank copy" if info.get("rerank_vectors") else "")
+                  + (f", {info['bytes_per_vector']} bytes/vector" if info.get("bytes_per_vector") else "")),
+        *_codebook_rows(info),
         ("vectors/page", f"{fmt_bytes(info['vector_bytes_per_page'])} (unpruned "
                          f"{fmt_bytes(info['unpruned_vector_bytes_per_page'])})"),
         ("file", f"{fmt_bytes(info['file_bytes'])}, {fmt_bytes(info['file_bytes_per_page'])}/page"),
@@ -51,6 +53,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     for k, v in rows:
         print(f"{k:>12}  {v}")
     return 0
+
+
+def _codebook_rows(info: dict) -> list[tuple[str, str]]:
+    """The ``codebook`` line of a residual index: K, bits, vectors trained on, error, its bytes per page."""
+    cb = info.get("codebook")
+    if not cb:
+        return []
+    per = "" if cb.get("bytes_per_page") is None else f", {fmt_bytes(cb['bytes_per_page'])}/page amortised"
+    return [("codebook", f"{cb['n_centroids']:,} centroids, {cb['nbits']}-bit residuals, trained on {cb['n_trained']:,} "
+                         f"vectors (error {cb['train_error']:.4g}); {fmt_bytes(cb['bytes'])}{per}")]
 
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
@@ -156,7 +168,9 @@ DELETE = Command(
 
 def cmd_compact(args: argparse.Namespace) -> int:
     with open_index(args.index, mode="a") as index:
-        res = index.compact()
+        if args.retrain and getattr(index, "codebook", None) is None:
+            raise UsageError(f"--retrain trains a residual index's codebook again; {args.index} is {index.codec}")
+        res = index.compact(retrain=True) if args.retrain else index.compact()
         print(f"{args.index}: {fmt_bytes(res['bytes_before'])} -> {fmt_bytes(res['bytes_after'])}, "
               f"{res['segments_before']} -> {counted(res['segments_after'], 'segment')}")
     return 0
@@ -166,9 +180,16 @@ def _index_only(p: argparse.ArgumentParser) -> None:
     p.add_argument("index")
 
 
+def _compact_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index")
+    p.add_argument("--retrain", action="store_true",
+                   help="residual codecs: also train a new codebook on the live vectors and re-encode every segment")
+
+
 COMPACT = Command(
     "compact", "rewrite segments with deleted pages and merge small ones (gives space back)",
-    ["colprune compact pages.h5"], _index_only, cmd_compact,
+    ["colprune compact pages.h5", "colprune compact pages.h5 --retrain   # residual codecs: a new codebook too"],
+    _compact_arguments, cmd_compact,
     description="Reclaim the bytes of deleted and replaced pages and merge small segments, in one commit.\n"
     "A crash at any moment leaves the old state or the new one; readers keep their snapshot.",
 )

@@ -61,7 +61,9 @@ def _say_if_pruned(info: dict[str, Any], source: str, output: str) -> None:
 def _prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="index to read (ideally a full one, built with --pruner none)")
     p.add_argument("output", help="index to write")
-    p.add_argument("--dtype", default=None, choices=sorted(CODECS), help="vector codec of OUTPUT (default: the source's)")
+    p.add_argument("--codec", "--dtype", dest="dtype", default=None, choices=sorted(CODECS),
+                   help="vector codec of OUTPUT (default: the source's); residual1/2/4 train a codebook on a sample of "
+                        "SOURCE first")
     p.add_argument("--no-rerank", action="store_true",
                    help="--dtype binary: keep no float16 rerank copy (the file shrinks to the binary codes)")
     p.add_argument("--signal", default=None, help="prune by this stored signal instead of the importance")
@@ -77,6 +79,7 @@ PRUNE = Command(
         "colprune prune full.h5 ward.h5 --pruner ward --ratio 0.25",
         "colprune prune full.h5 small.h5 --pruner adaptive --k 0 --dtype int8      # prune and re-encode",
         "colprune prune full.h5 tiny.h5 --pruner none --dtype binary --no-rerank   # 32x smaller, Hamming only",
+        "colprune prune full.h5 lean.h5 --pruner adaptive --codec residual2       # 2-bit residuals + centroid index",
     ],
     _prune_arguments, cmd_prune,
     description="Re-prune every page of SOURCE from its stored vectors and importance into OUTPUT; --dtype re-encodes.",

@@ -426,8 +426,8 @@ def load_collection(root: str, version: int | None, have: list[Segment], have_co
         raise FormatError(f"{root} is a folder but not a colprune collection (no {L.MARKER} file); "
                           "build one with colprune.Index.create or `colprune build`")
     format_version = M.read_marker(root)
-    for sub in (L.MANIFESTS, L.SEGMENTS, L.DELETES):
-        check_folder(os.path.join(root, sub))  # a folder, not a link to one elsewhere
+    for sub in (L.MANIFESTS, L.SEGMENTS, L.DELETES, L.CODEBOOKS):
+        check_folder(os.path.join(root, sub))  # a folder (or absent), not a link to one elsewhere
     attempts = 20
     for attempt in range(attempts):  # a writer's garbage collection may remove an old version under us
         try:
