@@ -224,9 +224,9 @@ def assign_centroids(x, centroids) -> np.ndarray:
     if not 1 <= centroids.shape[0] <= MAX_CENTROIDS:
         raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {centroids.shape[0]}")
     x = _float2d(x, "x", centroids.shape[1])
-    codes = np.empty(x.shape[0], dtype=np.int64)
+    codes = np.empty(x.shape[0], dtype=np.uint16)
     _nearest(x, centroids, np.einsum("ij,ij->i", centroids, centroids), codes, None)
-    return codes.astype(np.uint16)
+    return codes
 
 
 def _shifts(nbits: int) -> np.ndarray:
@@ -263,8 +263,11 @@ def encode_residual(x, centroids, cutoffs, nbits: int) -> tuple[np.ndarray, np.n
     cutoffs = _float2d(cutoffs, "cutoffs")
     if cutoffs.shape != (dim, (1 << nbits) - 1):
         raise InvalidInputError(f"cutoffs must be (dim, 2**nbits - 1) = ({dim}, {(1 << nbits) - 1}), got {cutoffs.shape}")
-    codes = assign_centroids(x, centroids)
+    if not 1 <= centroids.shape[0] <= MAX_CENTROIDS:
+        raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {centroids.shape[0]}")
     x = _float2d(x, "x", dim)
+    codes = np.empty(x.shape[0], dtype=np.uint16)
+    _nearest(x, centroids, np.einsum("ij,ij->i", centroids, centroids), codes, None)
     packed = np.zeros((x.shape[0], dim * nbits // 8), dtype=np.uint8)
     if x.shape[0]:
         with threads(None):
