@@ -90,11 +90,10 @@ def test_search_is_close_to_float16(tmp_path, data):
     with cp.Index.create(tmp_path / "f16", dim=DIM) as full:
         full.add(ids, pages, imps)
         want = top_ids(full, queries)
-    for codec, floor in (("residual2", 0.9), ("residual4", 0.9)):
-        with cp.Index.create(tmp_path / codec, dim=DIM, dtype=codec) as index:
-            index.add(ids, pages, imps)
-            assert recall(top_ids(index, queries), want) >= floor, codec
-            assert recall(top_ids(index, queries, candidates=40, nprobe=8), want) >= floor - 0.1, codec
+    with cp.Index.create(tmp_path / "r2", dim=DIM, dtype="residual2") as index:
+        index.add(ids, pages, imps)
+        assert recall(top_ids(index, queries), want) >= 0.9
+        assert recall(top_ids(index, queries, candidates=40, nprobe=8), want) >= 0.8
 
 
 def test_add_after_training_reuses_the_codebook_and_records_its_error(tmp_path, data):
@@ -168,6 +167,10 @@ def test_compact_keeps_results(tmp_path, data):
         after = [[(h.id, h.score) for h in hs] for hs in index.search(queries, k=5)]
         assert after == before
         assert index.verify()["docs"] == len(index)
+        stored = {p.id: p.vectors for p in index.iter_pages()}
+    cp.index.repack(tmp_path / "c", rerank=False)  # a copy: the same codebook (under a new name), the same codes
+    with cp.Index.open(tmp_path / "c") as index:
+        assert all(np.array_equal(p.vectors, stored[p.id]) for p in index.iter_pages()) and len(index) == len(stored)
 
 
 KILLED = textwrap.dedent(

@@ -277,13 +277,13 @@ class Index(IndexView):
 
     def train_codebook(self, vectors) -> None:
         """Train the codebook of an empty residual collection on ``vectors`` (N, dim), a sample of what it will hold
-        (at most 131,072 rows used), and commit it: later writes all encode with it."""
+        (at most 131,072 rows used), or copy a Codebook given, and commit it: later writes all encode with it."""
         self._check_writable()
         if not L.residual_bits(self.codec) or len(self):
             raise InvalidInputError(f"train_codebook trains an empty residual collection; {self.path} is {self.codec} "
                                     f"with {len(self)} pages (retrain a filled one: compact(retrain=True))")
         with W.undo_on_error(self._root):
-            cb = self._codebook(lambda: T.flat_sample(np.asarray(vectors, np.float32).reshape(-1, self.dim)))
+            cb = self._codebook(lambda: T.flat_sample(vectors, self.dim))
             self._commit({**W.next_body(self._snap.manifest), "codebook": {"name": cb.name, "checksum": cb.checksum}})
 
     def _write(self, prepared: Prepared, step: int, *, replace: bool, signal: str | None = None) -> None:
@@ -479,8 +479,8 @@ class Index(IndexView):
                            merged=self.merged, rerank=self.has_rerank if rerank is None else rerank,
                            summary_centroids=cent, pruner=cfg, _aside=True)
         try:
-            if L.residual_bits(dst.codec) and len(self):
-                dst.train_codebook(T.sample_live(self._snap))
+            if self.codebook is not None:  # the same codebook: the decoded pages encode back to their codes
+                dst.train_codebook(self.codebook)
             D.copy_pages(self.iter_pages(), len(self), lambda pages: D.as_stored(pages, cfg), dst._write_all,
                          progress=progress, desc=desc)
             if skipped and self.skipped:

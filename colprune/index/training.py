@@ -1,8 +1,9 @@
 """Codebooks of residual collections over time: training on what is written, drift, retraining.
 
 The first write into an empty residual collection trains its codebook on (a sample of) the
-vectors it writes (:func:`prepared_sample`, :func:`flat_sample`); a derived or copied collection
-trains on a sample of its source's live vectors first (:func:`sample_live`). Later writes encode
+vectors it writes (:func:`prepared_sample`, :func:`flat_sample`); a derived collection trains on a
+sample of its source's live vectors first (:func:`sample_live`), a copy (repack, upgrade) copies its
+source's codebook, so its pages keep their codes. Later writes encode
 with that codebook and record their reconstruction error in their manifest entries; when it
 exceeds :data:`~colprune.index.codebook.RETRAIN_FACTOR` times the codebook's training error,
 :func:`drift_message` says so (the index warns once). :func:`retrain` trains a new codebook on the
@@ -23,6 +24,7 @@ from . import layout as L
 from .codebook import RETRAIN_FACTOR, TRAIN_SAMPLE_CAP, Codebook, sample_rows, train_codebook, write_codebook
 from .codecs import decode_vectors
 from .compact import rewrite
+from .manifest import unique_name
 from .prepare import Prepared
 from .segment import Block
 from .snapshot import Snapshot
@@ -36,8 +38,12 @@ class CodebookDriftWarning(ColpruneWarning):
     """New vectors are reconstructed much worse than the codebook's training sample: retrain the codebook."""
 
 
-def flat_sample(vectors: np.ndarray, cap: int = TRAIN_SAMPLE_CAP) -> np.ndarray:
-    """A uniform sample (seed 0) of at most ``cap`` rows of ``vectors`` (N, dim), as float32."""
+def flat_sample(vectors, dim: int | None = None, cap: int = TRAIN_SAMPLE_CAP) -> np.ndarray | Codebook:
+    """A uniform sample (seed 0) of at most ``cap`` rows of ``vectors`` (N, dim) (reshaped to ``dim`` columns when
+    given), as float32; a :class:`Codebook` is passed through (:func:`new_codebook` copies it)."""
+    if isinstance(vectors, Codebook):
+        return vectors
+    vectors = np.asarray(vectors) if dim is None else np.reshape(np.asarray(vectors), (-1, dim))
     return np.ascontiguousarray(vectors[sample_rows(vectors.shape[0], cap)], np.float32)
 
 
@@ -74,12 +80,17 @@ def sample_live(snap: Snapshot, cap: int = TRAIN_SAMPLE_CAP, step: int = 4096) -
     return np.ascontiguousarray(np.concatenate(out) if out else np.zeros((0, snap.dim)), np.float32)
 
 
-def new_codebook(root: str, sample: np.ndarray, codec: str) -> Codebook:
-    """Train a codebook for ``codec`` on ``sample`` and write it into the collection at ``root`` (uncommitted: the
-    next manifest names it); returns it with its checksum. A failed write is a ``WriteError``."""
-    if sample.shape[0] == 0:
+def new_codebook(root: str, sample: np.ndarray | Codebook, codec: str) -> Codebook:
+    """Train a codebook for ``codec`` on ``sample`` (or copy the codebook ``sample`` under a new name: a copy of a
+    collection then encodes its decoded vectors back to the same codes) and write it into the collection at
+    ``root`` (uncommitted: the next manifest names it); returns it with its checksum. A failed write is a
+    ``WriteError``."""
+    if isinstance(sample, Codebook):
+        cb = dataclasses.replace(sample, name=unique_name("cb", ".h5"), checksum="")
+    elif sample.shape[0] == 0:
         raise InvalidInputError(f"a {codec} codebook is trained on the vectors written: there are none")
-    cb = train_codebook(sample, L.residual_bits(codec))
+    else:
+        cb = train_codebook(sample, L.residual_bits(codec))
     with writing(root, f"codebook {cb.name}", cb.centroids.size * 2 + 65536):
         entry = write_codebook(root, cb)
     return dataclasses.replace(cb, checksum=entry["checksum"])

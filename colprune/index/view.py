@@ -304,7 +304,9 @@ class IndexView:
         """Every live page's stored vectors in memory, as the kernels take them, and their offsets.
 
         Unbounded memory: for inspection and small indexes (search streams instead).
-        ``(N, dim)`` float16/float32, int8 codes for ``int8``, ``(N, words)`` uint64 for ``binary``.
+        ``(N, dim)`` float16/float32, int8 codes for ``int8``, ``(N, words)`` uint64 for ``binary``,
+        ``(N, dim * nbits / 8)`` uint8 packed residuals for the residual codecs (their centroid codes:
+        ``snapshot().segments[i].read_vectors(lo, hi)["codes"]``; decoded pages: :meth:`iter_pages`).
         """
         snap = self._snap
         if len(snap):
