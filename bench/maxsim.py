@@ -14,7 +14,7 @@ It prints where it ran first: CPU model, the kernel family and SIMD features col
 for (:func:`colprune.kernels.backend_info`), NumPy's BLAS and its threads, the load average.
 The "shapes" table times the query shapes users send (16 queries x 32 tokens, 32 x 20, one
 query of 20) on pruned (100-300 vectors) and unpruned (700-1,030) pages: float32, float16 and
-int8 kernels against the NumPy loop and every peer.
+int8 kernels (and residual2, ColBERTv2/PLAID codes) against the NumPy loop and every peer.
 
 Peers are optional (``pip install -e ".[bench]"``; PyLate and colpali-engine ``--no-deps``):
 colpali-engine's ``score_multi_vector``, maxsim-cpu's ``maxsim_scores_variable``, PyLate's
@@ -334,6 +334,11 @@ def bench_shapes(args) -> dict:
         v16 = vectors.astype(np.float16)
         codes, scales = cp.kernels.quantize_int8(vectors)
         corr = cp.kernels.int8_corrections(codes)
+        # residual2 (ColBERTv2/PLAID codes, 34 B a vector at dim 128): a codebook trained on a sample
+        sample = vectors[np.random.default_rng(0).choice(vectors.shape[0], min(vectors.shape[0], 32768), replace=False)]
+        cent = cp.kernels.train_centroids(sample, min(cp.kernels.codebook_size(vectors.shape[0]), 1024), iters=4)
+        cut, wts = cp.kernels.residual_buckets(sample - cent[cp.kernels.assign_centroids(sample, cent)], 2)
+        rcodes, rpacked = cp.kernels.encode_residual(vectors, cent, cut, 2)
         peers, _ = ({}, {}) if args.no_peers else load_peers(docs_t, docs_np)
         for shape in args.shapes:
             n_q, m = (int(x) for x in shape.split("x"))
@@ -349,6 +354,7 @@ def bench_shapes(args) -> dict:
                 "colprune-float32": lambda: cp.kernels.maxsim_scores(qs, vectors, offsets, check_finite=False),
                 "colprune-float16": lambda: cp.kernels.maxsim_scores(qs, v16, offsets, check_finite=False),
                 "colprune-int8": lambda: cp.kernels.maxsim_int8(qs, codes, scales, offsets, corrections=corr),
+                "colprune-residual2": lambda: cp.kernels.maxsim_residual_csr(qs, rcodes, rpacked, offsets, cent, wts, 2),
                 "numpy-loop": lambda: numpy_loop(docs_np)(qs),
             }
             fns.update({k: (lambda f=f: f(qs)) for k, f in peers.items()})
@@ -367,20 +373,22 @@ def bench_shapes(args) -> dict:
                 "float16_vs_maxsim_cpu": pps["colprune-float16"] / pps["maxsim-cpu"] if "maxsim-cpu" in pps else None,
                 "float32_vs_best_peer": f32 / pps[best] if best else None,
                 "int8_vs_float32": pps["colprune-int8"] / f32,
+                "residual2_vs_float16": pps["colprune-residual2"] / pps["colprune-float16"],
             }
     return out
 
 
 def print_shapes(shapes: dict, print) -> None:  # noqa: A002
-    print("\nquery shapes (batch scoring, pages/s; ratios of colprune float32 / float16 / int8)")
+    print("\nquery shapes (batch scoring, pages/s; ratios of colprune float32 / float16 / int8 / residual2)")
     print(f"  {'shape / page vectors':<22}{'float32':>9}{'float16':>9}{'int8':>9}{'numpy':>9}{'best peer':>24}"
-          f"  f32/np  f16/np  f32/mxc  f16/mxc  i8/f32")
+          f"  f32/np  f16/np  f32/mxc  f16/mxc  i8/f32  r2/f16")
     for k, r in shapes.items():
         p = r["pages_per_s"]
         bp = f"{r['best_peer']} {p[r['best_peer']]:,.0f}" if r["best_peer"] else "-"
         print(f"  {k:<22}{p['colprune-float32']:>9,.0f}{p['colprune-float16']:>9,.0f}{p['colprune-int8']:>9,.0f}"
               f"{p['numpy-loop']:>9,.0f}{bp:>24}  {r['float32_vs_numpy']:>6.2f}  {r['float16_vs_numpy']:>6.2f}  "
-              f"{_num2(r['float32_vs_maxsim_cpu'])}  {_num2(r['float16_vs_maxsim_cpu'])}  {r['int8_vs_float32']:>6.2f}")
+              f"{_num2(r['float32_vs_maxsim_cpu'])}  {_num2(r['float16_vs_maxsim_cpu'])}  {r['int8_vs_float32']:>6.2f}"
+              f"  {r['residual2_vs_float16']:>6.2f}")
 
 
 def _num2(x) -> str:
