@@ -261,3 +261,15 @@ def test_cli_build_prune_info_verify_retrain(tmp_path, data, capsys):
     assert main(["compact", str(lean), "--retrain"]) == 0
     assert main(["retrain", str(full)]) == 2 and "only residual" in capsys.readouterr().err
     assert main(["verify", str(lean)]) == 0
+
+
+def test_verify_reads_the_codebook_again(tmp_path):
+    from fault_injection import RESIDUAL_CRAFTS, make_residual_reference
+
+    path = str(tmp_path / "v")
+    make_residual_reference(path)
+    with cp.Index.open(path) as index:  # the codebook is read (and checked) at open, then damaged on disk
+        damaged = RESIDUAL_CRAFTS["codebook byte flipped (not resealed)"](path)
+        with pytest.raises(cp.errors.CorruptionError, match="does not match its checksum") as info:
+            index.verify()
+        assert damaged in str(info.value)

@@ -21,6 +21,7 @@ from . import layout as L
 from . import manifest as M
 from . import search as S
 from .candidates import check_candidates
+from .codebook import read_codebook
 from .codecs import empty_vectors
 from .leftovers import find_leftovers
 from .records import Hit, Page, check_queries, check_search, check_two_stage, default_rerank
@@ -348,13 +349,18 @@ class IndexView:
     def verify(self) -> dict[str, Any]:
         """Check every byte of the collection against its checksums, and the rules checksums cannot vouch for
         (ids unique over live pages and as the writer makes them, metadata JSON objects, filter columns equal
-        to the metadata, summaries as computed); raises :class:`CorruptionError`.
+        to the metadata, summaries as computed; residual codecs: the codebook, codes within it, inverted lists
+        as the codes give them); raises :class:`CorruptionError`.
 
         Returns ``{"segments", "docs", "bytes"}`` checked, and ``"leftovers"``: folders killed overwrites
         left beside it (``colprune gc`` removes them).
         """
         total = 0
         snap = self._snap
+        entry = snap.manifest.get("codebook")
+        if entry:  # read again from disk: every byte against its checksum, and its structure
+            read_codebook(self._root, entry, self.dim, self.codec)
+            total += os.path.getsize(os.path.join(self._root, L.CODEBOOKS, entry["name"]))
         for seg in snap.segments:
             seg.verify()
             total += seg.file_size
