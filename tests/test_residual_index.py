@@ -273,3 +273,21 @@ def test_verify_reads_the_codebook_again(tmp_path):
         with pytest.raises(cp.errors.CorruptionError, match="does not match its checksum") as info:
             index.verify()
         assert damaged in str(info.value)
+
+
+def test_a_full_disk_while_writing_the_codebook_leaves_the_last_commit(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    page = np.random.default_rng(0).standard_normal((20, 16)).astype(np.float32)
+    with cp.Index.create(tmp_path / "full", dim=16, dtype="residual2") as index:
+        with monkeypatch.context() as m:
+            m.setattr(os, "pwrite", full)  # every byte HDF5 writes goes through os.pwrite (SegmentFile)
+            with pytest.raises(cp.errors.WriteError, match="disk full writing codebook"):
+                index.add(["a"], [page])
+        assert len(index) == 0 and index.codebook is None
+        assert not os.listdir(tmp_path / "full" / L.CODEBOOKS) and not os.listdir(tmp_path / "full" / L.TMP)
+        index.add(["a"], [page])  # the same index writes again once there is room
+        assert len(index) == 1 and index.codebook is not None
