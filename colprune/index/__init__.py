@@ -1,4 +1,4 @@
-"""The multi-vector index: a collection of immutable HDF5 segments (format 3), versions 1-2 read-only.
+"""The multi-vector index: a collection of immutable HDF5 segments (format 4; format 3 read-write), versions 1-2 read-only.
 
 - :mod:`~colprune.index.layout`: every on-disk name (one owner);
 - :mod:`~colprune.index.segment`: writing, validating and reading one segment file;
@@ -10,6 +10,8 @@
 - :mod:`~colprune.index.codecs`, :mod:`~colprune.index.prepare`, :mod:`~colprune.index.write`,
   :mod:`~colprune.index.compact`, :mod:`~colprune.index.derive`: encoding, input checks, commits,
   compaction, derive/upgrade;
+- :mod:`~colprune.index.codebook`, :mod:`~colprune.index.training`: the residual codecs' codebook file, its
+  training on the first write, drift and retraining;
 - :mod:`~colprune.index.leftovers`: folders killed overwrites left (:func:`find_leftovers`, ``colprune gc``);
 - :mod:`~colprune.index.storage`: what the files hold; :mod:`~colprune.index.repacking`: :func:`repack`;
 - :mod:`~colprune.index.collection`: :class:`Index`, the API over all of it.
