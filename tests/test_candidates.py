@@ -329,3 +329,16 @@ def test_cli_search_candidates_nprobe(tmp_path, residual_index, capsys):
     assert main(["search", str(path), str(qfile), "-k", "5", "--nprobe", "3", "--no-server"]) == 2
     assert "--candidates" in capsys.readouterr().err
     assert exact[0]["hits"][0]["id"]
+
+
+@needs_store
+def test_device_search_keeps_residuals_compressed(residual_index):
+    pytest.importorskip("torch")
+    import colprune as cp
+
+    path, corpus = residual_index
+    with cp.Index.open(path) as index:
+        exact = index.search(corpus.queries, k=10)
+        on_device = index.search(corpus.queries, k=10, device="cpu")
+        assert _ids(on_device) == _ids(exact)
+        assert_allclose([h.score for hs in on_device for h in hs], [h.score for hs in exact for h in hs], rtol=1e-5)

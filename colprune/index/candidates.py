@@ -7,11 +7,14 @@ then scores only a shortlist:
 
 1. ``qcs = Q @ C.T``: every query token against every centroid, once per query batch;
 2. per segment, each query token probes its ``P`` best centroids and the union of their lists
-   is the segment's probed pages (:func:`colprune.kernels.probe_docs`); deleted pages and pages a
-   ``where`` filter rejects are dropped **before** any scoring;
-3. the probed pages of every segment are ranked together by centroid-level MaxSim,
-   ``sum_i max_j qcs[i, code_j]`` (:func:`colprune.kernels.centroid_maxsim`, PLAID's centroid
-   interaction; one codebook, so scores of different segments compare) and the best ``N`` kept;
+   is the segment's probed pages (as :func:`colprune.kernels.probe_docs` finds them); deleted
+   pages and pages a ``where`` filter rejects are dropped **before** any scoring;
+3. the probed pages are ranked by PLAID's *pruned* centroid interaction, from the probed lists
+   alone (each token counts only its probed centroids: :func:`probe_scores`); the best
+   ``REFINE_FACTOR * N`` of all segments are ranked again by the full centroid interaction,
+   ``sum_i max_j qcs[i, code_j]`` over every vector of the page
+   (:func:`colprune.kernels.centroid_maxsim`; one codebook, so scores of different segments
+   compare), and the best ``N`` kept;
 4. those ``N`` pages are scored exactly on their decoded residuals
    (:func:`colprune.kernels.maxsim_residual_csr`), or on the float16 rerank copy when the
    collection keeps one, and the top ``k`` returned.
@@ -38,7 +41,7 @@ from . import layout as L
 from .snapshot import Snapshot
 
 __all__ = ["DEFAULT_NPROBE", "RESIDUAL_CODECS", "check_candidates", "segment_candidates", "centroid_candidates",
-           "segment_index", "top_centroids", "probe_segment"]
+           "segment_index", "row_ranges", "top_centroids", "probed_centroids", "probe_segment", "probe_scores", "REFINE_FACTOR"]
 
 #: centroids each query token probes when ``nprobe`` is not given
 DEFAULT_NPROBE = 4
@@ -137,20 +140,28 @@ def segment_index(seg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return got
 
 
-def top_centroids(qcs: np.ndarray, nprobe: int) -> np.ndarray:
-    """The centroids some query token ranks among its ``nprobe`` best (ties to the lower id): sorted unique ids."""
+def probed_centroids(qcs: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query token's ``nprobe`` best centroids (ties to the lower id), and each token's worst probed score.
+
+    Returns ``(cents (m, min(nprobe, K)) int64, floor (m,) float32)``.
+    """
     m, k = qcs.shape
     if nprobe >= k:
-        return np.arange(k)
+        return np.broadcast_to(np.arange(k), (m, k)), qcs.min(axis=1)
     thr = -np.partition(-qcs, nprobe - 1, axis=1)[:, nprobe - 1 : nprobe]
     above = qcs > thr
     tied = qcs == thr
     need = nprobe - above.sum(axis=1, keepdims=True)
     chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-    return np.flatnonzero(chosen.any(axis=0))
+    return np.flatnonzero(chosen).reshape(m, nprobe) % k, thr[:, 0]
 
 
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def top_centroids(qcs: np.ndarray, nprobe: int) -> np.ndarray:
+    """The centroids some query token ranks among its ``nprobe`` best (ties to the lower id): sorted unique ids."""
+    return np.unique(probed_centroids(qcs, nprobe)[0])
+
+
+def row_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The concatenation of ``arange(starts[i], ends[i])``: (sum of lengths,) int64."""
     lens = ends - starts
     total = int(lens.sum())
@@ -166,20 +177,53 @@ def probe_segment(cents: np.ndarray, list_offsets: np.ndarray, list_docs: np.nda
     """The live rows listed under any of the centroids ``cents``: (n,) int64, ascending (what
     :func:`~colprune.kernels.probe_docs` finds, with the mask applied)."""
     mark = np.zeros(n_docs, bool)
-    mark[list_docs[_ranges(list_offsets[cents], list_offsets[cents + 1])]] = True
+    mark[list_docs[row_ranges(list_offsets[cents], list_offsets[cents + 1])]] = True
     if live is not None:
         mark &= live
     return np.flatnonzero(mark)
+
+
+def probe_scores(qcs: np.ndarray, cents: np.ndarray, floor: np.ndarray, list_offsets: np.ndarray,
+                 list_docs: np.ndarray, n_docs: int, live: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The probed live rows of one segment and their pruned centroid interaction (PLAID's stage 2).
+
+    For each query token, only its probed centroids count: a row's score is the sum over tokens of
+    the best probed centroid score among the row's vectors, or the token's ``floor`` (its worst
+    probed score) when none of its probed centroids is in the row. It reads only the probed lists,
+    not the rows' codes.
+
+    Returns ``(rows (n,) int64 ascending, scores (n,) float32)``.
+    """
+    m = cents.shape[0]
+    tok = np.repeat(np.arange(m, dtype=np.int64), cents.shape[1])
+    cen = cents.reshape(-1)
+    lens = list_offsets[cen + 1] - list_offsets[cen]
+    docs = list_docs[row_ranges(list_offsets[cen], list_offsets[cen + 1])].astype(np.int64)
+    best = np.full(n_docs * m, -np.inf, np.float32)
+    np.maximum.at(best, docs * m + np.repeat(tok, lens), np.repeat(qcs[tok, cen], lens))
+    best = best.reshape(n_docs, m)
+    seen = np.isfinite(best).any(axis=1)
+    if live is not None:
+        seen &= live
+    rows = np.flatnonzero(seen)
+    got = best[rows]
+    return rows, np.where(np.isfinite(got), got, floor[None, :]).sum(axis=1, dtype=np.float32)
+
+
+#: pages ranked by the full centroid interaction per page scored exactly (the rest of the probed
+#: pages are cut by the pruned interaction of :func:`probe_scores` first)
+REFINE_FACTOR = 4
 
 
 def centroid_candidates(snap: Snapshot, qv: np.ndarray, qoff: np.ndarray, candidates: int, nprobe: int,
                         masks: Sequence[np.ndarray | None]) -> np.ndarray:
     """Each query's best ``candidates`` live pages by centroid MaxSim over the probed pages of every segment.
 
-    Per query: the centroids its tokens probe (:func:`top_centroids`), the live pages listed under
-    them in each segment (:func:`probe_segment`), their codes gathered into one store and ranked
-    by :func:`~colprune.kernels.centroid_maxsim` in one call, the best ``candidates`` kept (ties to
-    the lower position).
+    Per query: each token's ``nprobe`` best centroids (:func:`probed_centroids`); in each segment,
+    the live pages their lists hold, ranked by the pruned interaction (:func:`probe_scores`); the
+    best ``REFINE_FACTOR * candidates`` of all segments ranked again by the full centroid
+    interaction (:func:`~colprune.kernels.centroid_maxsim`, every vector of the page) in one call;
+    the best ``candidates`` kept (ties to the lower position).
 
     Returns
     -------
@@ -193,28 +237,30 @@ def centroid_candidates(snap: Snapshot, qv: np.ndarray, qoff: np.ndarray, candid
     out = np.full((n_q, max(1, candidates)), -1, np.int64)
     for q in range(n_q):
         qcs = qcs_all[qoff[q] : qoff[q + 1]]
-        cents = top_centroids(qcs, nprobe)
-        pos, codes, lengths = [], [], []
+        cents, floor = probed_centroids(qcs, nprobe)
+        seg_of, rows, approx = [], [], []
         for si, ix in enumerate(indexes):
-            if ix is None:
-                continue
-            seg_codes, list_offsets, list_docs = ix
-            off = snap.segments[si].offsets
-            docs = probe_segment(cents, list_offsets, list_docs, off.size - 1, masks[si])
-            if docs.size:
-                pos.append(docs + snap.bases[si])
-                codes.append(seg_codes[_ranges(off[docs], off[docs + 1])])
-                lengths.append(off[docs + 1] - off[docs])
-        if not pos:
+            if ix is not None:
+                r, a = probe_scores(qcs, cents, floor, ix[1], ix[2], snap.segments[si].n_docs, masks[si])
+                seg_of.append(np.full(r.size, si, np.int64))
+                rows.append(r)
+                approx.append(a)
+        if not rows or not sum(r.size for r in rows):
             continue
-        p = np.concatenate(pos)
-        sub_off = np.zeros(p.size + 1, np.int64)
+        seg_of, rows, approx = np.concatenate(seg_of), np.concatenate(rows), np.concatenate(approx)
+        if rows.size > REFINE_FACTOR * candidates:
+            keep = np.sort(topk(approx[None, :], REFINE_FACTOR * candidates)[0][0])
+            seg_of, rows = seg_of[keep], rows[keep]
+        codes, lengths = [], []
+        for si in np.unique(seg_of):
+            off, r = snap.segments[si].offsets, rows[seg_of == si]
+            codes.append(indexes[si][0][row_ranges(off[r], off[r + 1])])
+            lengths.append(off[r + 1] - off[r])
+        sub_off = np.zeros(rows.size + 1, np.int64)
         np.cumsum(np.concatenate(lengths), out=sub_off[1:])
-        cs = np.asarray(centroid_maxsim(qcs, np.concatenate(codes), sub_off, np.arange(p.size)), np.float32)
-        ok = np.isfinite(cs)
-        if not ok.all():
-            p, cs = p[ok], cs[ok]
+        cs = np.asarray(centroid_maxsim(qcs, np.concatenate(codes), sub_off, np.arange(rows.size)), np.float32)
+        p = snap.bases[seg_of] + rows  # ascending: segments in order, rows ascending within each
         if p.size > candidates:
-            p = p[np.sort(topk(cs[None, :], candidates)[0][0])]  # positions ascend: ties go to the lower one
+            p = p[np.sort(topk(cs[None, :], candidates)[0][0])]  # ties go to the lower position
         out[q, : p.size] = p
     return out

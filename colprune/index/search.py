@@ -24,7 +24,6 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..kernels import (
-    decode_residual,
     dequantize_int8,
     int8_corrections,
     maxsim_binary_csr,
@@ -35,7 +34,7 @@ from ..kernels import (
     topk,
 )
 from . import layout as L
-from .candidates import RESIDUAL_CODECS, centroid_candidates
+from .candidates import RESIDUAL_CODECS, centroid_candidates, row_ranges
 from .filters import FILTER_OPS, filter_mask
 from .segment import Segment
 from .snapshot import Snapshot
@@ -104,7 +103,16 @@ def gather_docs(snap: Snapshot, positions: np.ndarray, *, rerank: bool = False) 
     seg_of = np.searchsorted(snap.bases, positions, side="right") - 1
     for si in np.unique(seg_of):
         seg = snap.segments[si]
-        data, lens = seg.read_docs(positions[seg_of == si] - snap.bases[si], rerank=rerank)
+        docs = positions[seg_of == si] - snap.bases[si]
+        held = seg.resident
+        if held is not None and (L.RERANK in held if rerank else L.VECTORS in held):
+            # a resident segment (verified when read): one gather per dataset, not one read per run of pages
+            off = seg.offsets
+            rows = row_ranges(off[docs], off[docs + 1])
+            names = [L.RERANK] if rerank else [n for n in (L.VECTORS, L.SCALES, L.CODES) if n in held]
+            data, lens = {n: held[n][rows] for n in names}, off[docs + 1] - off[docs]
+        else:
+            data, lens = seg.read_docs(docs, rerank=rerank)
         for name, arr in data.items():
             parts.setdefault(name, []).append(arr)
         lengths.append(lens)
@@ -302,17 +310,18 @@ def score_all(snap: Snapshot, qv, qoff, n_threads) -> np.ndarray:
 def device_scorer(snap: Snapshot, device: str):
     """A :class:`~colprune.kernels.torch_maxsim.TorchScorer` of the live pages on ``device``, and their positions.
 
-    The vectors are uploaded as floats: int8 dequantised, residual codes decoded, binary from its
-    float16 rerank copy.
+    The vectors are uploaded as floats (int8 dequantised, binary from its float16 rerank copy);
+    residual codes stay compressed on the device (:meth:`TorchScorer.from_residual`).
     """
     from ..kernels.torch_maxsim import TorchScorer
 
     positions = snap.positions()
     data, off = gather_docs(snap, positions, rerank=snap.codec == "binary" and snap.has_rerank)
-    if snap.codec in RESIDUAL_CODECS:
+    if snap.codec in RESIDUAL_CODECS:  # kept compressed on the device, decoded block by block there
         cb = snap.codebook
-        vec = decode_residual(data[L.CODES], data[L.VECTORS], cb.centroids, cb.weights, cb.nbits)
-    elif snap.codec == "int8":
+        return TorchScorer.from_residual(data[L.CODES], data[L.VECTORS], off, cb.centroids, cb.weights, cb.nbits,
+                                         device=device), positions
+    if snap.codec == "int8":
         vec = dequantize_int8(data[L.VECTORS], data[L.SCALES])
     elif snap.codec == "binary":
         if not snap.has_rerank:
