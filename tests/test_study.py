@@ -13,6 +13,7 @@ from colprune.errors import InvalidInputError
 from colprune.study import (
     COLUMNS,
     DEFAULT_GRID,
+    DEFAULT_METHOD,
     bootstrap_ci,
     expand_grid,
     load_beir,
@@ -50,8 +51,10 @@ def test_grid_expansion_and_filters():
         expand_grid(DEFAULT_GRID, methods=["nope"])
     with pytest.raises(InvalidInputError, match="budgets"):
         expand_grid(DEFAULT_GRID, budgets=[1.5])
-    same = [v for v in vs if v.method in ("default", "docpruner-indegree") and v.budget == 0.5]
-    assert len({v.slug for v in same}) == 1  # identical configs share one cached index
+    twin = next(m["name"] for m in DEFAULT_GRID["methods"] if m["name"] != "default"
+                and (m["pruner"], m.get("signal")) == (DEFAULT_METHOD["pruner"], DEFAULT_METHOD["signal"]))
+    same = [v for v in vs if v.method in ("default", twin) and v.budget == 0.5]
+    assert len(same) == 2 and len({v.slug for v in same}) == 1  # identical configs share one cached index
 
 
 def test_hit_and_bm25_by_hand():
@@ -179,15 +182,15 @@ def _check_settings(rows, out, printed, tmp_path, monkeypatch):
         assert any(r["params"].endswith(f"budget={budget}") and r["solved"] == solved for r in default)
         args = build_parser().parse_args(shlex.split(command)[1:])  # the CLI's own parser takes it as printed
         pruner = pruner_from_args(args, args.pruner)
-        assert pruner.config()["name"] == "adaptive" and pruner.params()["k"] == float(solved[2:])
-        assert args.signal == "indegree" and args.source == str(out / "full.h5")
+        assert pruner.config()["name"] == DEFAULT_METHOD["pruner"] and pruner.params()["k"] == float(solved[2:])
+        assert args.signal == DEFAULT_METHOD["signal"] and args.source == str(out / "full.h5")
         commands.append(command)
     # the first line run as printed (from a scratch folder) gives the variant the study measured at that budget
     monkeypatch.chdir(tmp_path)
     assert main(shlex.split(commands[0])[1:] + ["-q"]) == 0
     budget = commands[0].split("default-")[1].split(".h5")[0]
     study_variant = next(p for p in (out / "variants").iterdir() if f"budget{budget}_float16" in p.name
-                         and "sig-indegree" in p.name and p.name.startswith("adaptive"))
+                         and f"sig-{DEFAULT_METHOD['signal']}" in p.name and p.name.startswith(DEFAULT_METHOD["pruner"] + "_"))
     with Index.open(str(tmp_path / f"default-{budget}.h5")) as mine, Index.open(str(study_variant)) as theirs:
         assert mine.pruner_config["params"] == theirs.pruner_config["params"]
         assert [p.n_kept for p in mine.iter_pages()] == [p.n_kept for p in theirs.iter_pages()]

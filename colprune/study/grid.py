@@ -32,9 +32,11 @@ indegree, indegree_mid, global_sim), or a blend {"cls": 0.5, "global_sim": 0.5}:
 of the signals, each min-max normalised per page (alpha*attention + (1-alpha)*similarity to the
 global token). Mergers (ward, kmeans, pool1d, pool2d) take a budget like ratio does. The
 unpruned index is always a row (method "none"); the built-in grid has DocPruner at several k
-and at each budget, every signal at each budget, random, three mergers, and "default" (the
-recommended method). Budgets are exact across the collection: the per-page share (or k) is
-solved so that all methods keep the same number of vectors, special rows included."""
+and at each budget, every signal at each budget, random, three mergers, the attention-count
+methods (adaptive-ward, entropy-ward, entropy-top; adaptive-spread and adaptive-cluster keep
+DocPruner's count of exact tokens spread over the page), and "default" (the recommended
+method). Budgets are exact across the collection: the per-page share (or k) is solved so that
+all methods keep the same number of vectors, special rows included."""
 
 #: The method colprune recommends (docs/study-financebench.md): DocPruner's per-page rule (keep
 #: the patches whose importance exceeds mean + k*std of their own page, k solved for the
