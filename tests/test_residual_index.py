@@ -40,7 +40,7 @@ def clustered(rng, n_pages: int, per_page: int = 12, n_clusters: int = 24, dim: 
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(7)
-    pages = clustered(rng, 160)
+    pages = clustered(rng, 160, n_clusters=64)  # enough distinct content that the top 10 is no coin toss
     ids = [f"p{i}" for i in range(len(pages))]
     imps = [rng.random(p.shape[0]) for p in pages]
     queries = [p[:4] + 0.1 * rng.standard_normal((4, DIM)).astype(np.float32) for p in pages[::8]]
