@@ -435,7 +435,7 @@ def test_collection_commands(tmp_path):
     assert run("verify", path).stdout.startswith(f"{path}: ok, 4 pages")
     assert run("summarize", path, "--centroids", "2").returncode == 0
     r = run("upgrade", GOLDEN / "v2.h5", tmp_path / "up", "-q")
-    assert r.returncode == 0 and "format 3, 4 pages" in r.stdout
+    assert r.returncode == 0 and "format 4, 4 pages" in r.stdout
     with cp.Index.open(path) as index:
         assert index.ids == ["p3", "p5", "p7", "p9"] and index.snapshot().summary_centroids == 2
     with cp.Index.open(path) as index:

@@ -84,8 +84,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         searcher.check_where(where)
         searcher.check_vectors(vectors, labels)
         # a running `colprune serve` of this index answers text queries without a model load here
-        # (a running server is asked only for what its client sends: not --nprobe)
-        local = student is not None or args.nprobe is not None
+        local = student is not None
         results = None if local else search_via_server(args, index, searcher, texts, vectors, where)
         if results is None:
             if texts and student is None:

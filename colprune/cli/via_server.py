@@ -25,7 +25,8 @@ def search_via_server(args: argparse.Namespace, index, searcher, texts: list[str
     if getattr(args, "ray", None) is not None:
         return None
     answer = ask_server(index.path, index.version, searcher.model_name(), texts, k=args.k, where=where,
-                        candidates=args.candidates, rerank=args.rerank)
+                        candidates=args.candidates, rerank=args.rerank,
+                        nprobe=getattr(args, "nprobe", None))
     if answer is None:
         return None
     results, where_from = answer

@@ -17,6 +17,7 @@ from ..errors import InvalidInputError, UnknownIdError
 from ..hooks import page_reader
 from ..kernels import as_query_batch
 from ..pruning import PrunedPage
+from .layout import stored_bytes
 
 __all__ = ["Hit", "Page", "codec_bytes", "check_id", "check_queries", "check_count", "check_search", "check_two_stage",
            "check_delete", "check_ids", "check_entries", "default_rerank", "MAX_ID_BYTES", "MAX_QUERY_NORM"]
@@ -105,8 +106,8 @@ class Page:
 
 
 def codec_bytes(codec: str, dim: int) -> int:
-    """Stored bytes per vector: float16 2·dim, float32 4·dim, int8 dim + 4 (scale), binary dim/8 (in 64-bit words)."""
-    return {"float16": 2 * dim, "float32": 4 * dim, "int8": dim + 4, "binary": (dim + 63) // 64 * 8}[codec]
+    """Stored bytes per vector (:func:`colprune.index.layout.stored_bytes`; residual codecs 2 + dim·nbits/8)."""
+    return stored_bytes(codec, dim)
 
 
 def blend_signals(signals: dict[str, np.ndarray], spec: str | dict[str, float]) -> np.ndarray:

@@ -48,7 +48,8 @@ def _same_server(info: Any, index_path: str, index_version: Any, model: str) -> 
 
 
 def ask_server(index_path: str, index_version: Any, model: str, texts: Sequence[str], *, k: int,
-               where: dict | None = None, candidates: int | None = None, rerank: int | None = None
+               where: dict | None = None, candidates: int | None = None, rerank: int | None = None,
+               nprobe: int | None = None
                ) -> tuple[list[dict], str] | None:
     """``(results, "host:port")`` from a running server for this index, version and model; None to search here.
 
@@ -69,7 +70,7 @@ def ask_server(index_path: str, index_version: Any, model: str, texts: Sequence[
         results: list[dict] = []
         for i in range(0, len(texts), step):
             body: dict[str, Any] = {"queries": list(texts[i:i + step]), "k": k}
-            for name, value in (("where", where), ("candidates", candidates), ("rerank", rerank)):
+            for name, value in (("where", where), ("candidates", candidates), ("nprobe", nprobe), ("rerank", rerank)):
                 if value is not None:
                     body[name] = value
             status, answer = _call(host, port, "POST", "/search", body, SEARCH_TIMEOUT)
