@@ -371,15 +371,19 @@ RESIDUAL_BLOCK = 32
 @functools.cache
 def _decoder(dim: int, nbits: int):
     mask = (1 << nbits) - 1
+    per, n_bytes = 8 // nbits, dim * nbits // 8
 
     @njit(cache=True, inline="always")
     def decode_rows(codes, packed, cent, weights, a, n, scratch, base) -> None:
-        # rows a..a+n decoded into scratch[base:base+n]; dim and nbits are constants, so the loop unrolls
+        # rows a..a+n decoded into scratch[base:base+n]; dim and nbits are constants, so the loops unroll.
+        # Byte by byte (each byte loaded once): measured faster than indexing the byte per dimension at 4 bits.
         for j in range(n):
             c = codes[a + j]
-            for t in range(dim):
-                b = (packed[a + j, (t * nbits) >> 3] >> ((t * nbits) & 7)) & mask
-                scratch[base + j, t] = cent[c, t] + weights[t, b]
+            for p in range(n_bytes):
+                v = packed[a + j, p]
+                for k in range(per):
+                    t = p * per + k
+                    scratch[base + j, t] = cent[c, t] + weights[t, (v >> (k * nbits)) & mask]
 
     return stable(decode_rows, f"residual_decode:{dim}:{nbits}")
 
