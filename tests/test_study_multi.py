@@ -96,7 +96,8 @@ def test_two_datasets_from_the_cli_cached_and_chosen(tmp_path, capsys):
         assert (out / name / "results.md").exists() and (out / name / "full.h5").exists()
         assert not os.listdir(out / name / "variants")  # each derived index dropped once scored
         scores = os.listdir(out / name / "scores")
-        assert len(scores) == 3 + 5 * 2  # none, meanpool, bm25, and four methods and the default at two budgets
+        # none, meanpool, bm25, and four methods at two budgets (the default shares its method's when alike)
+        assert {"none.json", "meanpool.json", "bm25.json"} <= set(scores) and len(scores) in (3 + 4 * 2, 3 + 5 * 2)
         with open(out / name / "scores" / "none.json") as f:
             assert json.load(f)["key"]["pages"] == len(docs)
     stamp = {f: os.path.getmtime(out / "one" / "scores" / f) for f in os.listdir(out / "one" / "scores")}

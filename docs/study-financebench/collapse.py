@@ -1,6 +1,6 @@
 """Why attention selection collapses at 10% on long pages: the kept tokens of the pages that fail.
 
-For the questions where the default (DocPruner over received attention) at a budget loses the most
+For the questions where DocPruner over received attention (the default before issue 23) loses the most
 nDCG@10 against the unpruned index, take each relevant page and compare what each method keeps:
 how many tokens, how many of the page's 64-token regions keep at least one, the longest run of
 tokens with none kept, the share of punctuation, and how many of the question's words on the page
@@ -8,7 +8,7 @@ are kept as tokens. Reads a study folder (the cached scores in scores/, with eac
 parameters, and full.h5); prints a markdown table.
 
     python docs/study-financebench/collapse.py ../shared/data/financebench-dev study/financebench-dev \
-        --budget 0.1 --methods default,docpruner,adaptive-cluster,adaptive-spread,random --worst 4
+        --budget 0.1 --worst 4
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def describe(kept: np.ndarray, tokens: list[str], query_words: set[str]) -> dict
     on_page = {t for t in tokens if t.lower() in query_words}
     kept_q = {w for w in words if w.lower() in query_words}
     return {"kept": len(kept), "share": len(kept) / n, "regions": f"{covered}/{regions}", "gap": int(gaps.max()),
-            "punct": punct / max(len(kept), 1), "query": f"{len(kept_q)}/{len(on_page)}", "words": words}
+            "punct": punct / max(len(kept), 1), "query": f"{len(kept_q)}/{len(on_page)}", "words": words,
+            "distinct": len(set(words)) / max(len(words), 1)}
 
 
 def page_texts(ds, ids: set[str]) -> dict[str, str]:
@@ -84,14 +85,15 @@ def main() -> None:
     ap.add_argument("dataset")
     ap.add_argument("study")
     ap.add_argument("--budget", type=float, default=0.1)
-    ap.add_argument("--methods", default="default,docpruner,adaptive-cluster,adaptive-spread,random")
+    ap.add_argument("--methods", default="docpruner-indegree,docpruner,adaptive-cluster,adaptive-spread,random")
+    ap.add_argument("--against", default="docpruner-indegree", help="the method whose losses pick the questions")
     ap.add_argument("--worst", type=int, default=4)
     ap.add_argument("--grid", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "grid-23.json"))
     args = ap.parse_args()
     ds = load_dataset(args.dataset)
     settings, per = scores(args.study, args.budget, args.grid)
     methods = [m for m in args.methods.split(",") if m in settings]
-    drops = sorted(per["none"], key=lambda q: per["default"][q] - per["none"][q])
+    drops = sorted(per["none"], key=lambda q: per[args.against][q] - per["none"][q])
     tok = load_encoder("minilm").tokenizer
     texts = page_texts(ds, {next(d for d, g in ds.qrels[q].items() if g > 0) for q in drops})
     total = {m: [] for m in methods}
@@ -110,22 +112,22 @@ def main() -> None:
                 if rank < args.worst:
                     detail.append((q, page_id, len(tokens), m, d))
     print(f"Relevant pages of all {len(drops)} questions (the first judged page of each), at budget {args.budget:g}:\n")
-    print("| method | nDCG@10 | kept share (median) | pages keeping < 3% | 64-token regions kept | punctuation "
-          "| question words kept |\n|---|---|---|---|---|---|---|")
+    print("| method | nDCG@10 | kept share (median) | pages keeping < 3% | 64-token regions kept | distinct kept tokens "
+          "| punctuation | question words kept |\n|---|---|---|---|---|---|---|---|")
     for m, ds_ in total.items():
         share = np.array([d["share"] for d in ds_])
         reg = np.mean([int(d["regions"].split("/")[0]) / int(d["regions"].split("/")[1]) for d in ds_])
         qk = [tuple(map(int, d["query"].split("/"))) for d in ds_]
         print(f"| {m} | {np.mean(list(per[m].values())):.3f} | {np.median(share):.1%} | {np.mean(share < 0.03):.0%} | "
-              f"{reg:.0%} | {np.mean([d['punct'] for d in ds_]):.0%} | "
+              f"{reg:.0%} | {np.mean([d['distinct'] for d in ds_]):.0%} | {np.mean([d['punct'] for d in ds_]):.0%} | "
               f"{sum(a for a, _ in qk)}/{sum(b for _, b in qk)} |")
-    print("\nThe questions the default loses most on:\n")
-    print("| question (unpruned → default nDCG@10) | page (tokens) | method | kept (share) | 64-token regions kept "
+    print(f"\nThe questions {args.against} loses most on:\n")
+    print(f"| question (unpruned → {args.against} nDCG@10) | page (tokens) | method | kept (share) | 64-token regions kept "
           "| longest unkept run | punctuation | question words kept / on page |\n|---|---|---|---|---|---|---|---|")
     for q, page_id, n, m, d in detail:
-        print(f"| {q}: {ds.queries[q][:60]} ({per['none'][q]:.2f} → {per['default'][q]:.2f}) | {page_id} ({n}) | {m} | "
+        print(f"| {q}: {ds.queries[q][:60]} ({per['none'][q]:.2f} → {per[args.against][q]:.2f}) | {page_id} ({n}) | {m} | "
               f"{d['kept']} ({d['share']:.0%}) | {d['regions']} | {d['gap']} | {d['punct']:.0%} | {d['query']} |")
-        if m == "default":
+        if m == args.against:
             print(f"|  | | kept tokens | {' '.join(d['words'][:40])} | | | | |")
 
 
