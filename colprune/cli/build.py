@@ -61,12 +61,12 @@ def _build_pruner(args: argparse.Namespace) -> Pruner | None:
     """
     appending = os.path.exists(args.output) and not args.overwrite
     if not pruner_given(args):
-        return None if appending else pruner_from_args(args, "adaptive")
+        return None if appending else pruner_from_args(args, "adaptive-cluster")
     name = args.pruner
     if name is None and appending:  # only the pruner's name is read: the build checks the settings
         with open_index(args.output) as ix:
             name = (ix.pruner_config or {}).get("name")
-    return pruner_from_args(args, name or "adaptive")
+    return pruner_from_args(args, name or "adaptive-cluster")
 
 
 def _resume_hint(args: argparse.Namespace, state: dict[str, Any], resumes: str) -> None:
@@ -230,7 +230,7 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
                         "the same command resumes")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of extending it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (also transformers' loading bars)")
-    add_pruner_args(p, None, "default: adaptive for a new index, the index's own when appending")
+    add_pruner_args(p, None, "default: adaptive-cluster for a new index, the index's own when appending")
     sharded.add_arguments(p, "build")
 
 

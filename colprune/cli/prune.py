@@ -17,7 +17,7 @@ __all__ = ["PRUNE"]
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    pruner = pruner_from_args(args, args.pruner or "adaptive")
+    pruner = pruner_from_args(args, args.pruner or "adaptive-cluster")
     if os.path.abspath(args.source) == os.path.abspath(args.output):
         raise UsageError("SOURCE and OUTPUT are the same: write the pruned index to another path")
     if os.path.exists(args.output) and not args.overwrite:

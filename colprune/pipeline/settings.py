@@ -17,9 +17,9 @@ __all__ = ["DEFAULT_IMPORTANCE", "check_settings", "held_settings", "check_signa
            "model_dim", "model_kind", "kind_signals"]
 
 #: The importance signal a new index is pruned by unless told otherwise: the attention each
-#: patch/token *receives* in the last layer (mean over heads and over the other tokens). With
-#: DocPruner's mean + k*std rule it is the recommended method (docs/study-financebench.md): on real
-#: filings it holds at 10% of the vectors where the global token's attention ("cls"/"eos") does not.
+#: patch/token *receives* in the last layer (mean over heads and over the other tokens). It sets each
+#: page's count (DocPruner's mean + k*std) for the default pruner, adaptive-cluster
+#: (docs/study-financebench.md, issue 23).
 DEFAULT_IMPORTANCE = "indegree"
 
 
