@@ -245,7 +245,7 @@ def pack_query_groups(qv: np.ndarray, qoff: np.ndarray, width: int, aligned: boo
     return qpk, prow, np.ascontiguousarray(glo), np.ascontiguousarray(ghi), qlen
 
 
-def _doc_runner(tC, t2, t1, C: int, row_bytes: int, key: str):
+def doc_runner(tC, t2, t1, C: int, row_bytes: int, key: str):
     # score n consecutive vectors from address da: C at a time, then 2, then 1
     @njit(inline="always")
     def run(qa, da, n, ba) -> None:
@@ -271,7 +271,7 @@ def tile_kernels(dim: int, width: int, rv: int, c: int):
     DB = TILE_DOC_BLOCK
 
     def runner(r):
-        return _doc_runner(float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1),
+        return doc_runner(float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1),
                            c, row_bytes, f"float_run:{dim}:{width}:{r}:{c}")
 
     run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)

@@ -21,7 +21,17 @@ from numba import njit, prange
 
 from ..errors import InvalidInputError
 from ._tiles import float_tile, stable
-from .maxsim import FASTMATH, QUERY_BLOCK, as_query_batch, balanced_bounds, pack_query_groups, sum_per_query, threads, tile_shape
+from .maxsim import (
+    FASTMATH,
+    QUERY_BLOCK,
+    as_query_batch,
+    balanced_bounds,
+    doc_runner,
+    pack_query_groups,
+    sum_per_query,
+    threads,
+    tile_shape,
+)
 
 __all__ = [
     "NBITS",
@@ -427,21 +437,8 @@ def _tile_kernel(dim: int, nbits: int, width: int, rv: int, c: int):
     row_bytes, group_bytes, best_bytes = dim * 4, dim * width * 4, width * 4
 
     def runner(r):
-        tC, t2, t1 = float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1)
-
-        @njit(inline="always")
-        def run(qa, da, n, ba) -> None:
-            j = 0
-            while j + c <= n:
-                tC(qa, da + j * row_bytes, ba)
-                j += c
-            while j + 2 <= n:
-                t2(qa, da + j * row_bytes, ba)
-                j += 2
-            if j < n:
-                t1(qa, da + j * row_bytes, ba)
-
-        return stable(run, f"residual_run:{dim}:{width}:{r}:{c}")
+        return doc_runner(float_tile(dim, width, r, c), float_tile(dim, width, r, 2), float_tile(dim, width, r, 1),
+                          c, row_bytes, f"residual_run:{dim}:{width}:{r}:{c}")
 
     run_a, run_b, run_1 = runner(rv), runner(min(2, rv)), runner(1)
 
