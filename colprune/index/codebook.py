@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
@@ -27,6 +27,7 @@ import xxhash
 
 from ..errors import CorruptionError, FormatError, InvalidInputError
 from ..kernels import assign_centroids, codebook_size, decode_residual, encode_residual, residual_buckets, train_centroids
+from ..kernels.assign import TWO_LEVEL_MIN, CentroidGroups, group_centroids
 from . import layout as L
 from . import manifest as M
 from .files import open_h5
@@ -36,12 +37,14 @@ from .segment_writer import SegmentFile
 __all__ = ["Codebook", "train_codebook", "write_codebook", "read_codebook", "sample_rows", "TRAIN_SAMPLE_CAP",
            "RETRAIN_FACTOR", "MAX_CENTROIDS"]
 
-#: at most this many vectors (drawn uniformly, seed 0) train a codebook; K is then at most codebook_size(cap) = 4,096
-TRAIN_SAMPLE_CAP = 1 << 17
+#: at most this many vectors (drawn uniformly, seed 0) train a codebook; K is then at most codebook_size(7/8 cap) = 8,192
+TRAIN_SAMPLE_CAP = 1 << 19
 #: new data whose reconstruction error exceeds this many times the codebook's training error asks for a retrain
 RETRAIN_FACTOR = 1.5
 #: codes are uint16
 MAX_CENTROIDS = 1 << 16
+#: rows widened to float32 and encoded at a time (8 MiB of float32 at dim 128)
+ENCODE_CHUNK = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,24 @@ class Codebook:
     n_trained: int
     train_error: float
     checksum: str = ""
+    _cache: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @property
+    def groups(self) -> CentroidGroups | None:
+        """The centroids' two-level search groups (built once, deterministic), or None for a codebook
+        small enough to search exactly (fewer than :data:`~colprune.kernels.assign.TWO_LEVEL_MIN`)."""
+        if self.n_centroids < TWO_LEVEL_MIN:
+            return None
+        if "groups" not in self._cache:
+            self._cache["groups"] = group_centroids(self.centroids)
+        return self._cache["groups"]
+
+    def renamed(self, name: str | None = None, checksum: str | None = None) -> Codebook:
+        """The same codebook under another file name and/or checksum (its search groups kept)."""
+        out = Codebook(self.name if name is None else name, self.centroids, self.cutoffs, self.weights, self.nbits,
+                       self.n_trained, self.train_error, self.checksum if checksum is None else checksum)
+        out._cache.update(self._cache)
+        return out
 
     @property
     def dim(self) -> int:
@@ -79,7 +100,24 @@ class Codebook:
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(codes (N,) uint16, packed (N, dim * nbits / 8) uint8)`` of ``x`` (N, dim)."""
-        return encode_residual(np.ascontiguousarray(x, np.float32), self.centroids, self.cutoffs, self.nbits)
+        codes, packed, _ = self.encode_measured(x)
+        return codes, packed
+
+    def encode_measured(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`encode` plus the summed squared reconstruction error of ``x``, measured while encoding.
+
+        ``x`` (N, dim) float16 or float32 is widened and encoded ``ENCODE_CHUNK`` rows at a time, so a
+        float16 batch is never copied whole to float32."""
+        n = x.shape[0]
+        codes = np.empty(n, np.uint16)
+        packed = np.empty((n, self.dim * self.nbits // 8), np.uint8)
+        total = 0.0
+        for a in range(0, n, ENCODE_CHUNK):
+            c, p, err = encode_residual(np.ascontiguousarray(x[a:a + ENCODE_CHUNK], np.float32), self.centroids,
+                                        self.cutoffs, self.nbits, groups=self.groups, weights=self.weights)
+            codes[a:a + c.size], packed[a:a + c.size] = c, p
+            total += float(err.sum(dtype=np.float64))
+        return codes, packed, total
 
     def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """(N, dim) float32 vectors of stored codes and packed residuals."""
@@ -90,7 +128,9 @@ class Codebook:
         x = np.ascontiguousarray(x, np.float32)
         if x.shape[0] == 0:
             return 0.0
-        codes, packed = self.encode(x) if coded is None else coded
+        if coded is None:
+            return self.encode_measured(x)[2] / x.shape[0]
+        codes, packed = coded
         diff = x - self.decode(codes, packed)
         return float(np.einsum("ij,ij->", diff, diff, dtype=np.float64) / x.shape[0])
 
@@ -125,11 +165,16 @@ def train_codebook(sample: np.ndarray, nbits: int, *, seed: int = 0) -> Codebook
     if not np.isfinite(half).all():
         raise InvalidInputError("vectors too large for a residual codec: centroids overflow float16 (|x| > 65504)")
     centroids = half.astype(np.float32)
-    codes = assign_centroids(sample, centroids)
+    groups = group_centroids(centroids) if k >= TWO_LEVEL_MIN else None
+    codes = assign_centroids(sample, centroids, groups=groups)
     cutoffs, weights = residual_buckets(sample - centroids[codes], nbits)
     cb = Codebook(M.unique_name("cb", ".h5"), centroids, np.ascontiguousarray(cutoffs, np.float32),
                   np.ascontiguousarray(weights, np.float32), int(nbits), int(sample.shape[0]), 0.0)
-    return Codebook(cb.name, cb.centroids, cb.cutoffs, cb.weights, cb.nbits, cb.n_trained, cb.error(held_out))
+    if groups is not None:
+        cb._cache["groups"] = groups
+    out = Codebook(cb.name, cb.centroids, cb.cutoffs, cb.weights, cb.nbits, cb.n_trained, cb.error(held_out))
+    out._cache.update(cb._cache)
+    return out
 
 
 def _datasets(cb: Codebook) -> dict[str, np.ndarray]:

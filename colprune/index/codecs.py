@@ -50,13 +50,16 @@ def int8_summary(vectors: np.ndarray, lengths: np.ndarray, centroids: int) -> tu
     return codes, scales, np.diff(coff)
 
 
-def _encode_vectors(settings: dict[str, Any], ids, lengths, flat: np.ndarray, codebook=None) -> dict[str, np.ndarray]:
+def _encode_vectors(settings: dict[str, Any], ids, lengths, flat: np.ndarray,
+                    codebook=None) -> tuple[dict[str, np.ndarray], float | None]:
+    # the stored vector datasets, and (residual codecs) their summed squared reconstruction error
     codec = settings["codec"]
     vec: dict[str, np.ndarray] = {}
+    sq_error = None
     if codec in L.RESIDUAL_CODECS:
         if codebook is None:
             raise ValueError(f"encoding {codec} needs the collection's codebook")
-        vec[L.CODES], vec[L.VECTORS] = codebook.encode(flat)
+        vec[L.CODES], vec[L.VECTORS], sq_error = codebook.encode_measured(flat)
     elif codec == "float16" and flat.dtype == np.float16:
         vec[L.VECTORS] = flat
     elif codec == "float32":
@@ -79,7 +82,7 @@ def _encode_vectors(settings: dict[str, Any], ids, lengths, flat: np.ndarray, co
                 vec[L.RERANK] = flat.astype(np.float16)
             if not np.isfinite(vec[L.RERANK]).all():
                 raise InvalidInputError("values overflow float16 (|x| > 65504) in the rerank copy")
-    return vec
+    return vec, sq_error
 
 
 def encode_block(settings: dict[str, Any], ids, meta_json, lengths, n_original, grid_rows, flat, positions, importance,
@@ -87,14 +90,12 @@ def encode_block(settings: dict[str, Any], ids, meta_json, lengths, n_original, 
     """Encode validated pages, given as flat per-vector arrays, into the collection's stored form.
 
     ``settings`` is the collection's manifest; ``flat`` is (N, dim) float32, or float16 already
-    checked finite when the codec is float16; ``lengths`` (n,) splits it into pages; ``codebook``
+    checked finite when the codec is float16 or residual; ``lengths`` (n,) splits it into pages; ``codebook``
     the collection's :class:`~colprune.index.codebook.Codebook` (residual codecs: the block then
     records its summed squared reconstruction error).
     """
-    vec = _encode_vectors(settings, ids, lengths, flat, codebook)
-    sq_error = None
-    if L.CODES in vec:
-        sq_error = codebook.error(flat, (vec[L.CODES], vec[L.VECTORS])) * flat.shape[0]
+    vec, sq_error = _encode_vectors(settings, ids, lengths, flat, codebook)
+
     vec[L.POSITIONS] = positions.astype(np.int32, copy=False)
     vec[L.IMPORTANCE] = importance.astype(np.float32, copy=False)
     vec[L.PATCH_MASK] = patch_mask.astype(np.uint8, copy=False)
@@ -116,7 +117,8 @@ def pages_block(settings: dict[str, Any], ids, pages: list[PrunedPage], kept: li
                 meta_json: list[str], grid_rows, codebook=None) -> Block:
     """Pruned pages (with their kept signals, metadata JSON and grid rows) as one encoded block (``codebook``:
     the collection's, for residual codecs)."""
-    if settings["codec"] == "float16" and all(p.vectors.dtype == np.float16 for p in pages):
+    if (settings["codec"] == "float16" or settings["codec"] in L.RESIDUAL_CODECS) and \
+            all(p.vectors.dtype == np.float16 for p in pages):
         flat = np.concatenate([p.vectors for p in pages])  # already finite halves (check_page)
     else:
         flat = np.concatenate([p.vectors for p in pages]).astype(np.float32, copy=False)

@@ -86,23 +86,23 @@ def new_codebook(root: str, sample: np.ndarray | Codebook, codec: str) -> Codebo
     ``root`` (uncommitted: the next manifest names it); returns it with its checksum. A failed write is a
     ``WriteError``."""
     if isinstance(sample, Codebook):
-        cb = dataclasses.replace(sample, name=unique_name("cb", ".h5"), checksum="")
+        cb = sample.renamed(unique_name("cb", ".h5"), "")
     elif sample.shape[0] == 0:
         raise InvalidInputError(f"a {codec} codebook is trained on the vectors written: there are none")
     else:
         cb = train_codebook(sample, L.residual_bits(codec))
     with writing(root, f"codebook {cb.name}", cb.centroids.size * 2 + 65536):
         entry = write_codebook(root, cb)
-    return dataclasses.replace(cb, checksum=entry["checksum"])
+    return cb.renamed(checksum=entry["checksum"])
 
 
 def reencode(old: Codebook, new: Codebook) -> Callable[[Block], Block]:
     """A block transform: residual codes of ``old`` decoded and encoded again with ``new`` (its error measured)."""
     def fn(b: Block) -> Block:
         flat = old.decode(b.vec[L.CODES], b.vec[L.VECTORS])
-        codes, packed = new.encode(flat)
+        codes, packed, sq_error = new.encode_measured(flat)
         vec = {**b.vec, L.CODES: codes, L.VECTORS: packed}
-        return dataclasses.replace(b, vec=vec, sq_error=new.error(flat, (codes, packed)) * flat.shape[0])
+        return dataclasses.replace(b, vec=vec, sq_error=sq_error)
 
     return fn
 

@@ -9,6 +9,7 @@ for: :func:`backend_info` says which, :func:`set_backend` / ``COLPRUNE_KERNELS``
 :class:`TorchScorer` scores with torch on a GPU (torch is imported only when one is built).
 """
 
+from .assign import CentroidGroups, group_centroids, nearest_centroids, train_centroids
 from .backend import available_backends, backend, backend_info, set_backend, use_backend
 from .ivf import centroid_maxsim, inverted_lists, probe_docs
 from .maxsim import (
@@ -50,13 +51,13 @@ from .residual import (
     encode_residual,
     maxsim_residual_csr,
     residual_buckets,
-    train_centroids,
 )
 from .summary import page_centroids
 from .topk import topk
 from .torch_maxsim import TorchScorer, maxsim_residual_torch, maxsim_torch
 
 __all__ = [
+    "CentroidGroups",
     "TorchScorer",
     "as_query_batch",
     "assign_centroids",
@@ -73,6 +74,7 @@ __all__ = [
     "encode_residual",
     "encode_residual_reference",
     "int8_corrections",
+    "group_centroids",
     "inverted_lists",
     "inverted_lists_reference",
     "maxsim_binary",
@@ -89,6 +91,7 @@ __all__ = [
     "maxsim_residual_torch",
     "maxsim_scores",
     "maxsim_torch",
+    "nearest_centroids",
     "pack_binary",
     "page_centroids",
     "page_centroids_reference",

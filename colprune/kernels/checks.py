@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["first_nonfinite_row"]
+from ..errors import InvalidInputError
+
+__all__ = ["first_nonfinite_row", "float_matrix"]
 
 
 @njit(cache=True)
@@ -33,3 +35,22 @@ def first_nonfinite_row(x: np.ndarray) -> int:
         return int(_first_bad(np.ascontiguousarray(x).view(np.uint32), np.uint32(0x7F800000)))
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     return int(bad[0]) if bad.size else -1
+
+
+def float_matrix(a, name: str, dim: int | None = None, finite: bool = True) -> np.ndarray:
+    """``a`` as a C-contiguous (N, dim) float32 array (a torch tensor is moved to the CPU first), or an
+    :class:`~colprune.errors.InvalidInputError` naming ``name``: not floating point, not 2-D, another
+    ``dim``, or (``finite``) holding a NaN or an infinity."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().float().numpy()
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise InvalidInputError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise InvalidInputError(f"{name} must be 2-D, got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise InvalidInputError(f"{name} has dim {a.shape[1]}, expected {dim}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if finite and first_nonfinite_row(a) >= 0:
+        raise InvalidInputError(f"{name} contains NaN or infinite values")
+    return a

@@ -66,13 +66,37 @@ def inverted_lists(codes, offsets, n_centroids: int) -> tuple[np.ndarray, np.nda
     if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= k):
         raise InvalidInputError(f"codes must be centroid ids in [0, {k}), got {int(codes.min())}..{int(codes.max())}")
     offsets = _offsets(offsets, codes.size)
-    n_docs = offsets.size - 1
-    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(offsets))
-    keys = np.unique(codes.astype(np.int64) * max(n_docs, 1) + doc_of)  # sorted by centroid, then document
-    list_docs = (keys % max(n_docs, 1)).astype(np.int32)
     list_offsets = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // max(n_docs, 1), minlength=k), out=list_offsets[1:])
+    last = np.full(k, -1, dtype=np.int64)
+    _count_lists(codes, offsets, last, list_offsets)
+    np.cumsum(list_offsets, out=list_offsets)
+    list_docs = np.empty(int(list_offsets[-1]), dtype=np.int32)
+    last[:] = -1
+    _fill_lists(codes, offsets, last, list_offsets[:-1].copy(), list_docs)
     return list_offsets, list_docs
+
+
+@njit(cache=True)
+def _count_lists(codes, offsets, last, counts) -> None:
+    # counts[k + 1] = documents holding centroid k; documents are visited in order, so `last` dedups
+    for d in range(offsets.shape[0] - 1):
+        for j in range(offsets[d], offsets[d + 1]):
+            c = codes[j]
+            if last[c] != d:
+                last[c] = d
+                counts[c + 1] += 1
+
+
+@njit(cache=True)
+def _fill_lists(codes, offsets, last, cursor, list_docs) -> None:
+    # the same walk: each list receives its documents ascending
+    for d in range(offsets.shape[0] - 1):
+        for j in range(offsets[d], offsets[d + 1]):
+            c = codes[j]
+            if last[c] != d:
+                last[c] = d
+                list_docs[cursor[c]] = d
+                cursor[c] += 1
 
 
 def _top_centroids(qcs: np.ndarray, nprobe: int) -> np.ndarray:

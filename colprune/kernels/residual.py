@@ -5,10 +5,11 @@ dimension ``d``, the bucket ``b_d`` of its residual ``r = x - C[code]`` among ``
 (``b_d = searchsorted(cutoffs[d], r_d, side="right")``), packed ``8 / nbits`` dimensions a byte,
 dimension 0 in the low bits. It decodes to ``C[code][d] + weights[d, b_d]`` (float32).
 Cutoffs and weights are per-dimension quantiles of the training sample's residuals
-(:func:`residual_buckets`); the centroids come from :func:`train_centroids`.
-
-The spec is ``/work/notes/residual-spec.md`` (issue 22); ``colprune.kernels.reference`` holds the
-float64 oracles the tests compare against.
+(:func:`residual_buckets`); the centroids come from :func:`train_centroids`. Given the centroids'
+groups (:func:`~colprune.kernels.assign.group_centroids`), the code is the nearest centroid among
+those of the vector's nearest groups (two-level search, as a codebook of 1,024 or more centroids
+encodes; :mod:`colprune.kernels.assign`). ``colprune.kernels.reference`` holds the float64 oracles
+the tests compare against.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from numba import njit, prange
 
 from ..errors import InvalidInputError
 from ._tiles import float_tile, stable
+from .assign import MAX_CENTROIDS, CentroidGroups, nearest_centroids, train_centroids
+from .checks import float_matrix
 from .maxsim import (
     FASTMATH,
     QUERY_BLOCK,
@@ -48,28 +51,9 @@ __all__ = [
 ]
 
 NBITS = (1, 2, 4)
-MAX_CENTROIDS = 65536
-# rows of x scored against every centroid at once by BLAS: 4096 x K float32 (64 MiB at K = 4096)
-_ASSIGN_CHUNK = 4096
 
 
 # -- validation ----------------------------------------------------------------------------
-
-def _float2d(a, name: str, dim: int | None = None, finite: bool = True) -> np.ndarray:
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().float().numpy()
-    a = np.asarray(a)
-    if a.dtype.kind != "f":
-        raise InvalidInputError(f"{name} must be a floating-point array, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise InvalidInputError(f"{name} must be 2-D, got shape {a.shape}")
-    if dim is not None and a.shape[1] != dim:
-        raise InvalidInputError(f"{name} has dim {a.shape[1]}, expected {dim}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    if finite and not np.isfinite(a).all():
-        raise InvalidInputError(f"{name} contains NaN or infinite values")
-    return a
-
 
 def _check_nbits(nbits, dim: int | None = None) -> int:
     if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or int(nbits) not in NBITS:
@@ -108,12 +92,12 @@ def check_residual_store(codes, packed, centroids, weights, nbits):
     weights (dim, 2**nbits) float32, nbits)``; raises :class:`~colprune.errors.InvalidInputError`
     naming the argument that is wrong.
     """
-    centroids = _float2d(centroids, "centroids")
+    centroids = float_matrix(centroids, "centroids")
     k, dim = centroids.shape
     if not 1 <= k <= MAX_CENTROIDS:
         raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {k}")
     nbits = _check_nbits(nbits, dim)
-    weights = _float2d(weights, "weights")
+    weights = float_matrix(weights, "weights")
     if weights.shape != (dim, 1 << nbits):
         raise InvalidInputError(f"weights must be (dim, 2**nbits) = ({dim}, {1 << nbits}), got {weights.shape}")
     packed = np.asarray(packed)
@@ -144,75 +128,13 @@ def codebook_size(n_vectors: int) -> int:
     return k
 
 
-def _nearest(x: np.ndarray, centroids: np.ndarray, cnorm: np.ndarray, codes: np.ndarray, dist: np.ndarray | None) -> None:
-    # argmin_k ||x - C_k||^2 = argmin_k (||C_k||^2 - 2 <x, C_k>), by BLAS in chunks of rows
-    ct = np.ascontiguousarray(centroids.T)
-    for a in range(0, x.shape[0], _ASSIGN_CHUNK):
-        s = x[a:a + _ASSIGN_CHUNK] @ ct
-        s *= np.float32(-2.0)
-        s += cnorm
-        best = np.argmin(s, axis=1)
-        codes[a:a + best.size] = best
-        if dist is not None:
-            xx = np.einsum("ij,ij->i", x[a:a + _ASSIGN_CHUNK], x[a:a + _ASSIGN_CHUNK])
-            dist[a:a + best.size] = np.maximum(s[np.arange(best.size), best] + xx, 0)
-
-
-def train_centroids(sample, k: int, *, iters: int = 8, seed: int = 0) -> np.ndarray:
-    """Euclidean k-means (Lloyd) on ``sample``: ``(k, dim)`` float32 centroids.
-
-    Deterministic for a seed: starts at ``k`` distinct sample rows drawn by ``default_rng(seed)``;
-    each of ``iters`` steps assigns every row to its nearest centroid (BLAS, in chunks) and moves
-    each centroid to its members' mean. A cluster left empty is re-seeded at the rows farthest
-    from their centroids (largest squared error first).
-
-    Parameters
-    ----------
-    sample : (S, dim) float array, finite, ``S >= k``
-    k : int, 1 <= k <= min(S, 65536)
-    iters : int >= 0
-    seed : int
-    """
-    x = _float2d(sample, "sample")
-    s, _ = x.shape
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(s, MAX_CENTROIDS):
-        raise InvalidInputError(f"k must be an integer in [1, min(len(sample)={s}, {MAX_CENTROIDS})], got {k!r}")
-    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 0:
-        raise InvalidInputError(f"iters must be a non-negative integer, got {iters!r}")
-    k = int(k)
-    rng = np.random.default_rng(seed)
-    cent = x[np.sort(rng.choice(s, size=k, replace=False))].copy()
-    codes = np.empty(s, dtype=np.int64)
-    dist = np.empty(s, dtype=np.float32)
-    for _ in range(int(iters)):
-        _nearest(x, cent, np.einsum("ij,ij->i", cent, cent), codes, dist)
-        counts = np.bincount(codes, minlength=k)
-        sums = np.zeros((k, x.shape[1]), dtype=np.float64)
-        _sum_rows(sums, codes, x)
-        full = counts > 0
-        cent[full] = (sums[full] / counts[full, None]).astype(np.float32)
-        empty = np.flatnonzero(~full)
-        if empty.size:
-            far = np.argsort(-dist, kind="stable")[: empty.size]
-            cent[empty] = x[far]
-    return np.ascontiguousarray(cent, dtype=np.float32)
-
-
-def _sum_rows(sums: np.ndarray, codes: np.ndarray, x: np.ndarray) -> None:
-    # per-cluster row sums by one sort and reduceat (np.add.at is slow for many rows)
-    order = np.argsort(codes, kind="stable")
-    sc = codes[order]
-    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-    sums[sc[starts]] = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
-
-
 def residual_buckets(residuals, nbits: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension bucket cutoffs and weights from training residuals ``x - C[code]``.
 
     Returns ``cutoffs (dim, 2**nbits - 1)`` float32 (quantiles at ``(1..B-1)/B``) and
     ``weights (dim, 2**nbits)`` float32 (quantiles at ``(c + 0.5)/B``), ``B = 2**nbits``.
     """
-    r = _float2d(residuals, "residuals")
+    r = float_matrix(residuals, "residuals")
     if r.shape[0] == 0:
         raise InvalidInputError("residuals must hold at least one row")
     nbits = _check_nbits(nbits)
@@ -224,19 +146,19 @@ def residual_buckets(residuals, nbits: int) -> tuple[np.ndarray, np.ndarray]:
 
 # -- encoding and decoding -----------------------------------------------------------------
 
-def assign_centroids(x, centroids) -> np.ndarray:
+def assign_centroids(x, centroids, *, groups: CentroidGroups | None = None, probe: int | None = None) -> np.ndarray:
     """Nearest centroid of each row of ``x`` (N, dim): ``(N,)`` uint16 (ties: the lowest id).
 
     Distances are ``||C_k||^2 - 2 <x, C_k>`` in float32 by BLAS, so rows almost equidistant from
-    two centroids may pick either (the float64 reference can differ there).
+    two centroids may pick either (the float64 reference can differ there). With ``groups``
+    (:func:`~colprune.kernels.assign.group_centroids` of ``centroids``) the search is two-level:
+    the nearest among the members of each row's ``probe`` nearest groups.
     """
-    centroids = _float2d(centroids, "centroids")
+    centroids = float_matrix(centroids, "centroids")
     if not 1 <= centroids.shape[0] <= MAX_CENTROIDS:
         raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {centroids.shape[0]}")
-    x = _float2d(x, "x", centroids.shape[1])
-    codes = np.empty(x.shape[0], dtype=np.uint16)
-    _nearest(x, centroids, np.einsum("ij,ij->i", centroids, centroids), codes, None)
-    return codes
+    x = float_matrix(x, "x", centroids.shape[1])
+    return nearest_centroids(x, centroids, groups=groups, probe=probe).astype(np.uint16)
 
 
 def _shifts(nbits: int) -> np.ndarray:
@@ -257,8 +179,13 @@ def unpack_buckets(packed: np.ndarray, nbits: int) -> np.ndarray:
     return ((packed[:, :, None] >> _shifts(nbits)) & np.uint8((1 << nbits) - 1)).reshape(n, nb * 8 // nbits)
 
 
-def encode_residual(x, centroids, cutoffs, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_residual(x, centroids, cutoffs, nbits: int, *, groups: CentroidGroups | None = None,
+                    probe: int | None = None, weights=None):
     """Encode ``x`` (N, dim): ``(codes (N,) uint16, packed (N, dim*nbits//8) uint8)``.
+
+    ``groups`` / ``probe``: two-level nearest-centroid search, as in :func:`assign_centroids`.
+    With the bucket ``weights`` (dim, 2**nbits) a third array is returned: each row's squared
+    reconstruction error ``||x - decode(code, packed)||^2`` (N,) float32, measured while encoding.
 
     Parameters
     ----------
@@ -267,35 +194,43 @@ def encode_residual(x, centroids, cutoffs, nbits: int) -> tuple[np.ndarray, np.n
     cutoffs : (dim, 2**nbits - 1) float32, ascending per row
     nbits : 1, 2 or 4, with ``dim * nbits % 8 == 0``
     """
-    centroids = _float2d(centroids, "centroids")
+    centroids = float_matrix(centroids, "centroids")
     dim = centroids.shape[1]
     nbits = _check_nbits(nbits, dim)
-    cutoffs = _float2d(cutoffs, "cutoffs")
+    cutoffs = float_matrix(cutoffs, "cutoffs")
     if cutoffs.shape != (dim, (1 << nbits) - 1):
         raise InvalidInputError(f"cutoffs must be (dim, 2**nbits - 1) = ({dim}, {(1 << nbits) - 1}), got {cutoffs.shape}")
     if not 1 <= centroids.shape[0] <= MAX_CENTROIDS:
         raise InvalidInputError(f"centroids must hold 1..{MAX_CENTROIDS} rows, got {centroids.shape[0]}")
-    x = _float2d(x, "x", dim)
-    codes = np.empty(x.shape[0], dtype=np.uint16)
-    _nearest(x, centroids, np.einsum("ij,ij->i", centroids, centroids), codes, None)
+    w = np.zeros((dim, 1 << nbits), np.float32) if weights is None else float_matrix(weights, "weights")
+    if w.shape != (dim, 1 << nbits):
+        raise InvalidInputError(f"weights must be (dim, 2**nbits) = ({dim}, {1 << nbits}), got {w.shape}")
+    x = float_matrix(x, "x", dim)
+    codes = nearest_centroids(x, centroids, groups=groups, probe=probe).astype(np.uint16)
     packed = np.zeros((x.shape[0], dim * nbits // 8), dtype=np.uint8)
+    err = np.zeros(x.shape[0], np.float32)
     if x.shape[0]:
         with threads(None):
-            _bucketise(x, centroids, codes, cutoffs, np.int64(nbits), packed)
-    return codes, packed
+            _bucketise(x, centroids, codes, cutoffs, w, np.int64(nbits), packed, err)
+    return (codes, packed) if weights is None else (codes, packed, err)
 
 
 @njit(parallel=True, cache=True)
-def _bucketise(x, cent, codes, cutoffs, nbits, packed) -> None:
-    # b_d = number of cutoffs <= r_d (searchsorted side="right" on ascending cutoffs), packed low bits first
+def _bucketise(x, cent, codes, cutoffs, weights, nbits, packed, err) -> None:
+    # b_d = number of cutoffs <= r_d (searchsorted side="right" on ascending cutoffs), packed low bits first;
+    # err_j = sum_d (r_d - weights[d, b_d])^2, the decoded row's squared error, while r is at hand
     for j in prange(x.shape[0]):
         c = codes[j]
+        e = np.float32(0.0)
         for t in range(x.shape[1]):
             r = x[j, t] - cent[c, t]
             b = 0
             for u in range(cutoffs.shape[1]):
                 b += cutoffs[t, u] <= r
             packed[j, (t * nbits) >> 3] |= np.uint8(b << ((t * nbits) & 7))
+            q = r - weights[t, b]
+            e += q * q
+        err[j] = e
 
 
 @njit(parallel=True, cache=True)
