@@ -365,6 +365,18 @@ def test_ray_search_equals_one_index(tmp_path, corpus, ray_local):
         one.close()
 
 
+def test_ray_residual_build_and_centroid_search(tmp_path, ray_local):
+    from colprune.distributed import build_embeddings
+
+    ids, emb, meta, queries = _clustered()
+    rep = build_embeddings(str(tmp_path / "s"), ids, emb, metadata=meta, dtype="residual2", n_shards=2, commit_every=16)
+    assert rep.indexed == len(ids)
+    with ShardedIndex.open(tmp_path / "s") as here, ShardedIndex.open(tmp_path / "s", ray=True, shards_per_actor=2) as s:
+        assert s.codec == "residual2" and len(s) == len(ids)
+        for kw in ({}, {"candidates": 20, "nprobe": 2, "where": {"page": {"gte": 2}}}):
+            _close(s.search(queries, k=5, **kw), here.search(queries, k=5, **kw))
+        _close(s.search(queries, k=5, candidates=20), _union(here, queries, 5, candidates=20))
+
 def test_a_new_collection_records_the_signal_its_pages_are_pruned_by(tmp_path):
     from colprune.distributed.writes import shard_settings as _settings
 
@@ -381,3 +393,105 @@ def test_summarize_of_a_sharded_collection_is_a_usage_error(tmp_path, corpus, ca
     _make(tmp_path, corpus, n_shards=2).close()
     assert main(["summarize", str(tmp_path / "s")]) == 2
     assert "sharded collection" in capsys.readouterr().err
+
+
+# -- residual codecs: each shard its own codebook -----------------------------------------------
+
+def _clustered(n_pages=60, seed=0):
+    """Pages and queries of unit vectors drawn around 12 centres (what a codebook is for)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((12, DIM)).astype(np.float32)
+
+    def page(n):
+        v = centres[rng.integers(0, 12, n)] + 0.15 * rng.standard_normal((n, DIM)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    ids = [f"p{i}" for i in range(n_pages)]
+    emb = [page(int(rng.integers(6, 14))) for _ in ids]
+    return ids, emb, [{"page": i % 4} for i in range(n_pages)], [page(4) for _ in range(3)]
+
+
+def _residual(path, dtype="residual2"):
+    ids, emb, meta, queries = _clustered()
+    with ShardedIndex.create(path, n_shards=2, dim=DIM, dtype=dtype, pruner="none") as s:
+        s.add(ids, emb, metadata=meta)
+    return queries
+
+
+def _union(s: ShardedIndex, queries, k, nprobe_all=False, **kw):
+    """Each query's top-k of the shards' own searches merged by score (ties to the earlier shard, then rank)."""
+    parts = []
+    for b in s.buckets:
+        with s.shard(b) as ix:
+            extra = {"nprobe": ix.snapshot().codebook.n_centroids} if nprobe_all else {}
+            parts.append(ix.search(queries, k, **kw, **extra))
+    out = []
+    for q in range(len(queries)):
+        keyed = sorted(((-h.score, si, r, h) for si, p in enumerate(parts) for r, h in enumerate(p[q])), key=lambda t: t[:3])
+        out.append([t[3] for t in keyed[:k]])
+    return out
+
+
+def _close(a, b):
+    assert [[h.id for h in hs] for hs in a] == [[h.id for h in hs] for hs in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose([h.score for h in x], [h.score for h in y], rtol=1e-6)
+
+
+def test_residual_shards_search_as_the_union_of_their_own_searches(tmp_path):
+    queries = _residual(tmp_path / "s")
+    with ShardedIndex.open(tmp_path / "s", mode="a") as s:
+        assert s.codec == "residual2" and len(s) == 60 and len(s.buckets) == 2
+        books = []
+        for b in s.buckets:
+            with s.shard(b) as ix:
+                books.append(ix.snapshot().codebook.centroids)
+        assert books[0].shape != books[1].shape or not np.array_equal(*books), "each shard trains its own codebook"
+        every = max(b.shape[0] for b in books)  # a shard with a smaller codebook probes all of its own
+        for where in (None, {"page": {"lte": 1}}):
+            exact = s.search(queries, k=6, where=where)
+            _close(exact, _union(s, queries, 6, where=where))
+            _close(s.search(queries, k=6, candidates=100, nprobe=every, where=where), exact)
+            _close(s.search(queries, k=6, candidates=8, where=where), _union(s, queries, 6, candidates=8, where=where))
+        assert all(h.metadata["page"] <= 1 for hs in s.search(queries, k=6, where={"page": {"lte": 1}}) for h in hs)
+        gone = [h.id for h in s.search(queries[0], k=3)] + ["p1"]
+        assert s.delete(gone) == len(set(gone))
+        s.delete(where={"page": 3})
+        exact = s.search(queries, k=6)
+        assert not {h.id for hs in exact for h in hs} & set(gone) and all(h.metadata["page"] != 3 for hs in exact for h in hs)
+        _close(exact, _union(s, queries, 6))
+        _close(s.search(queries, k=6, candidates=100, nprobe=every), exact)
+        _close(s.search(queries, k=6, candidates=100, nprobe=4), _union(s, queries, 6, candidates=100))
+
+
+def test_nprobe_is_checked_as_index_search_checks_it(tmp_path):
+    queries = _residual(tmp_path / "r")
+    with ShardedIndex.open(tmp_path / "r") as s:
+        for kw in ({"nprobe": 2}, {"candidates": 3}, {"candidates": 10, "nprobe": 0}, {"candidates": 10, "nprobe": 1.5}):
+            with pytest.raises(InvalidInputError, match="nprobe|candidates"):
+                s.search(queries[0], k=5, **kw)
+        assert len(s.search(queries[0], k=5, candidates=10, nprobe=1)) == 5
+    ids, emb, meta, _ = _clustered(8)
+    with ShardedIndex.create(tmp_path / "f", n_shards=2, dim=DIM) as f:
+        f.add(ids, emb, metadata=meta)
+        for kw in ({"nprobe": 2}, {"candidates": 4, "nprobe": 2}):
+            with pytest.raises(InvalidInputError, match=r"nprobe.*float16"):
+                f.search(queries[0], k=2, **kw)
+        assert len(f.search(queries[0], k=2, candidates=4)) == 2  # two-stage search as before
+    with pytest.raises(InvalidInputError, match="multiple of 8"):
+        ShardedIndex.create(tmp_path / "odd", n_shards=2, dim=12, dtype="residual1")
+    assert not (tmp_path / "odd").exists()
+
+
+def test_cli_searches_a_sharded_residual_collection_through_its_centroid_indexes(tmp_path, capsys):
+    from colprune.cli import main
+
+    queries = _residual(tmp_path / "s", dtype="residual4")
+    np.save(tmp_path / "q.npy", queries[0])
+    with ShardedIndex.open(tmp_path / "s") as s:
+        want = [h.id for h in s.search(queries[0], k=4, candidates=50, nprobe=3)]
+    assert main(["search", str(tmp_path / "s"), str(tmp_path / "q.npy"), "-k", "4", "--candidates", "50",
+                 "--nprobe", "3", "--json"]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)[0]["hits"]] == want
+    assert main(["search", str(tmp_path / "s"), str(tmp_path / "q.npy"), "--nprobe", "3"]) == 2
+    assert "nprobe" in capsys.readouterr().err

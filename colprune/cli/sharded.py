@@ -3,9 +3,12 @@
 - ``colprune build INPUTS -o OUT --ray [ADDRESS] [--workers N] [--shards N] [--gpus-per-worker G]``:
   :func:`add_arguments` (``command="build"``) adds the options, :func:`run_build` runs the
   distributed build (:func:`colprune.distributed.build`) and prints its closing line.
+  ``--codec`` takes every codec of a single index; with ``residual1/2/4`` each shard trains its
+  own codebook on its first commit.
 - ``colprune search SHARDED QUERY... [--ray [ADDRESS]]``: :func:`open_index` opens a sharded
   collection (searched in threads, or on Ray with ``--ray``) as an object
-  :class:`colprune.serve.Searcher` takes.
+  :class:`colprune.serve.Searcher` takes; a residual one takes ``--candidates N [--nprobe P]``
+  (each shard through its own centroid index, the per-shard top-k merged).
 
 Ray is not imported at import time.
 """

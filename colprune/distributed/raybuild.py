@@ -271,7 +271,8 @@ def build(
         (an object with ``name``, ``dim``, ``input_kind`` and ``encode_pages``)
     pruner : a :class:`~colprune.pruning.Pruner`, registry name or config (default: none,
         a full collection; an existing collection's own pruner when extending it)
-    dtype : vector codec of the shards
+    dtype : vector codec of the shards; a residual one (``residual2``...) makes each shard train
+        its own codebook on its first commit (``commit_every`` pages of that shard)
     n_shards : buckets of a new collection (default ``workers``); fixed once created
     workers : encode actors (one model each)
     num_gpus : GPUs per encode actor (e.g. 1 on a GPU cluster; default none)

@@ -13,7 +13,8 @@ order (its commit order). Ties in score go to the earlier page in that order, so
 top-``k`` equals the top-``k`` of one index holding the same pages added in that order
 (``tests/test_distributed.py`` checks it, ties included). Two-stage search and binary codes
 with a rerank copy shortlist globally, in two rounds (:mod:`colprune.distributed.fanout`): the
-result equals one index's, not merely a union of per-shard shortlists.
+result equals one index's, not merely a union of per-shard shortlists. Residual codecs' shards
+each train their own codebook: search merges each shard's exact (or centroid-index) top-``k``.
 
 The pieces: :mod:`~colprune.distributed.worker` (one shard, next to the data),
 :mod:`~colprune.distributed.backends` (threads or Ray actors), :mod:`~colprune.distributed.fanout`
@@ -91,7 +92,9 @@ class ShardedIndex:
         Every shard is created (when its first page arrives) with these settings, as
         :meth:`Index.create <colprune.index.Index.create>` takes them. ``pruner`` (a
         :class:`~colprune.pruning.Pruner`, name or config) is what :meth:`add` prunes with
-        unless told otherwise.
+        unless told otherwise. With a residual ``dtype`` each shard trains its own codebook on its
+        own first write (shards' codebooks differ); exact scores are MaxSim on each shard's
+        decoded vectors, so the merged per-shard top-``k`` stays correct.
         """
         path = os.path.abspath(os.fspath(path))
         signal = pruner.get("signal") if isinstance(pruner, dict) else None
@@ -314,8 +317,8 @@ class ShardedIndex:
     # -- search ------------------------------------------------------------------------
 
     def search(self, queries, k: int = 10, *, n_threads: int | None = None, rerank: int | None = None,
-               candidates: int | None = None, n_centroids: int | None = None, where: dict[str, Any] | None = None,
-               memory_budget: int | None = None) -> list[Hit] | list[list[Hit]]:
+               candidates: int | None = None, nprobe: int | None = None, n_centroids: int | None = None,
+               where: dict[str, Any] | None = None, memory_budget: int | None = None) -> list[Hit] | list[list[Hit]]:
         """Top-``k`` pages over every shard, as :meth:`Index.search <colprune.index.Index.search>` takes and returns them.
 
         Parameters
@@ -325,7 +328,11 @@ class ShardedIndex:
         n_threads : kernel threads *per shard* (default: all cores)
         rerank : binary codes with a rerank copy: global Hamming shortlist of this many pages,
             rescored exactly (default ``max(100, 10 k)``; 0 returns the Hamming ranking)
-        candidates : two-stage search: global shortlist of this many pages by first-stage score
+        candidates : float codecs, two-stage search: global shortlist of this many pages by first-stage
+            score. Residual codecs (>= ``k``): each shard's top-``k`` through its own centroid index
+            (its ``search(q, k, candidates=, nprobe=)``), merged by exact score
+        nprobe : residual codecs with ``candidates``: centroids each query token probes in each
+            shard (default 4; a shard with a smaller codebook probes all of its centroids)
         n_centroids : must match the stored summaries' (as ``Index.search``)
         where : metadata filter, as ``Index.search``; a field no shard knows is an error
         memory_budget : bytes of vectors each shard holds at a time
@@ -339,12 +346,12 @@ class ShardedIndex:
         k, rerank, candidates = check_search(k, rerank, candidates)
         qv, qoff, single = check_queries(queries, self.dim)  # already contiguous float32 / int64
         self._check_where(where)
-        mode, depth, rerank_copy = plan(self._manifest["settings"], k, rerank, candidates, n_centroids)
+        how = plan(self._manifest["settings"], k, rerank, candidates, n_centroids, nprobe)
         if not self._buckets:
             hits: list[list[Hit]] = [[] for _ in range(qoff.size - 1)]
         else:
-            hits = search_shards(self._backend, qv, qoff, k, mode=mode, depth=depth, rerank_copy=rerank_copy, where=where,
-                                 n_threads=n_threads, n_centroids=n_centroids, memory_budget=memory_budget)
+            hits = search_shards(self._backend, qv, qoff, k, **how._asdict(), where=where, n_threads=n_threads,
+                                 n_centroids=n_centroids, memory_budget=memory_budget)
         return hits[0] if single else hits
 
     def _check_where(self, where: dict[str, Any] | None) -> None:

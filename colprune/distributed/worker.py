@@ -67,6 +67,24 @@ class ShardWorker:
         hits = self.index.search(list(queries), k, n_threads=n_threads, where=where, memory_budget=memory_budget, rerank=0)
         return [[(h.id, h.score, h.metadata) for h in hs] for hs in hits]
 
+    def centroid(self, queries: list[np.ndarray], k: int, candidates: int, nprobe: int, where, n_threads,
+                 memory_budget) -> list[list[tuple[str, float, dict]]]:
+        """A residual shard's own top-``k`` through its own centroid index, as ``(id, score, metadata)``, best first.
+
+        ``Index.search(q, k, candidates=, nprobe=)`` of this shard: pages found by probing this
+        shard's codebook, scored exactly on their decoded vectors (so the coordinator merges
+        exact scores). ``nprobe`` is capped at this shard's codebook size: shards train their
+        own codebooks, of different sizes.
+        """
+        ok, where = self._where(where)
+        snap = self.index.snapshot()
+        if not ok or not len(snap):
+            return [[] for _ in queries]
+        probe = int(nprobe) if snap.codebook is None else min(int(nprobe), snap.codebook.n_centroids)
+        hits = self.index.search(list(queries), k, n_threads=n_threads, candidates=candidates, nprobe=probe, where=where,
+                                 memory_budget=memory_budget)
+        return [[(h.id, h.score, h.metadata) for h in hs] for hs in hits]
+
     def shortlist(self, qv: np.ndarray, qoff: np.ndarray, depth: int, where, mode: str, n_threads,
                   n_centroids: int | None, memory_budget: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
         """First round of two-round search: each query's best ``depth`` positions by first-stage score.

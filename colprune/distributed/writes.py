@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import DuplicateIdError, InvalidInputError
 from ..index import Index
+from ..index.layout import CODECS, residual_bits
 from ..index.records import check_count, check_id, codec_bytes
 from . import manifest as SM
 
@@ -31,13 +32,19 @@ def shard_settings(dim: int, dtype: str, encoder: str | None, pruner: Any, signa
 
     ``pruner`` (a Pruner, registry name or config) is recorded by its config, with ``signal``
     (the importance signal its pages are pruned by) when given; ``merged`` None means whether
-    the pruner merges vectors.
+    the pruner merges vectors. ``dtype`` is any codec of :meth:`Index.create
+    <colprune.index.Index.create>`; with a residual codec (``residual1/2/4``) each shard is an
+    ordinary residual collection that trains its own codebook on its own first write, so the
+    shards' codebooks differ.
     """
     from ..pruning import make_pruner
 
     dim = check_count(dim, "dim")
-    if dtype not in ("float16", "float32", "int8", "binary"):
-        raise InvalidInputError(f"dtype must be float16, float32, int8 or binary, got {dtype!r}")
+    if dtype not in CODECS:
+        raise InvalidInputError(f"dtype must be one of {sorted(CODECS)}, got {dtype!r}")
+    if dim * residual_bits(dtype) % 8:
+        raise InvalidInputError(f"{dtype} packs {residual_bits(dtype)} bits per dimension into bytes: dim * "
+                                f"{residual_bits(dtype)} must be a multiple of 8, got dim {dim}")
     codec_bytes(dtype, dim)
     pr = None if pruner is None else make_pruner(pruner)
     cfg = None if pr is None else pr.config() | ({"signal": signal} if signal else {})
