@@ -37,6 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except BaseException:
                 server.server_close()
                 raise
+        if not args.lazy:
+            index.warm(index.memory_budget // 2, kernels=True)  # vectors resident and kernels loaded before the first request
         host, port = server.server_address[:2]
         note = None if args.no_register else register(index.path, host=host, port=port, index_version=index.version,
                                                       model=server.info["server"]["model"])

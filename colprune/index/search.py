@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..kernels import (
+    backend,
     dequantize_int8,
     int8_corrections,
     maxsim_binary_csr,
@@ -33,8 +34,9 @@ from ..kernels import (
     maxsim_residual_csr,
     topk,
 )
+from ..kernels.maxsim import TILE_SHAPES
 from . import layout as L
-from .candidates import RESIDUAL_CODECS, centroid_candidates, row_ranges
+from .candidates import RESIDUAL_CODECS, centroid_candidates, row_ranges, segment_index
 from .filters import FILTER_OPS, filter_mask
 from .segment import Segment
 from .snapshot import Snapshot
@@ -197,6 +199,36 @@ def centroid_search(snap: Snapshot, qv, qoff, k: int, candidates: int, nprobe: i
     """
     cand = centroid_candidates(snap, qv, qoff, candidates, nprobe, masks)
     return rescore(snap, qv, qoff, cand, k, n_threads, rerank=snap.has_rerank, budget=budget)
+
+
+def warm_kernels(snap: Snapshot) -> None:
+    """Run the search paths of ``snap``'s codec once, over its first live page only.
+
+    Numba loads its cached kernels (and initialises itself, ~1 s in a fresh process) on a kernel's first
+    call: done here, that cost leaves the first query. Exact search, and the centroid index of a residual
+    collection, run once per register-tile width of the CPU's kernel family (the tiles follow the query's
+    length: a query of ``W`` tokens takes the width-``W`` tiles) and with 32 tokens; the query repeats the
+    page's first vector, so its nearest centroids list the page."""
+    masks = [np.zeros(seg.n_docs, bool) for seg in snap.segments]
+    for si, live in enumerate(snap.masks(None)):
+        rows = np.arange(snap.segments[si].n_docs) if live is None else np.flatnonzero(live)
+        if rows.size:
+            masks[si][rows[0]] = True
+            first = np.asarray(snap.pages(si, int(rows[0]), int(rows[0]) + 1)[0].vectors[0], np.float32)
+            break
+    else:
+        return
+    snap.check_unique_ids()  # what the first hit would read: every segment's ids
+    residual = snap.codec in RESIDUAL_CODECS and snap.codebook is not None
+    for m in sorted({32, *(shape[0] for shape in TILE_SHAPES.get(backend(), ()))}):
+        qv = np.ascontiguousarray(np.broadcast_to(first, (m, snap.dim)), np.float32)
+        qoff = np.array([0, m], np.int64)
+        exact_search(snap, qv, qoff, 1, masks, None, 1 << 28, None)
+        if residual:
+            centroid_search(snap, qv, qoff, 1, 1, min(4, snap.codebook.n_centroids), masks, None, 1 << 28)
+    if residual:
+        for seg in snap.segments:  # every segment's codes and inverted lists, read once (as the first query would)
+            segment_index(seg)
 
 
 def exact_search(snap: Snapshot, qv, qoff, k: int, masks: Sequence[np.ndarray | None], n_threads, budget: int,

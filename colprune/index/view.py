@@ -287,12 +287,17 @@ class IndexView:
         """Every live page in commit order, read ``batch_size`` documents at a time."""
         return self._snap.iter_pages(batch_size)
 
-    def warm(self, memory_budget: int | None = None) -> int:
+    def warm(self, memory_budget: int | None = None, *, kernels: bool = False) -> int:
         """Hold whole segments' vectors in memory, in order, while they fit ``memory_budget``.
 
         Exact and two-stage search then read those segments from memory (the rest streams from
         disk). Search warms automatically within the index's budget; returns the bytes held.
+        ``kernels=True`` also runs the search kernels once on one page (Numba loads them on first
+        use, ~1 s in a fresh process), so the first query runs as fast as the next: a server calls
+        ``warm(kernels=True)`` once after opening (``colprune serve`` does).
         """
+        if kernels:
+            S.warm_kernels(self._snap)
         budget = self.memory_budget if memory_budget is None else int(memory_budget)
         segments = self._snap.segments
         held = sum(seg.make_resident() for seg in segments if seg.resident is not None)
