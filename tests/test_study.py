@@ -250,3 +250,21 @@ def test_paired_to_pairs_queries_at_the_same_budget_and_codec(tmp_path):
     assert got["docpruner", 0.1, "float16"]["delta"] == 0.0
     with pytest.raises(InvalidInputError, match="kmeans"):
         paired_to(str(path), "kmeans")
+
+
+def test_residual_rows_count_the_codebook(tmp_path, rng):
+    """A residual index's bytes per page are its vectors' plus its codebook amortised over the pages."""
+    from types import SimpleNamespace
+
+    import colprune as cp
+    from colprune.study.evaluate import evaluate
+
+    ids = [f"p{i}" for i in range(20)]
+    vecs = [rng.standard_normal((6, 16)).astype(np.float32) for _ in ids]
+    with cp.Index.create(tmp_path / "r", dim=16, dtype="residual2") as ix:
+        ix.add(ids, vecs)
+        info = ix.info()
+        ev = evaluate(ix, [vecs[3]], ["q"], SimpleNamespace(qrels={"q": {"p3": 1}}))
+    assert info["codebook"]["bytes_per_page"] > 0
+    assert ev["bytes_per_page"] == pytest.approx(info["vector_bytes_per_page"] + info["codebook"]["bytes_per_page"])
+    assert ev["per_query"]["hit@1"] == [1.0]
