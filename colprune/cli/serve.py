@@ -115,7 +115,8 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=nonneg_int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("-k", type=positive_int, default=10, help="hits per query when a request gives no k (default 10)")
     p.add_argument("--max-requests", type=positive_int, default=None, metavar="N", help="stop after N requests")
-    p.add_argument("--lazy", action="store_true", help="load the model on the first text query instead of at start")
+    p.add_argument("--lazy", action="store_true",
+                   help="load the model on the first text query, and the search kernels on the first search, instead of at start")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--no-register", action="store_true",
                    help="do not tell `colprune search` on this machine that this server answers for the index")
