@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import CorruptionError, FormatError
 
-__all__ = ["open_regular", "read_regular", "check_folder", "open_h5", "json_depth"]
+__all__ = ["open_regular", "read_regular", "read_into", "check_folder", "open_h5", "json_depth"]
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
@@ -85,6 +85,20 @@ def read_regular(path: str, limit: int, *, what: str = "file", follow: bool = Fa
     if len(raw) > limit:
         raise CorruptionError(f"{path}: more than a {what} may hold ({limit:,} bytes); refused")
     return raw
+
+
+def read_into(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``fd`` at ``offset``; the bytes read (fewer only at the end of the file).
+
+    One ``pread`` returns at most ~2 GiB on Linux (and may return less anywhere): a read of a large
+    segment's vectors takes several calls."""
+    done, size = 0, len(view)
+    while done < size:
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            break
+        done += got
+    return done
 
 
 def check_folder(path: str) -> bool:

@@ -25,7 +25,7 @@ from ..kernels import inverted_lists
 from ..kernels.checks import first_nonfinite_row
 from . import layout as L
 from . import segment_checks as SC
-from .files import open_h5
+from .files import open_h5, read_into
 from .records import MAX_ID_BYTES
 from .segment_checks import check_offsets, guarded, hash_bytes, whole_hashed
 from .segment_writer import metadata_columns
@@ -195,7 +195,7 @@ class Segment:
             row = dt.itemsize * int(np.prod(tail, dtype=np.int64))
             out = np.empty((b - a, *tail), dt)
             view = memoryview(out.reshape(-1).view(np.uint8))
-            got = os.preadv(self._fd, [view], start + a * row) if b > a else 0
+            got = read_into(self._fd, view, start + a * row) if b > a else 0
             if got != (b - a) * row:
                 raise CorruptionError(f"{self.path}: short read of {name} rows {a}..{b} (truncated?)")
             return out
@@ -303,7 +303,7 @@ class Segment:
             for i, j in zip(first.tolist(), last.tolist()):
                 a, b = int(off[docs[i]]), int(off[docs[j - 1] + 1])
                 dst = int(starts[i]) * row
-                if b > a and os.preadv(self._fd, [flat[dst : dst + (b - a) * row]], start + a * row) != (b - a) * row:
+                if b > a and read_into(self._fd, flat[dst : dst + (b - a) * row], start + a * row) != (b - a) * row:
                     raise CorruptionError(f"{self.path}: short read of {n} rows {a}..{b} (truncated?)")
             data[n] = out
         group = "rerank" if rerank else "vectors"
