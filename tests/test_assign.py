@@ -143,3 +143,11 @@ def test_encode_measures_its_error(rng, nbits):
     assert np.mean(c2 == codes) > 0.999
     with pytest.raises(InvalidInputError, match="weights"):
         encode_residual(x, cent, cutoffs, nbits, weights=weights[:, :1])
+
+
+def test_groups_of_other_centroids_are_refused(book, rng):
+    x, cent, g = book
+    with pytest.raises(InvalidInputError, match="group_centroids"):
+        nearest_centroids(x, cent[:100], groups=g)
+    with pytest.raises(InvalidInputError, match="group_centroids"):
+        nearest_centroids(x[:, :16], cent[:, :16], groups=g)

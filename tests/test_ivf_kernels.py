@@ -99,3 +99,17 @@ def test_invalid_inputs(rng):
         centroid_maxsim(qcs, codes, offsets, np.array([10]))
     with pytest.raises(InvalidInputError, match="codes"):
         centroid_maxsim(qcs[:, :2], codes, offsets, np.arange(3))
+
+
+def test_inverted_lists_take_any_integer_dtype():
+    from colprune.kernels import inverted_lists
+
+    codes = np.array([3, 1, 3, 0, 2, 2], np.uint16)
+    offsets = np.array([0, 3, 6], np.int64)
+    want = inverted_lists(codes, offsets, 4)
+    for dt in (np.uint8, np.int32, np.uint32, np.int64, np.uint64):
+        got = inverted_lists(codes.astype(dt), offsets, 4)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(want[0], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(want[1], [1, 0, 1, 0])

@@ -412,3 +412,30 @@ def test_load_fifty_clients_with_an_idle_connection(serve, index_path):
     p50, p99 = np.percentile(times, [50, 99])
     print(f"\n50 clients x 8 requests with an idle and a slow connection open: p50 {p50 * 1e3:.1f} ms, "
           f"p99 {p99 * 1e3:.1f} ms")
+
+
+def test_serve_warms_and_answers_a_sharded_collection(tmp_path, registry_dir):
+    """Without --lazy the server warms the index before it listens, a sharded collection too."""
+    import numpy as np
+
+    from colprune.distributed import ShardedIndex
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "s.cps"
+    with ShardedIndex.create(path, n_shards=2, dim=8, dtype="residual2") as s:
+        s.add([f"p{i}" for i in range(12)], [rng.standard_normal((4, 8)).astype(np.float32) for _ in range(12)])
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLPRUNE_SERVE_DIR=str(registry_dir))
+    p = subprocess.Popen([sys.executable, "-m", "colprune", "serve", str(path), "--port", "0", "-q", "--no-register"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        assert "http://127.0.0.1:" in line, p.stderr.read() if p.poll() is not None else line
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        status, body, _ = call(port, "POST", "/search", {"embeddings": [rng.standard_normal((3, 8)).tolist()], "k": 3})
+        assert status == 200 and len(body["results"][0]["hits"]) == 3, body
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -35,3 +35,16 @@ def test_warm_kernels_on_empty_and_all_deleted(tmp_path, rng):
         index.delete(ids[1:])
         index.warm(kernels=True)
         assert index.search(rng.standard_normal((4, 16)).astype(np.float32), k=3) == []
+
+
+def test_sharded_collections_warm_their_shards(tmp_path, rng):
+    from colprune.distributed import ShardedIndex
+
+    ids, vecs = _pages(rng, n=20)
+    q = rng.standard_normal((5, 16)).astype(np.float32)
+    with ShardedIndex.create(tmp_path / "s", n_shards=2, dim=16, dtype="residual2") as s:
+        s.add(ids, vecs)
+    with ShardedIndex.open(tmp_path / "s") as s:
+        before = [(h.id, h.score) for h in s.search(q, k=5)]
+        s.warm(kernels=True)
+        assert [(h.id, h.score) for h in s.search(q, k=5)] == before

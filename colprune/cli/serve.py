@@ -31,14 +31,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if index.encoder and not args.lazy:
             check_model(searcher.model_name())
         server = _listen(searcher, args, limits)  # a taken port is said before the model loads
-        if index.encoder and not args.lazy:
-            try:
+        try:
+            if index.encoder and not args.lazy:
                 searcher.encoder  # noqa: B018 - load the model now, not on the first request
-            except BaseException:
-                server.server_close()
-                raise
-        if not args.lazy:
-            index.warm(index.memory_budget // 2, kernels=True)  # vectors resident and kernels loaded before the first request
+            if not args.lazy:
+                index.warm(kernels=True)  # vectors resident and kernels loaded before the first request
+        except BaseException:
+            server.server_close()
+            raise
         host, port = server.server_address[:2]
         note = None if args.no_register else register(index.path, host=host, port=port, index_version=index.version,
                                                       model=server.info["server"]["model"])

@@ -304,10 +304,10 @@ class ShardedIndex:
         return {"shards": len(parts), "segments": sum(p["segments"] for p in parts),
                 "docs": sum(p["docs"] for p in parts), "bytes": sum(p["bytes"] for p in parts)}
 
-    def warm(self) -> None:
-        """Hold each shard's vectors (within its budget) and first-stage summaries in memory."""
+    def warm(self, *, kernels: bool = False) -> None:
+        """Hold each shard's vectors and first-stage summaries in memory (``kernels``: run its kernels once)."""
         self._check_open()
-        self._backend.call("warm")
+        self._backend.call("warm", args=(True, kernels))
 
     def ping(self) -> int:
         """One empty round trip to the shard workers (each Ray actor; nothing for threads). Returns the workers reached."""

@@ -39,10 +39,11 @@ class ShardWorker:
     def refresh(self) -> None:
         self.index.refresh()
 
-    def warm(self, summaries: bool = True) -> int:
-        """Hold vectors resident within the shard's memory budget, and its first-stage summaries."""
+    def warm(self, summaries: bool = True, kernels: bool = False) -> int:
+        """Hold vectors resident within the shard's memory budget, and its first-stage summaries
+        (``kernels``: run the search kernels once, :meth:`Index.warm`)."""
         ix = self.index
-        held = ix.warm(ix.memory_budget // 2)
+        held = ix.warm(ix.memory_budget // 2, kernels=kernels)
         snap = ix.snapshot()
         if summaries and len(snap) and snap.codec in ("float16", "float32") and snap.summary_centroids:
             snap.resident_summary()

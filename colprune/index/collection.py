@@ -108,7 +108,7 @@ class Index(IndexView):
         dtype : the vector codec: ``"float16"`` (default), ``"float32"``, ``"int8"`` (per-vector
             scale), ``"binary"`` (sign bits), or ``"residual1"``/``"residual2"``/``"residual4"``: a centroid
             id and a 1/2/4-bit residual per dimension (``dim * nbits`` a multiple of 8), with a codebook
-            trained on the first write (a sample of at most 131,072 of its vectors) and inverted lists
+            trained on the first write (a sample of at most 524,288 of its vectors) and inverted lists
             for ``search(candidates=...)``.
         rerank : for ``"binary"``: also keep float16 vectors to rerank the Hamming shortlist
             exactly (costs the float16 bytes on disk; ``False`` drops them).
@@ -277,7 +277,7 @@ class Index(IndexView):
 
     def train_codebook(self, vectors) -> None:
         """Train the codebook of an empty residual collection on ``vectors`` (N, dim), a sample of what it will hold
-        (at most 131,072 rows used), or copy a Codebook given, and commit it: later writes all encode with it."""
+        (at most 524,288 rows used), or copy a Codebook given, and commit it: later writes all encode with it."""
         self._check_writable()
         if not L.residual_bits(self.codec) or len(self):
             raise InvalidInputError(f"train_codebook trains an empty residual collection; {self.path} is {self.codec} "

@@ -38,6 +38,7 @@ from ..kernels.maxsim import TILE_SHAPES
 from . import layout as L
 from .candidates import RESIDUAL_CODECS, centroid_candidates, row_ranges, segment_index
 from .filters import FILTER_OPS, filter_mask
+from .records import default_rerank
 from .segment import Segment
 from .snapshot import Snapshot
 
@@ -212,6 +213,7 @@ def warm_kernels(snap: Snapshot) -> None:
     masks = [np.zeros(seg.n_docs, bool) for seg in snap.segments]
     for si, live in enumerate(snap.masks(None)):
         rows = np.arange(snap.segments[si].n_docs) if live is None else np.flatnonzero(live)
+        rows = rows[np.diff(snap.segments[si].offsets)[rows] > 0]  # a page with a vector to make the query of
         if rows.size:
             masks[si][rows[0]] = True
             first = np.asarray(snap.pages(si, int(rows[0]), int(rows[0]) + 1)[0].vectors[0], np.float32)
@@ -223,7 +225,10 @@ def warm_kernels(snap: Snapshot) -> None:
     for m in sorted({32, *(shape[0] for shape in TILE_SHAPES.get(backend(), ()))}):
         qv = np.ascontiguousarray(np.broadcast_to(first, (m, snap.dim)), np.float32)
         qoff = np.array([0, m], np.int64)
-        exact_search(snap, qv, qoff, 1, masks, None, 1 << 28, None)
+        rerank = default_rerank(1) if snap.codec == "binary" and snap.has_rerank else None
+        exact_search(snap, qv, qoff, 1, masks, None, 1 << 28, rerank)
+        if snap.codec in ("float16", "float32") and snap.summary_centroids:
+            two_stage_search(snap, qv, qoff, 1, 1, masks, None)  # reads every segment's summaries, as the first would
         if residual:
             centroid_search(snap, qv, qoff, 1, 1, min(4, snap.codebook.n_centroids), masks, None, 1 << 28)
     if residual:

@@ -296,14 +296,14 @@ class IndexView:
         use, ~1 s in a fresh process), so the first query runs as fast as the next: a server calls
         ``warm(kernels=True)`` once after opening (``colprune serve`` does).
         """
-        if kernels:
-            S.warm_kernels(self._snap)
         budget = self.memory_budget if memory_budget is None else int(memory_budget)
         segments = self._snap.segments
         held = sum(seg.make_resident() for seg in segments if seg.resident is not None)
         for seg in segments:
             if seg.resident is None and held + seg.vector_bytes() <= budget:
                 held += seg.make_resident()
+        if kernels:  # after residency: the kernels then read what searches will read
+            S.warm_kernels(self._snap)
         return held
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:

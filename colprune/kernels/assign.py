@@ -82,8 +82,9 @@ def _exact(x: np.ndarray, cent: np.ndarray, codes: np.ndarray, dist: np.ndarray 
 
 
 def group_centroids(centroids, n_groups: int | None = None, *, seed: int = 0) -> CentroidGroups:
-    """Partition ``centroids`` (K, dim) into ``n_groups`` groups by k-means (default: the power of two
-    nearest ``sqrt(K)``); deterministic for a seed. Empty groups are dropped."""
+    """Partition ``centroids`` (K, dim) into ``n_groups`` groups by k-means (default:
+    ``2**round(log2(sqrt(K)))``, Python's round: 64 groups for K = 4,096 and 8,192); deterministic for
+    a seed. Empty groups are dropped."""
     cent = np.ascontiguousarray(centroids, np.float32)
     if cent.ndim != 2 or cent.shape[0] == 0:
         raise InvalidInputError(f"centroids must be a non-empty (K, dim) array, got shape {cent.shape}")
@@ -126,7 +127,7 @@ def _grouped(x: np.ndarray, cent: np.ndarray, groups: CentroidGroups, probe: int
         per = np.diff(bounds)
         # reused buffers: fresh multi-MB arrays per group would cost more in page faults than the products
         xbuf = np.empty((int(per.max()), x.shape[1]), np.float32)
-        dbuf = np.empty(int(per.max()) * int(sizes.max()), np.float32)
+        dbuf = np.empty(int((per * sizes).max()), np.float32)  # the largest (rows, members) product of one group
         best = np.full(n, np.inf, np.float32)
         arg = np.zeros(n, np.int64)
         for g in np.flatnonzero(per):
@@ -176,6 +177,10 @@ def nearest_centroids(x, centroids, *, groups: CentroidGroups | None = None, pro
             p = default_probe(groups.n_groups) if probe is None else int(probe)
             if p < 1:
                 raise InvalidInputError(f"probe must be at least 1, got {probe!r}")
+            if groups.members.size != cent.shape[0] or groups.centres.shape[1] != cent.shape[1]:
+                raise InvalidInputError(f"groups partition {groups.members.size} centroids of dim {groups.centres.shape[1]}, "
+                                        f"not these {cent.shape[0]} of dim {cent.shape[1]}: make them with "
+                                        f"group_centroids(centroids)")
             _grouped(x, cent, groups, p, codes, dist)
     return (codes, dist) if distances else codes
 

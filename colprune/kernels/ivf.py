@@ -66,6 +66,7 @@ def inverted_lists(codes, offsets, n_centroids: int) -> tuple[np.ndarray, np.nda
     if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= k):
         raise InvalidInputError(f"codes must be centroid ids in [0, {k}), got {int(codes.min())}..{int(codes.max())}")
     offsets = _offsets(offsets, codes.size)
+    codes = np.ascontiguousarray(codes, np.int64)  # one compiled walk for every integer dtype (uint64 included)
     list_offsets = np.zeros(k + 1, dtype=np.int64)
     last = np.full(k, -1, dtype=np.int64)
     _count_lists(codes, offsets, last, list_offsets)

@@ -37,7 +37,7 @@ def evaluate(index: Index, queries: list[np.ndarray], qids: list[str], ds: Datas
     info = index.info()
     codebook = (info.get("codebook") or {}).get("bytes_per_page") or 0.0
     return {"per_query": per_query([[h.id for h in hs] for hs in hits], qids, ds),
-            "keep_ratio": info["keep_ratio"], "bytes_per_page": info["vector_bytes_per_page"] + codebook}
+            "keep_ratio": info["keep_ratio"], "bytes_per_page": (info["vector_bytes_per_page"] or 0.0) + codebook}
 
 
 def per_query(rankings: list[list[str]], qids: list[str], ds: Dataset) -> dict[str, list[float]]:

@@ -134,6 +134,8 @@ def _measure(full: Index, col: Collection, v: Variant, folders: tuple[str, str],
     queries, qids, ds = judged
     folder, scores = folders
     key = {"pruner": make_pruner(v.pruner, **params).config(), "signal": v.signal, "codec": codec, **ident}
+    if codec.startswith("residual"):  # scores cached before bytes counted the codebook are measured again
+        key["bytes"] = "vectors+codebook"
 
     def measure() -> dict[str, Any]:
         with derive(full, col, v, folder, codec, params) as ix:
