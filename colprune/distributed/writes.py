@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import DuplicateIdError, InvalidInputError
 from ..index import Index
-from ..index.layout import CODECS, residual_bits
+from ..index.layout import check_codec
 from ..index.records import check_count, check_id, codec_bytes
 from . import manifest as SM
 
@@ -40,11 +40,7 @@ def shard_settings(dim: int, dtype: str, encoder: str | None, pruner: Any, signa
     from ..pruning import make_pruner
 
     dim = check_count(dim, "dim")
-    if dtype not in CODECS:
-        raise InvalidInputError(f"dtype must be one of {sorted(CODECS)}, got {dtype!r}")
-    if dim * residual_bits(dtype) % 8:
-        raise InvalidInputError(f"{dtype} packs {residual_bits(dtype)} bits per dimension into bytes: dim * "
-                                f"{residual_bits(dtype)} must be a multiple of 8, got dim {dim}")
+    check_codec(dtype, dim)
     codec_bytes(dtype, dim)
     pr = None if pruner is None else make_pruner(pruner)
     cfg = None if pr is None else pr.config() | ({"signal": signal} if signal else {})

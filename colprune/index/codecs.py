@@ -117,8 +117,7 @@ def pages_block(settings: dict[str, Any], ids, pages: list[PrunedPage], kept: li
                 meta_json: list[str], grid_rows, codebook=None) -> Block:
     """Pruned pages (with their kept signals, metadata JSON and grid rows) as one encoded block (``codebook``:
     the collection's, for residual codecs)."""
-    if (settings["codec"] == "float16" or settings["codec"] in L.RESIDUAL_CODECS) and \
-            all(p.vectors.dtype == np.float16 for p in pages):
+    if L.reads_float16(settings["codec"]) and all(p.vectors.dtype == np.float16 for p in pages):
         flat = np.concatenate([p.vectors for p in pages])  # already finite halves (check_page)
     else:
         flat = np.concatenate([p.vectors for p in pages]).astype(np.float32, copy=False)

@@ -132,9 +132,7 @@ class Index(IndexView):
             raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
         if int(dim) > L.MAX_DIM:  # readers refuse larger dims as hostile
             raise InvalidInputError(f"dim must be at most {L.MAX_DIM}, got {dim}")
-        if int(dim) * L.residual_bits(dtype) % 8:
-            raise InvalidInputError(f"{dtype} packs {L.residual_bits(dtype)} bits per dimension into bytes: dim * "
-                                    f"{L.residual_bits(dtype)} must be a multiple of 8, got dim {dim}")
+        L.check_codec(dtype, dim)
         for name in signals:
             if not isinstance(name, str) or not name or "/" in name:
                 raise InvalidInputError(f"bad signal name {name!r}")

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..errors import FormatError
+from ..errors import FormatError, InvalidInputError
 
 __all__ = [
     "FORMAT_NAME",
@@ -47,6 +47,8 @@ __all__ = [
     "COLLECTION_VERSIONS",
     "residual_bits",
     "stored_bytes",
+    "check_codec",
+    "reads_float16",
     "codec_of",
     "vector_width",
     "check_file",
@@ -153,6 +155,22 @@ def vector_width(dim: int, codec: str) -> int:
 def residual_bits(codec: str) -> int:
     """Bits per dimension of a residual codec; 0 for the others."""
     return RESIDUAL_CODECS.get(codec, 0)
+
+
+def check_codec(codec: str, dim: int) -> None:
+    """An :class:`~colprune.errors.InvalidInputError` unless ``codec`` is one a collection stores with ``dim``
+    (a positive integer, checked by the caller): residual codecs pack ``dim * nbits`` bits into whole bytes."""
+    if codec not in CODECS:
+        raise InvalidInputError(f"dtype must be one of {sorted(CODECS)}, got {codec!r}")
+    if int(dim) * residual_bits(codec) % 8:
+        raise InvalidInputError(f"{codec} packs {residual_bits(codec)} bits per dimension into bytes: dim * "
+                                f"{residual_bits(codec)} must be a multiple of 8, got dim {dim}")
+
+
+def reads_float16(codec: str) -> bool:
+    """Whether a writer hands this codec float16 vectors as they are (float16 stores them; residual
+    codecs widen them chunk by chunk while encoding) instead of widening the batch to float32 first."""
+    return codec == "float16" or codec in RESIDUAL_CODECS
 
 
 def stored_bytes(codec: str, dim: int) -> int:

@@ -154,8 +154,7 @@ def packed_blocks(snap: Snapshot, path: str, ids: list, vectors: np.ndarray, len
             d = int(np.searchsorted(off, row, side="right")) - 1
             raise InvalidInputError(f"document {ids[d]!r}: {name} contain NaN or infinite values (first at row {row - off[d]})")
     meta = [meta_json(None if metadata is None else metadata[i], f"document {ids[i]!r}") for i in range(n)]
-    if vectors.dtype != np.float16 or not (snap.codec == "float16" or snap.codec in L.RESIDUAL_CODECS):
-        # float16 stays float16 for the codecs that read it as it is: float16, and residual (widened chunk by chunk)
+    if vectors.dtype != np.float16 or not L.reads_float16(snap.codec):
         vectors = vectors.astype(np.float32, copy=False)
     step = n if commit_every is None else check_count(commit_every, "commit_every")
     return _packed_blocks(snap.manifest, ids, vectors, lengths, off, importance, meta, step, codebook)
