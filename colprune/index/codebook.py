@@ -16,6 +16,7 @@ names (``settings["codebook"] = {"name", "checksum"}``) and every residual segme
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import xxhash
 
 from ..errors import CorruptionError, FormatError, InvalidInputError
 from ..kernels import assign_centroids, codebook_size, decode_residual, encode_residual, residual_buckets, train_centroids
-from ..kernels.assign import TWO_LEVEL_MIN, CentroidGroups, group_centroids
+from ..kernels.assign import CentroidGroups, search_groups
 from . import layout as L
 from . import manifest as M
 from .files import open_h5
@@ -76,17 +77,15 @@ class Codebook:
     @property
     def groups(self) -> CentroidGroups | None:
         """The centroids' two-level search groups (built once, deterministic), or None for a codebook
-        small enough to search exactly (fewer than :data:`~colprune.kernels.assign.TWO_LEVEL_MIN`)."""
-        if self.n_centroids < TWO_LEVEL_MIN:
-            return None
+        small enough to search exactly (:func:`~colprune.kernels.assign.search_groups`)."""
         if "groups" not in self._cache:
-            self._cache["groups"] = group_centroids(self.centroids)
+            self._cache["groups"] = search_groups(self.centroids)
         return self._cache["groups"]
 
-    def renamed(self, name: str | None = None, checksum: str | None = None) -> Codebook:
-        """The same codebook under another file name and/or checksum (its search groups kept)."""
-        out = Codebook(self.name if name is None else name, self.centroids, self.cutoffs, self.weights, self.nbits,
-                       self.n_trained, self.train_error, self.checksum if checksum is None else checksum)
+    def replaced(self, **changes: Any) -> Codebook:
+        """``dataclasses.replace`` keeping the search groups: for the name, checksum and training error
+        (fields the centroids do not depend on)."""
+        out = dataclasses.replace(self, **changes)
         out._cache.update(self._cache)
         return out
 
@@ -165,16 +164,13 @@ def train_codebook(sample: np.ndarray, nbits: int, *, seed: int = 0) -> Codebook
     if not np.isfinite(half).all():
         raise InvalidInputError("vectors too large for a residual codec: centroids overflow float16 (|x| > 65504)")
     centroids = half.astype(np.float32)
-    groups = group_centroids(centroids) if k >= TWO_LEVEL_MIN else None
+    groups = search_groups(centroids)
     codes = assign_centroids(sample, centroids, groups=groups)
     cutoffs, weights = residual_buckets(sample - centroids[codes], nbits)
     cb = Codebook(M.unique_name("cb", ".h5"), centroids, np.ascontiguousarray(cutoffs, np.float32),
                   np.ascontiguousarray(weights, np.float32), int(nbits), int(sample.shape[0]), 0.0)
-    if groups is not None:
-        cb._cache["groups"] = groups
-    out = Codebook(cb.name, cb.centroids, cb.cutoffs, cb.weights, cb.nbits, cb.n_trained, cb.error(held_out))
-    out._cache.update(cb._cache)
-    return out
+    cb._cache["groups"] = groups
+    return cb.replaced(train_error=cb.error(held_out))
 
 
 def _datasets(cb: Codebook) -> dict[str, np.ndarray]:

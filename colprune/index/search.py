@@ -222,10 +222,10 @@ def warm_kernels(snap: Snapshot) -> None:
         return
     snap.check_unique_ids()  # what the first hit would read: every segment's ids
     residual = snap.codec in RESIDUAL_CODECS and snap.codebook is not None
+    rerank = default_rerank(1) if snap.codec == "binary" and snap.has_rerank else None
     for m in sorted({32, *(shape[0] for shape in TILE_SHAPES.get(backend(), ()))}):
         qv = np.ascontiguousarray(np.broadcast_to(first, (m, snap.dim)), np.float32)
         qoff = np.array([0, m], np.int64)
-        rerank = default_rerank(1) if snap.codec == "binary" and snap.has_rerank else None
         exact_search(snap, qv, qoff, 1, masks, None, 1 << 28, rerank)
         if snap.codec in ("float16", "float32") and snap.summary_centroids:
             two_stage_search(snap, qv, qoff, 1, 1, masks, None)  # reads every segment's summaries, as the first would

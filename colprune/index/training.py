@@ -86,14 +86,14 @@ def new_codebook(root: str, sample: np.ndarray | Codebook, codec: str) -> Codebo
     ``root`` (uncommitted: the next manifest names it); returns it with its checksum. A failed write is a
     ``WriteError``."""
     if isinstance(sample, Codebook):
-        cb = sample.renamed(unique_name("cb", ".h5"), "")
+        cb = sample.replaced(name=unique_name("cb", ".h5"), checksum="")
     elif sample.shape[0] == 0:
         raise InvalidInputError(f"a {codec} codebook is trained on the vectors written: there are none")
     else:
         cb = train_codebook(sample, L.residual_bits(codec))
     with writing(root, f"codebook {cb.name}", cb.centroids.size * 2 + 65536):
         entry = write_codebook(root, cb)
-    return cb.renamed(checksum=entry["checksum"])
+    return cb.replaced(checksum=entry["checksum"])
 
 
 def reencode(old: Codebook, new: Codebook) -> Callable[[Block], Block]:

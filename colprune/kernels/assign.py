@@ -22,8 +22,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from .checks import float_matrix
 
-__all__ = ["CentroidGroups", "group_centroids", "nearest_centroids", "train_centroids", "TWO_LEVEL_MIN", "MAX_CENTROIDS",
-           "default_probe"]
+__all__ = ["CentroidGroups", "group_centroids", "search_groups", "nearest_centroids", "train_centroids", "TWO_LEVEL_MIN",
+           "MAX_CENTROIDS", "default_probe"]
 
 #: codes are uint16
 MAX_CENTROIDS = 65536
@@ -101,6 +101,12 @@ def group_centroids(centroids, n_groups: int | None = None, *, seed: int = 0) ->
     offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(counts[keep], out=offsets[1:])
     return CentroidGroups(np.ascontiguousarray(centres[keep]), offsets, order.astype(np.int64))
+
+
+def search_groups(centroids, *, seed: int = 0) -> CentroidGroups | None:
+    """The groups a codebook is searched through: :func:`group_centroids` for at least
+    :data:`TWO_LEVEL_MIN` centroids, None (exact search) below."""
+    return group_centroids(centroids, seed=seed) if len(centroids) >= TWO_LEVEL_MIN else None
 
 
 def _grouped(x: np.ndarray, cent: np.ndarray, groups: CentroidGroups, probe: int, codes: np.ndarray,
@@ -215,7 +221,7 @@ def train_centroids(sample, k: int, *, iters: int = 8, seed: int = 0, two_level:
     rng = np.random.default_rng(seed)
     cent = x[np.sort(rng.choice(s, size=k, replace=False))].copy()
     for _ in range(int(iters)):
-        groups = group_centroids(cent, seed=seed) if two_level and k >= TWO_LEVEL_MIN else None
+        groups = search_groups(cent, seed=seed) if two_level else None
         codes, dist = nearest_centroids(x, cent, groups=groups, distances=True)
         counts = np.bincount(codes, minlength=k)
         sums = np.zeros((k, x.shape[1]), dtype=np.float64)
